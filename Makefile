@@ -1,0 +1,46 @@
+# Two commands matter: `make demo` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Pick the first Python >= 3.12 on PATH (pyenv shims honour .python-version).
+PYTHON ?= $(shell for p in python3.13 python3.12 python3 python; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; break; }; done)
+DATABASE_URL ?= postgres://root@127.0.0.1:5432/test
+
+.PHONY: venv demo test lint typecheck unit pg sqlite browser bench clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: need Python >= 3.12 on PATH" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv  ## set up and run the example project on SQLite: web server + worker + jobs
+	$(PY) example_project/rundemo.py
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv
+	$(VENV)/bin/mypy django_jobs example_project
+
+browser-deps: venv
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing Debian chromium for browser tests"; \
+		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \
+		{ echo "error: chromium is required for browser tests (apt-get install chromium)" >&2; exit 1; }; }
+
+test: venv browser-deps lint typecheck  ## set up and run everything: lint, types, tests on SQLite and PostgreSQL
+	$(PY) manage.py makemigrations --check --dry-run django_jobs
+	DJANGO_JOBS_TEST_DB=sqlite $(PY) -m pytest -q -m "not postgres"
+	DJANGO_JOBS_TEST_DB=postgres DATABASE_URL=$(DATABASE_URL) $(PY) -m pytest -q
+
+bench: venv
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache demo.sqlite3*

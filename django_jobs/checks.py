@@ -1,0 +1,50 @@
+"""System checks: configuration mistakes become ``manage.py check`` errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.db import connections
+
+from django_jobs.conf import jobs_settings
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    for key in jobs_settings.unknown_keys():
+        messages.append(
+            Error(f"DJANGO_JOBS has an unknown key {key!r}.", id="django_jobs.E001")
+        )
+    lease = float(jobs_settings.LEASE_SECONDS)
+    beat = float(jobs_settings.HEARTBEAT_INTERVAL)
+    if beat * 2 > lease:
+        messages.append(
+            Error(
+                f"DJANGO_JOBS HEARTBEAT_INTERVAL ({beat:g}s) must be at most half of "
+                f"LEASE_SECONDS ({lease:g}s), or live jobs would be recovered as dead.",
+                id="django_jobs.E002",
+            )
+        )
+    return messages
+
+
+@register(Tags.database)
+def check_sqlite(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    for alias, config in settings.DATABASES.items():
+        if connections[alias].vendor != "sqlite":
+            continue
+        if (config.get("OPTIONS") or {}).get("transaction_mode") != "IMMEDIATE":
+            messages.append(
+                Warning(
+                    f"Database {alias!r} is SQLite without transaction_mode='IMMEDIATE'.",
+                    hint="Set OPTIONS={'transaction_mode': 'IMMEDIATE', 'timeout': 20, "
+                    "'init_command': 'PRAGMA journal_mode=WAL;'} so the worker and the web "
+                    "server never hit 'database is locked'.",
+                    id="django_jobs.W001",
+                )
+            )
+    return messages

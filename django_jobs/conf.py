@@ -1,0 +1,85 @@
+"""Settings for django_jobs, read lazily from ``settings.DJANGO_JOBS``.
+
+Every key is optional. Units are in the names' docs below; durations are
+seconds (floats allowed). Values are re-read when Django's ``setting_changed``
+signal fires, so ``override_settings(DJANGO_JOBS={...})`` works in tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+DEFAULTS: dict[str, Any] = {
+    # Queue used when a task does not name one.
+    "DEFAULT_QUEUE": "default",
+    # Attempts (first run included) before a failing job goes to the dead letters.
+    "DEFAULT_MAX_ATTEMPTS": 3,
+    # Seconds a job may run before it is failed with a timeout error.
+    "DEFAULT_TIMEOUT": 300.0,
+    # "exponential", "linear", "fixed", "fibonacci" or a callable (attempt) -> seconds.
+    "DEFAULT_BACKOFF": "exponential",
+    # Base delay in seconds for the backoff strategies.
+    "BACKOFF_BASE": 2.0,
+    # Largest retry delay in seconds, whatever the strategy says.
+    "BACKOFF_MAX": 3600.0,
+    # Seconds a claimed job stays owned by its worker without a heartbeat.
+    "LEASE_SECONDS": 30.0,
+    # Seconds between heartbeats; must be well below LEASE_SECONDS.
+    "HEARTBEAT_INTERVAL": 5.0,
+    # Seconds between scans for jobs whose lease expired (their worker died).
+    "RECOVERY_INTERVAL": 10.0,
+    # Seconds between polls when no notification arrives (jittered +-25%).
+    "POLL_INTERVAL": 1.0,
+    # Use LISTEN/NOTIFY on PostgreSQL. Turn off behind PgBouncer in transaction mode.
+    "USE_NOTIFY": True,
+    # Seconds finished jobs (SUCCESSFUL, FAILED, CANCELLED) are kept; None keeps them forever.
+    "FINISHED_JOB_RETENTION": 7 * 24 * 3600.0,
+    # Rows deleted per pruning statement.
+    "PRUNE_BATCH_SIZE": 1000,
+    # Seconds between pruning passes run by workers; None disables worker pruning.
+    "PRUNE_INTERVAL": 600.0,
+}
+
+
+class JobsSettings:
+    """Attribute access to ``DJANGO_JOBS`` merged over :data:`DEFAULTS`."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] | None = None
+
+    def _load(self) -> dict[str, Any]:
+        if self._cache is None:
+            user = getattr(settings, "DJANGO_JOBS", {}) or {}
+            unknown = set(user) - set(DEFAULTS)
+            merged = {**DEFAULTS, **{k: v for k, v in user.items() if k in DEFAULTS}}
+            merged["_UNKNOWN"] = sorted(unknown)
+            self._cache = merged
+        return self._cache
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        values = self._load()
+        try:
+            return values[name]
+        except KeyError:
+            raise AttributeError(f"unknown django_jobs setting {name!r}") from None
+
+    def unknown_keys(self) -> list[str]:
+        return list(self._load()["_UNKNOWN"])
+
+    def reload(self) -> None:
+        self._cache = None
+
+
+jobs_settings = JobsSettings()
+
+
+@receiver(setting_changed)
+def _reload_settings(*, setting: str, **kwargs: Any) -> None:
+    if setting == "DJANGO_JOBS":
+        jobs_settings.reload()

@@ -1,0 +1,297 @@
+"""The engine interface: every database operation the worker, admin and
+outbox need, named verb_noun. Implementations: ``generic`` (Django ORM, any
+database) and ``postgres`` (raw SQL on the hot path).
+
+Rules every implementation keeps:
+
+- Every write after a claim is fenced on ``id`` AND ``claim_token`` AND
+  ``status = RUNNING``; a rowcount of 0 means the claim was lost (the lease
+  expired and another worker took over): log it and move on.
+- A job that gives up moves to FAILED and gets its DeadLetter row in the same
+  transaction.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.db import connections, transaction
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from django_jobs.status import JobStatus
+
+if TYPE_CHECKING:
+    from django_jobs.models import Job
+    from django_jobs.tasks import NewJob
+
+logger = logging.getLogger("django_jobs.engine")
+
+
+@dataclasses.dataclass(slots=True)
+class ClaimedJob:
+    """A job this worker owns until its lease expires."""
+
+    id: int
+    task_name: str
+    queue_name: str
+    priority: int
+    args: list[Any]
+    kwargs: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    timeout: float
+    claim_token: uuid.UUID
+    worker_id: uuid.UUID
+    run_after: datetime
+    enqueued_at: datetime
+    started_at: datetime
+    idempotency_key: str | None = None
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+    database: str = "default"
+
+    @property
+    def attempt(self) -> int:
+        return self.attempts
+
+    def as_model(self) -> Job:
+        """An unsaved-looking Job instance with this claim's fields."""
+        from django_jobs.models import Job
+
+        job = Job(
+            id=self.id,
+            task_name=self.task_name,
+            queue_name=self.queue_name,
+            priority=self.priority,
+            args=self.args,
+            kwargs=self.kwargs,
+            status=JobStatus.RUNNING,
+            attempts=self.attempts,
+            max_attempts=self.max_attempts,
+            timeout=self.timeout,
+            claim_token=self.claim_token,
+            worker_id=self.worker_id,
+            run_after=self.run_after,
+            enqueued_at=self.enqueued_at,
+            started_at=self.started_at,
+            idempotency_key=self.idempotency_key,
+            meta=self.meta,
+        )
+        job._state.adding = False
+        job._state.db = self.database
+        return job
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Completion:
+    """A successful run: ``result_json`` is the JSON text of the return value."""
+
+    job: ClaimedJob
+    result_json: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Failure:
+    """A failed run. ``retry_at`` None means give up: FAILED + dead letter."""
+
+    job: ClaimedJob
+    error: dict[str, Any]
+    retry_at: datetime | None
+    reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    id: uuid.UUID
+    hostname: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    pool: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    retried: int = 0
+    dead_lettered: int = 0
+
+
+def lost_worker_error(job_id: int, attempts: int, worker_id: str | None) -> dict[str, Any]:
+    return {
+        "attempt": attempts,
+        "exception_class": "django_jobs.exceptions.WorkerLost",
+        "message": f"worker {worker_id} stopped renewing its lease (killed or lost); job recovered",
+        "traceback": "",
+        "at": timezone.now().isoformat(),
+        "worker_id": worker_id,
+    }
+
+
+class Engine(abc.ABC):
+    """Database operations for one database alias."""
+
+    # True if claim wake-ups can use LISTEN/NOTIFY.
+    supports_notify: bool = False
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+
+    @property
+    def connection(self) -> Any:
+        return connections[self.alias]
+
+    # -- enqueue ---------------------------------------------------------
+
+    @abc.abstractmethod
+    def insert_jobs(self, rows: Sequence[NewJob]) -> list[Job]:
+        """Insert jobs in the caller's transaction; return them in input order.
+
+        A row whose idempotency key is held by a READY/RUNNING job returns
+        that existing job and inserts nothing.
+        """
+
+    # -- worker hot path -------------------------------------------------
+
+    @abc.abstractmethod
+    def claim_jobs(
+        self, worker_id: uuid.UUID, queues: Sequence[str] | None, limit: int, lease_seconds: float
+    ) -> list[ClaimedJob]:
+        """Claim up to ``limit`` runnable jobs in claim order (one statement on PG)."""
+
+    @abc.abstractmethod
+    def complete_jobs(self, completions: Sequence[Completion]) -> set[int]:
+        """Mark jobs SUCCESSFUL; returns the ids whose claim still held."""
+
+    @abc.abstractmethod
+    def fail_job(self, failure: Failure) -> bool:
+        """Record a failed attempt: retry at ``retry_at`` or FAILED + dead letter."""
+
+    @abc.abstractmethod
+    def release_jobs(self, jobs: Sequence[ClaimedJob]) -> int:
+        """Hand unfinished jobs back to READY, attempt not counted (graceful shutdown)."""
+
+    @abc.abstractmethod
+    def heartbeat(self, worker_id: uuid.UUID, lease_seconds: float) -> int:
+        """Renew the leases of this worker's RUNNING jobs and its Worker row."""
+
+    @abc.abstractmethod
+    def recover_expired(self, limit: int = 500) -> RecoveryReport:
+        """Re-queue (or dead-letter) RUNNING jobs whose lease expired."""
+
+    # -- workers ---------------------------------------------------------
+
+    def register_worker(self, info: WorkerInfo) -> None:
+        from django_jobs.models import Worker
+
+        Worker.objects.using(self.alias).create(
+            id=info.id,
+            hostname=info.hostname,
+            pid=info.pid,
+            queues=info.queues,
+            concurrency=info.concurrency,
+            pool=info.pool,
+        )
+
+    def unregister_worker(self, worker_id: uuid.UUID) -> None:
+        from django_jobs.models import Worker
+
+        Worker.objects.using(self.alias).filter(id=worker_id).delete()
+
+    def prune_dead_workers(self, older_than_seconds: float) -> int:
+        """Delete Worker rows whose heartbeat stopped long ago."""
+        from django_jobs.models import Worker
+
+        cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
+        deleted, _ = (
+            Worker.objects.using(self.alias).filter(last_heartbeat_at__lt=cutoff).delete()
+        )
+        return deleted
+
+    # -- operator actions (admin, CLI) ----------------------------------
+
+    def retry_jobs(self, ids: Sequence[int]) -> int:
+        """FAILED/CANCELLED -> READY now with fresh attempts; history kept."""
+        from django_jobs.models import Job
+
+        return (
+            Job.objects.using(self.alias)
+            .filter(pk__in=ids, status__in=[JobStatus.FAILED, JobStatus.CANCELLED])
+            .update(
+                status=JobStatus.READY,
+                attempts=0,
+                run_after=Now(),
+                finished_at=None,
+                claim_token=None,
+                lease_expires_at=None,
+            )
+        )
+
+    def cancel_jobs(self, ids: Sequence[int]) -> int:
+        """READY -> CANCELLED. Running jobs are not touched."""
+        from django_jobs.models import Job
+
+        return (
+            Job.objects.using(self.alias)
+            .filter(pk__in=ids, status=JobStatus.READY)
+            .update(status=JobStatus.CANCELLED, finished_at=Now())
+        )
+
+    def run_jobs_now(self, ids: Sequence[int]) -> int:
+        """Scheduled READY jobs become due now."""
+        from django_jobs.models import Job
+
+        return (
+            Job.objects.using(self.alias)
+            .filter(pk__in=ids, status=JobStatus.READY)
+            .update(run_after=Now())
+        )
+
+    def retry_dead_letters(self, ids: Sequence[int]) -> list[tuple[int, int]]:
+        """Re-enqueue dead letters not retried yet; returns (dead letter id, new job id)."""
+        from django_jobs.models import DeadLetter, Job
+
+        done: list[tuple[int, int]] = []
+        with transaction.atomic(using=self.alias):
+            letters = (
+                DeadLetter.objects.using(self.alias)
+                .select_for_update()
+                .filter(pk__in=ids, retried_at__isnull=True)
+                .order_by("pk")
+            )
+            for letter in letters:
+                job = Job.objects.using(self.alias).create(
+                    task_name=letter.task_name,
+                    queue_name=letter.queue_name,
+                    priority=letter.priority,
+                    args=letter.args,
+                    kwargs=letter.kwargs,
+                    max_attempts=max(letter.max_attempts, 1),
+                    meta={"retried_from_dead_letter": letter.pk, "original_job": letter.job_id},
+                )
+                letter.retried_at = timezone.now()
+                letter.retried_job_id = job.pk
+                letter.save(update_fields=["retried_at", "retried_job_id"])
+                done.append((letter.pk, job.pk))
+        return done
+
+    def prune_finished(self, finished_before: datetime, batch_size: int) -> int:
+        """Delete up to ``batch_size`` finished jobs older than ``finished_before``."""
+        from django_jobs.models import Job
+
+        ids = list(
+            Job.objects.using(self.alias)
+            .finished()
+            .filter(finished_at__lt=finished_before)
+            .order_by("finished_at")
+            .values_list("pk", flat=True)[:batch_size]
+        )
+        if not ids:
+            return 0
+        deleted, _ = Job.objects.using(self.alias).filter(pk__in=ids).delete()
+        return deleted

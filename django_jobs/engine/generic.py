@@ -1,0 +1,304 @@
+"""The portable engine: Django ORM only, correct on SQLite, MySQL/MariaDB and
+PostgreSQL. PostgreSQL subclasses it and replaces the hot path with raw SQL.
+
+Concurrency on SQLite relies on ``transaction_mode = "IMMEDIATE"``: every
+``atomic()`` block takes the write lock when it begins, so a claim's
+read-then-update can never interleave with another writer's. On MySQL and
+PostgreSQL, ``select_for_update(skip_locked=True)`` does the same per row.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from django_jobs.engine.base import (
+    ClaimedJob,
+    Completion,
+    Engine,
+    Failure,
+    RecoveryReport,
+    logger,
+    lost_worker_error,
+)
+from django_jobs.status import JobStatus
+
+if TYPE_CHECKING:
+    from django_jobs.models import Job, JobQuerySet
+    from django_jobs.tasks import NewJob
+
+_CLAIMED_FIELDS = (
+    "id",
+    "task_name",
+    "queue_name",
+    "priority",
+    "args",
+    "kwargs",
+    "attempts",
+    "max_attempts",
+    "timeout",
+    "claim_token",
+    "worker_id",
+    "run_after",
+    "enqueued_at",
+    "started_at",
+    "idempotency_key",
+    "meta",
+)
+
+
+def dead_letter_for(job: Job, reason: str) -> Any:
+    """An unsaved DeadLetter row describing ``job``."""
+    from django_jobs.models import DeadLetter
+
+    return DeadLetter(
+        job_id=job.pk,
+        task_name=job.task_name,
+        queue_name=job.queue_name,
+        priority=job.priority,
+        args=job.args,
+        kwargs=job.kwargs,
+        reason=reason,
+        errors=job.errors,
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+    )
+
+
+class GenericEngine(Engine):
+    def _jobs(self) -> JobQuerySet:
+        from django_jobs.models import Job
+
+        return Job.objects.using(self.alias)
+
+    def _lockable(self, qs: JobQuerySet) -> JobQuerySet:
+        features = self.connection.features
+        if features.has_select_for_update_skip_locked:
+            return qs.select_for_update(skip_locked=True)
+        return qs  # SQLite: the IMMEDIATE transaction already serializes writers
+
+    # -- enqueue ---------------------------------------------------------
+
+    def _model_for(self, row: NewJob) -> Job:
+        from django_jobs.models import Job
+
+        now = timezone.now()
+        return Job(
+            task_name=row.task_name,
+            queue_name=row.queue_name,
+            priority=row.priority,
+            args=json.loads(row.args_json),
+            kwargs=json.loads(row.kwargs_json),
+            max_attempts=row.max_attempts,
+            timeout=row.timeout,
+            run_after=row.run_after or now,
+            enqueued_at=now,
+            idempotency_key=row.idempotency_key,
+        )
+
+    def _existing_active(self, key: str) -> Job | None:
+        return (
+            self._jobs()
+            .filter(idempotency_key=key, status__in=[JobStatus.READY, JobStatus.RUNNING])
+            .first()
+        )
+
+    def insert_jobs(self, rows: Sequence[NewJob]) -> list[Job]:
+        results: list[Job | None] = [None] * len(rows)
+        plain: list[int] = []
+        by_key: dict[str, Job] = {}
+        created: list[Job] = []
+        with transaction.atomic(using=self.alias):
+            for index, row in enumerate(rows):
+                key = row.idempotency_key
+                if key is None:
+                    plain.append(index)
+                    continue
+                if key in by_key:
+                    results[index] = by_key[key]
+                    continue
+                # A savepoint per keyed row: a unique violation only undoes this row.
+                for _ in range(5):
+                    existing = self._existing_active(key)
+                    if existing is not None:
+                        break
+                    try:
+                        with transaction.atomic(using=self.alias):
+                            existing = self._model_for(row)
+                            existing.save(using=self.alias, force_insert=True)
+                        created.append(existing)
+                        break
+                    except IntegrityError:
+                        continue  # someone else inserted it: read theirs
+                else:
+                    raise IntegrityError(f"could not enqueue with idempotency key {key!r}")
+                by_key[key] = results[index] = existing
+            if plain:
+                models = [self._model_for(rows[i]) for i in plain]
+                inserted = self._jobs().bulk_create(models)
+                created.extend(inserted)
+                for index, job in zip(plain, inserted, strict=True):
+                    results[index] = job
+        self._after_enqueue(created)
+        return [job for job in results if job is not None]
+
+    def _after_enqueue(self, jobs: list[Job]) -> None:
+        from django_jobs import signals
+
+        if jobs and signals.job_enqueued.has_listeners():
+
+            def send() -> None:
+                for job in jobs:
+                    signals.job_enqueued.send_robust(sender=None, job=job)
+
+            transaction.on_commit(send, using=self.alias)
+
+    # -- worker hot path -------------------------------------------------
+
+    def claim_jobs(
+        self, worker_id: uuid.UUID, queues: Sequence[str] | None, limit: int, lease_seconds: float
+    ) -> list[ClaimedJob]:
+        now = timezone.now()
+        with transaction.atomic(using=self.alias):
+            candidates = self._lockable(
+                self._jobs()
+                .filter(status=JobStatus.READY, run_after__lte=now)
+                .for_queues(queues)
+                .claim_order()
+            )
+            ids = list(candidates.values_list("pk", flat=True)[:limit])
+            if not ids:
+                return []
+            token = uuid.uuid4()  # unique per claim; (id, token) fences every later write
+            self._jobs().filter(pk__in=ids, status=JobStatus.READY).update(
+                status=JobStatus.RUNNING,
+                attempts=F("attempts") + 1,
+                started_at=now,
+                worker_id=worker_id,
+                claim_token=token,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+            )
+            rows = list(
+                self._jobs().filter(pk__in=ids, claim_token=token).claim_order().values(*_CLAIMED_FIELDS)
+            )
+        return [ClaimedJob(**row, database=self.alias) for row in rows]
+
+    def complete_jobs(self, completions: Sequence[Completion]) -> set[int]:
+        done: set[int] = set()
+        now = timezone.now()
+        with transaction.atomic(using=self.alias):
+            for completion in completions:
+                job = completion.job
+                updated = self._jobs().filter(
+                    pk=job.id, claim_token=job.claim_token, status=JobStatus.RUNNING
+                ).update(
+                    status=JobStatus.SUCCESSFUL,
+                    result=json.loads(completion.result_json),
+                    finished_at=now,
+                    lease_expires_at=None,
+                )
+                if updated:
+                    done.add(job.id)
+        return done
+
+    def fail_job(self, failure: Failure) -> bool:
+        job = failure.job
+        with transaction.atomic(using=self.alias):
+            row = (
+                self._jobs()
+                .select_for_update()
+                .filter(pk=job.id, claim_token=job.claim_token, status=JobStatus.RUNNING)
+                .first()
+            )
+            if row is None:
+                return False
+            row.errors = [*row.errors, failure.error]
+            row.lease_expires_at = None
+            if failure.retry_at is not None:
+                row.status = JobStatus.READY
+                row.run_after = failure.retry_at
+                row.save(update_fields=["status", "run_after", "errors", "lease_expires_at"])
+            else:
+                row.status = JobStatus.FAILED
+                row.finished_at = timezone.now()
+                row.save(update_fields=["status", "finished_at", "errors", "lease_expires_at"])
+                dead_letter_for(row, failure.reason).save(using=self.alias)
+        return True
+
+    def release_jobs(self, jobs: Sequence[ClaimedJob]) -> int:
+        released = 0
+        with transaction.atomic(using=self.alias):
+            for job in jobs:
+                released += self._jobs().filter(
+                    pk=job.id, claim_token=job.claim_token, status=JobStatus.RUNNING
+                ).update(
+                    status=JobStatus.READY,
+                    attempts=F("attempts") - 1,
+                    started_at=None,
+                    lease_expires_at=None,
+                    worker_id=None,
+                    claim_token=None,
+                )
+        return released
+
+    def heartbeat(self, worker_id: uuid.UUID, lease_seconds: float) -> int:
+        from django_jobs.models import Worker
+
+        now = timezone.now()
+        with transaction.atomic(using=self.alias):
+            Worker.objects.using(self.alias).filter(id=worker_id).update(last_heartbeat_at=now)
+            return self._jobs().filter(worker_id=worker_id, status=JobStatus.RUNNING).update(
+                lease_expires_at=now + timedelta(seconds=lease_seconds)
+            )
+
+    def recover_expired(self, limit: int = 500) -> RecoveryReport:
+        retried = dead = 0
+        now = timezone.now()
+        with transaction.atomic(using=self.alias):
+            expired = self._lockable(
+                self._jobs()
+                .filter(status=JobStatus.RUNNING, lease_expires_at__lt=now)
+                .order_by("lease_expires_at")
+            )[:limit]
+            for row in expired:
+                worker = str(row.worker_id) if row.worker_id else None
+                row.errors = [*row.errors, lost_worker_error(row.pk, row.attempts, worker)]
+                row.lease_expires_at = None
+                if row.attempts >= row.max_attempts:
+                    row.status = JobStatus.FAILED
+                    row.finished_at = now
+                    reason = (
+                        f"worker lost during attempt {row.attempts} of {row.max_attempts} "
+                        "(killed, crashed or lost its database connection); no attempts left"
+                    )
+                    dead_letter_for(row, reason).save(using=self.alias)
+                    dead += 1
+                    logger.error(
+                        "job %s (%s) dead-lettered: %s",
+                        row.pk,
+                        row.task_name,
+                        reason,
+                        extra={"job_id": row.pk, "task_name": row.task_name},
+                    )
+                else:
+                    row.status = JobStatus.READY
+                    row.run_after = now
+                    retried += 1
+                    logger.warning(
+                        "job %s (%s) recovered from lost worker %s",
+                        row.pk,
+                        row.task_name,
+                        worker,
+                        extra={"job_id": row.pk, "task_name": row.task_name},
+                    )
+                row.save(
+                    update_fields=["status", "run_after", "finished_at", "errors", "lease_expires_at"]
+                )
+        return RecoveryReport(retried=retried, dead_lettered=dead)

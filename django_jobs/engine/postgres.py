@@ -1,0 +1,340 @@
+"""PostgreSQL engine: the hot path in raw SQL, everything else from the
+generic ORM engine.
+
+Every statement is a named constant with a comment saying why it is safe
+under concurrency. Parameters are always bound, never formatted in.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from django.db import transaction
+
+from django_jobs.conf import jobs_settings
+from django_jobs.engine.base import ClaimedJob, Completion
+from django_jobs.engine.generic import GenericEngine
+
+if TYPE_CHECKING:
+    from django_jobs.models import Job
+    from django_jobs.tasks import NewJob
+
+NOTIFY_CHANNEL = "django_jobs"
+
+# Insert a batch of jobs in input order (ORDER BY ord; ids come from one
+# sequence, so they increase in that order). A row whose idempotency key is
+# held by a READY/RUNNING job is skipped by ON CONFLICT on the partial unique
+# index: if the other transaction has not committed yet, PostgreSQL waits for
+# it, so two concurrent enqueues can never both insert. The caller looks the
+# skipped keys up afterwards. When %(notify)s, each due job's queue is sent to
+# the NOTIFY channel; PostgreSQL delivers it on commit (never for a rollback)
+# and folds identical notifications of one transaction into one.
+INSERT_JOBS = """
+INSERT INTO django_jobs_job (
+    task_name, queue_name, priority, args, kwargs, status, run_after, attempts,
+    max_attempts, timeout, idempotency_key, errors, meta, enqueued_at
+)
+SELECT t.task_name, t.queue_name, t.priority, t.args, t.kwargs, 'READY',
+       COALESCE(t.run_after, now()), 0, t.max_attempts, t.timeout, t.idempotency_key,
+       '[]'::jsonb, '{}'::jsonb, now()
+FROM unnest(
+    %(task_name)s::text[], %(queue_name)s::text[], %(priority)s::smallint[],
+    %(args)s::jsonb[], %(kwargs)s::jsonb[], %(run_after)s::timestamptz[],
+    %(max_attempts)s::int[], %(timeout)s::float8[], %(idempotency_key)s::text[]
+) WITH ORDINALITY AS t(
+    task_name, queue_name, priority, args, kwargs, run_after, max_attempts, timeout,
+    idempotency_key, ord
+)
+ORDER BY t.ord
+ON CONFLICT (idempotency_key) WHERE status IN ('READY', 'RUNNING')
+    AND idempotency_key IS NOT NULL DO NOTHING
+RETURNING id, run_after, enqueued_at, idempotency_key,
+    CASE WHEN %(notify)s AND run_after <= now()
+         THEN pg_notify('django_jobs', queue_name) END
+"""
+
+# Same for one job without an idempotency key: the common case, without the
+# unnest machinery.
+INSERT_ONE_JOB = """
+INSERT INTO django_jobs_job (
+    task_name, queue_name, priority, args, kwargs, status, run_after, attempts,
+    max_attempts, timeout, idempotency_key, errors, meta, enqueued_at
+) VALUES (
+    %s, %s, %s, %s::jsonb, %s::jsonb, 'READY', COALESCE(%s, now()), 0, %s, %s, NULL,
+    '[]'::jsonb, '{}'::jsonb, now()
+)
+RETURNING id, run_after, enqueued_at,
+    CASE WHEN %s AND run_after <= now() THEN pg_notify('django_jobs', queue_name) END
+"""
+
+# The active job holding each idempotency key (read after ON CONFLICT skipped
+# ours; the row committed before our statement, so it is visible now).
+SELECT_ACTIVE_BY_KEYS = """
+SELECT id, task_name, queue_name, priority, args, kwargs, status, run_after, attempts,
+       max_attempts, timeout, idempotency_key, enqueued_at, started_at
+FROM django_jobs_job
+WHERE idempotency_key = ANY(%s) AND status IN ('READY', 'RUNNING')
+"""
+
+_CLAIM_SET_AND_RETURN = """
+UPDATE django_jobs_job AS job
+SET status = 'RUNNING',
+    attempts = job.attempts + 1,
+    started_at = now(),
+    worker_id = %(worker_id)s,
+    claim_token = gen_random_uuid(),
+    lease_expires_at = now() + %(lease)s * interval '1 second'
+FROM candidates
+WHERE job.id = candidates.id
+RETURNING job.id, job.task_name, job.queue_name, job.priority, job.args, job.kwargs,
+    job.attempts, job.max_attempts, job.timeout, job.claim_token, job.run_after,
+    job.enqueued_at, job.started_at, job.idempotency_key, job.meta
+"""
+
+# Claim up to %(limit)s due jobs of every queue in one statement. FOR UPDATE
+# SKIP LOCKED inside a MATERIALIZED CTE: each worker locks a disjoint set of
+# rows and never waits for another; a row updated since our snapshot is
+# re-checked against the WHERE clause after locking (READ COMMITTED
+# re-evaluation), so a job is never claimed twice. Every eligibility check is
+# inside the CTE; the UPDATE only writes the locked rows. The partial index
+# jobs_job_ready_claim serves the ORDER BY ... LIMIT.
+CLAIM_JOBS_ALL_QUEUES = (
+    """
+WITH candidates AS MATERIALIZED (
+    SELECT id FROM django_jobs_job
+    WHERE status = 'READY' AND run_after <= now()
+    ORDER BY priority DESC, run_after, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+"""
+    + _CLAIM_SET_AND_RETURN
+)
+
+# The same for named queues (partial index jobs_job_ready_queue).
+CLAIM_JOBS_IN_QUEUES = (
+    """
+WITH candidates AS MATERIALIZED (
+    SELECT id FROM django_jobs_job
+    WHERE status = 'READY' AND run_after <= now() AND queue_name = ANY(%(queues)s)
+    ORDER BY priority DESC, run_after, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+"""
+    + _CLAIM_SET_AND_RETURN
+)
+
+# Mark a batch of jobs SUCCESSFUL in one round trip. Fenced per row on id AND
+# claim token AND RUNNING: a job whose lease expired and was re-claimed has a
+# new token, so a late completion from the old owner matches nothing.
+COMPLETE_JOBS = """
+UPDATE django_jobs_job AS job
+SET status = 'SUCCESSFUL', result = done.result, finished_at = now(), lease_expires_at = NULL
+FROM unnest(%s::bigint[], %s::uuid[], %s::jsonb[]) AS done(id, claim_token, result)
+WHERE job.id = done.id AND job.claim_token = done.claim_token AND job.status = 'RUNNING'
+RETURNING job.id
+"""
+
+# Renew the leases of this worker's running jobs. worker_id is only ever set
+# by this worker's own claims, and a recovered job is READY (or re-claimed
+# with another worker_id), so this can never extend a lease we lost.
+RENEW_LEASES = """
+WITH beat AS (
+    UPDATE django_jobs_worker SET last_heartbeat_at = now() WHERE id = %(worker_id)s
+)
+UPDATE django_jobs_job SET lease_expires_at = now() + %(lease)s * interval '1 second'
+WHERE status = 'RUNNING' AND worker_id = %(worker_id)s
+"""
+
+# Hand unfinished jobs back on graceful shutdown, the attempt not counted.
+# Fenced like COMPLETE_JOBS.
+RELEASE_JOBS = """
+UPDATE django_jobs_job AS job
+SET status = 'READY', attempts = job.attempts - 1, started_at = NULL,
+    lease_expires_at = NULL, worker_id = NULL, claim_token = NULL
+FROM unnest(%s::bigint[], %s::uuid[]) AS held(id, claim_token)
+WHERE job.id = held.id AND job.claim_token = held.claim_token AND job.status = 'RUNNING'
+"""
+
+
+def _json(value: Any) -> Any:
+    # Django's psycopg setup loads jsonb as text and decodes in from_db_value.
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+class PostgresEngine(GenericEngine):
+    supports_notify = True
+
+    @property
+    def notify_enabled(self) -> bool:
+        return bool(jobs_settings.USE_NOTIFY)
+
+    # -- enqueue ---------------------------------------------------------
+
+    def insert_jobs(self, rows: Sequence[NewJob]) -> list[Job]:
+        from django_jobs.models import Job
+
+        if len(rows) == 1 and rows[0].idempotency_key is None:
+            return [self._insert_one(rows[0])]
+        with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+            cursor.execute(
+                INSERT_JOBS,
+                {
+                    "task_name": [r.task_name for r in rows],
+                    "queue_name": [r.queue_name for r in rows],
+                    "priority": [r.priority for r in rows],
+                    "args": [r.args_json for r in rows],
+                    "kwargs": [r.kwargs_json for r in rows],
+                    "run_after": [r.run_after for r in rows],
+                    "max_attempts": [r.max_attempts for r in rows],
+                    "timeout": [r.timeout for r in rows],
+                    "idempotency_key": [r.idempotency_key for r in rows],
+                    "notify": self.notify_enabled,
+                },
+            )
+            inserted = sorted(cursor.fetchall())  # by id == input order
+            results: list[Job | None] = [None] * len(rows)
+            created: list[Job] = []
+            taken: dict[str, Job] = {}
+            position = 0
+            for index, row in enumerate(rows):
+                key = row.idempotency_key
+                if key is not None and key in taken:
+                    results[index] = taken[key]  # same key twice in one batch
+                    continue
+                if position < len(inserted) and (key is None or inserted[position][3] == key):
+                    job_id, run_after, enqueued_at, _, _ = inserted[position]
+                    position += 1
+                    job = self._model(row, job_id, run_after, enqueued_at)
+                    created.append(job)
+                    results[index] = job
+                    if key is not None:
+                        taken[key] = job
+            missing = [
+                r.idempotency_key
+                for i, r in enumerate(rows)
+                if results[i] is None and r.idempotency_key is not None
+            ]
+            if missing:
+                existing = {
+                    job.idempotency_key: job
+                    for job in Job.objects.using(self.alias).raw(SELECT_ACTIVE_BY_KEYS, [missing])
+                }
+                for index, row in enumerate(rows):
+                    if results[index] is None and row.idempotency_key is not None:
+                        found = existing.get(row.idempotency_key)
+                        if found is None:
+                            # The holder finished between our insert and our read: insert again.
+                            found = self.insert_jobs([row])[0]
+                        results[index] = found
+        self._after_enqueue(created)
+        return [job for job in results if job is not None]
+
+    def _insert_one(self, row: NewJob) -> Job:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                INSERT_ONE_JOB,
+                [
+                    row.task_name,
+                    row.queue_name,
+                    row.priority,
+                    row.args_json,
+                    row.kwargs_json,
+                    row.run_after,
+                    row.max_attempts,
+                    row.timeout,
+                    self.notify_enabled,
+                ],
+            )
+            job_id, run_after, enqueued_at, _ = cursor.fetchone()
+        job = self._model(row, job_id, run_after, enqueued_at)
+        self._after_enqueue([job])
+        return job
+
+    def _model(self, row: NewJob, job_id: int, run_after: Any, enqueued_at: Any) -> Job:
+        from django_jobs.models import Job
+
+        job = Job(
+            id=job_id,
+            task_name=row.task_name,
+            queue_name=row.queue_name,
+            priority=row.priority,
+            args=json.loads(row.args_json),
+            kwargs=json.loads(row.kwargs_json),
+            max_attempts=row.max_attempts,
+            timeout=row.timeout,
+            run_after=run_after,
+            enqueued_at=enqueued_at,
+            idempotency_key=row.idempotency_key,
+        )
+        job._state.adding = False
+        job._state.db = self.alias
+        return job
+
+    # -- worker hot path -------------------------------------------------
+
+    def claim_jobs(
+        self, worker_id: uuid.UUID, queues: Sequence[str] | None, limit: int, lease_seconds: float
+    ) -> list[ClaimedJob]:
+        params: dict[str, Any] = {"worker_id": worker_id, "lease": lease_seconds, "limit": limit}
+        if queues:
+            statement, params["queues"] = CLAIM_JOBS_IN_QUEUES, list(queues)
+        else:
+            statement = CLAIM_JOBS_ALL_QUEUES
+        with self.connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            rows = cursor.fetchall()
+        claimed = [
+            ClaimedJob(
+                id=r[0],
+                task_name=r[1],
+                queue_name=r[2],
+                priority=r[3],
+                args=_json(r[4]),
+                kwargs=_json(r[5]),
+                attempts=r[6],
+                max_attempts=r[7],
+                timeout=r[8],
+                claim_token=r[9],
+                worker_id=worker_id,
+                run_after=r[10],
+                enqueued_at=r[11],
+                started_at=r[12],
+                idempotency_key=r[13],
+                meta=_json(r[14]),
+                database=self.alias,
+            )
+            for r in rows
+        ]
+        claimed.sort(key=lambda job: (-job.priority, job.run_after, job.id))
+        return claimed
+
+    def complete_jobs(self, completions: Sequence[Completion]) -> set[int]:
+        if not completions:
+            return set()
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                COMPLETE_JOBS,
+                [
+                    [c.job.id for c in completions],
+                    [c.job.claim_token for c in completions],
+                    [c.result_json for c in completions],
+                ],
+            )
+            return {row[0] for row in cursor.fetchall()}
+
+    def release_jobs(self, jobs: Sequence[ClaimedJob]) -> int:
+        if not jobs:
+            return 0
+        with self.connection.cursor() as cursor:
+            cursor.execute(RELEASE_JOBS, [[j.id for j in jobs], [j.claim_token for j in jobs]])
+            return int(cursor.rowcount)
+
+    def heartbeat(self, worker_id: uuid.UUID, lease_seconds: float) -> int:
+        with self.connection.cursor() as cursor:
+            cursor.execute(RENEW_LEASES, {"worker_id": worker_id, "lease": lease_seconds})
+            return int(cursor.rowcount)

@@ -1,0 +1,72 @@
+"""Exceptions raised by django_jobs.
+
+::
+
+    JobsError
+    ├── InvalidTaskError        (TypeError)  @task on something the worker cannot import
+    ├── InvalidJobOptions       (ValueError) bad option values: priority, run_after, queue...
+    ├── UnknownTaskError        (LookupError) a job names a task that cannot be imported
+    └── JobTimeout                           a job ran past its timeout
+
+    Retry     raise inside a task: retry at a chosen time (counts as an attempt)
+    Discard   raise inside a task: give up now, straight to the dead letters
+
+Non-JSON arguments raise the built-in ``TypeError`` naming the argument.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+
+class JobsError(Exception):
+    """Base class for django_jobs errors."""
+
+
+class InvalidTaskError(JobsError, TypeError):
+    """This callable cannot be a task: the worker must import it by dotted path."""
+
+
+class InvalidJobOptions(JobsError, ValueError):
+    """An option given to a task or to ``using()`` has an invalid value."""
+
+
+class UnknownTaskError(JobsError, LookupError):
+    """The job names a task that is not registered and cannot be imported."""
+
+
+class JobTimeout(JobsError):
+    """The job ran longer than its timeout."""
+
+
+class Retry(Exception):  # noqa: N818 - public contract name
+    """Raise inside a task to retry it later; counts as a failed attempt.
+
+    ``delay`` is a ``timedelta`` or seconds from now, ``at`` an aware datetime;
+    with neither, the task's backoff decides.
+    """
+
+    def __init__(
+        self,
+        reason: str = "",
+        *,
+        delay: timedelta | float | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        super().__init__(reason or "retry requested")
+        if isinstance(delay, timedelta):
+            delay = delay.total_seconds()
+        if delay is not None and delay < 0:
+            raise ValueError("Retry(delay=...) must not be negative")
+        if at is not None and at.tzinfo is None:
+            raise ValueError("Retry(at=...) must be an aware datetime")
+        self.delay: float | None = delay
+        self.at = at
+
+
+class Discard(Exception):  # noqa: N818 - public contract name
+    """Raise inside a task to give up now: the job goes to the dead letters."""
+
+    def __init__(self, reason: str = "discarded by the task") -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -1,0 +1,72 @@
+"""``manage.py runworker``: run jobs. Parses options and hands off to Worker."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from django_jobs.worker.worker import Worker, WorkerOptions
+
+
+class Command(BaseCommand):
+    help = "Claim and run background jobs until stopped (SIGTERM/SIGINT for a graceful stop)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--queue", "-q", action="append", dest="queues", metavar="NAME",
+                            help="Queue to take jobs from (repeatable). Default: every queue.")
+        parser.add_argument("--concurrency", "-c", type=int, default=10,
+                            help="Jobs run at the same time (default 10).")
+        parser.add_argument("--pool", choices=["thread", "process"], default="thread",
+                            help="Run jobs in threads (default) or child processes.")
+        parser.add_argument("--burst", action="store_true",
+                            help="Run what is runnable now, then exit 0.")
+        parser.add_argument("--batch-size", type=int, default=None,
+                            help="Most jobs claimed per statement (default: free slots).")
+        parser.add_argument("--poll-interval", type=float, default=None,
+                            help="Seconds between polls without notification (default 1).")
+        parser.add_argument("--shutdown-timeout", type=float, default=30.0,
+                            help="Seconds running jobs get to finish on SIGTERM (default 30).")
+        parser.add_argument("--max-jobs", type=int, default=None,
+                            help="Exit after running this many jobs (for supervisor recycling).")
+        parser.add_argument("--database", default="default", help="Database alias to use.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        for name in ("concurrency", "batch_size", "max_jobs"):
+            if options[name] is not None and options[name] < 1:
+                raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
+        for name in ("poll_interval", "shutdown_timeout"):
+            if options[name] is not None and options[name] < 0:
+                raise CommandError(f"--{name.replace('_', '-')} must not be negative")
+        if options["pool"] == "process":
+            raise CommandError("--pool process is not available yet; use --pool thread")
+        _configure_logging(options["verbosity"])
+        worker = Worker(
+            WorkerOptions(
+                queues=options["queues"],
+                concurrency=options["concurrency"],
+                pool=options["pool"],
+                burst=options["burst"],
+                batch_size=options["batch_size"],
+                poll_interval=options["poll_interval"],
+                shutdown_timeout=options["shutdown_timeout"],
+                database=options["database"],
+                max_jobs=options["max_jobs"],
+            )
+        )
+        worker.install_signal_handlers()
+        code = worker.run()
+        if code:
+            raise SystemExit(code)
+
+
+def _configure_logging(verbosity: int) -> None:
+    """Show worker logs on stderr unless the project configured django_jobs logging."""
+    root = logging.getLogger("django_jobs")
+    if root.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel({0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG))

@@ -1,0 +1,257 @@
+"""Tables: Job, DeadLetter, OutboxEvent, Worker, with intent-named querysets.
+
+Hot-path indexes are partial, so millions of finished rows never slow
+claiming: the claim index holds READY rows only, the lease index RUNNING rows
+only, and the idempotency index READY/RUNNING rows only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from django_jobs.status import FINISHED_STATUSES, JobStatus, OutboxStatus
+
+_ACTIVE = Q(status__in=[JobStatus.READY, JobStatus.RUNNING])
+
+
+class JobQuerySet(models.QuerySet["Job"]):
+    def ready(self) -> JobQuerySet:
+        """READY jobs, due or scheduled."""
+        return self.filter(status=JobStatus.READY)
+
+    def runnable(self) -> JobQuerySet:
+        """READY jobs whose run_after has come."""
+        return self.filter(status=JobStatus.READY, run_after__lte=Now())
+
+    def scheduled(self) -> JobQuerySet:
+        """READY jobs waiting for a future run_after (delayed or retrying)."""
+        return self.filter(status=JobStatus.READY, run_after__gt=Now())
+
+    def running(self) -> JobQuerySet:
+        return self.filter(status=JobStatus.RUNNING)
+
+    def successful(self) -> JobQuerySet:
+        return self.filter(status=JobStatus.SUCCESSFUL)
+
+    def failed(self) -> JobQuerySet:
+        return self.filter(status=JobStatus.FAILED)
+
+    def finished(self) -> JobQuerySet:
+        return self.filter(status__in=FINISHED_STATUSES)
+
+    def for_queues(self, queues: Sequence[str] | None) -> JobQuerySet:
+        """Jobs in these queues; ``None`` or empty means every queue."""
+        return self.filter(queue_name__in=queues) if queues else self
+
+    def expired_leases(self) -> JobQuerySet:
+        """RUNNING jobs whose worker stopped renewing the lease."""
+        return self.filter(status=JobStatus.RUNNING, lease_expires_at__lt=Now())
+
+    def claim_order(self) -> JobQuerySet:
+        """Higher priority first, then oldest due first (FIFO), then id."""
+        return self.order_by("-priority", "run_after", "id")
+
+
+class Job(models.Model):
+    """One run (with retries) of a task."""
+
+    id = models.BigAutoField(primary_key=True)
+    task_name = models.CharField(max_length=255, help_text="Dotted import path of the task.")
+    queue_name = models.CharField(max_length=100, default="default")
+    priority = models.SmallIntegerField(default=0, help_text="-100..100, higher runs sooner.")
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.READY)
+    run_after = models.DateTimeField(db_default=Now(), help_text="Not claimed before this time.")
+    attempts = models.PositiveIntegerField(default=0, help_text="Attempts started so far.")
+    max_attempts = models.PositiveIntegerField(default=3)
+    timeout = models.FloatField(default=300.0, help_text="Seconds before the job is failed.")
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    errors = models.JSONField(default=list, blank=True, help_text="One entry per failed attempt.")
+    progress = models.JSONField(null=True, blank=True)
+    meta = models.JSONField(default=dict, blank=True, help_text="Free-form metadata.")
+    enqueued_at = models.DateTimeField(db_default=Now())
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    worker_id = models.UUIDField(null=True, blank=True, help_text="Worker running it (last attempt).")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True, help_text="Fences writes after a claim.")
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            # Claiming, all queues: READY rows in claim order.
+            models.Index(
+                models.F("priority").desc(),
+                "run_after",
+                "id",
+                name="jobs_job_ready_claim",
+                condition=Q(status=JobStatus.READY),
+            ),
+            # Claiming from named queues.
+            models.Index(
+                "queue_name",
+                models.F("priority").desc(),
+                "run_after",
+                "id",
+                name="jobs_job_ready_queue",
+                condition=Q(status=JobStatus.READY),
+            ),
+            # Recovery of jobs whose worker died.
+            models.Index(
+                fields=["lease_expires_at"],
+                name="jobs_job_running_lease",
+                condition=Q(status=JobStatus.RUNNING),
+            ),
+            # Pruning and "finished in the last hour" statistics.
+            models.Index(
+                fields=["finished_at"],
+                name="jobs_job_finished",
+                condition=Q(status__in=sorted(FINISHED_STATUSES)),
+            ),
+            # Admin: filter by status newest first.
+            models.Index(fields=["status", "-id"], name="jobs_job_status_id"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["idempotency_key"],
+                condition=_ACTIVE & Q(idempotency_key__isnull=False),
+                name="jobs_job_active_idempotency_key",
+            ),
+            models.CheckConstraint(
+                condition=Q(priority__gte=-100, priority__lte=100),
+                name="jobs_job_priority_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_attempts__gte=1), name="jobs_job_max_attempts_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=JobStatus.values), name="jobs_job_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Job {self.pk} {self.task_name} [{self.status}]"
+
+    @property
+    def attempt(self) -> int:
+        """The attempt number being run (1 = first run)."""
+        return self.attempts
+
+    @property
+    def is_scheduled(self) -> bool:
+        return self.status == JobStatus.READY and self.run_after > timezone.now()
+
+    def set_progress(self, progress: Any) -> bool:
+        """Record JSON progress for a running job.
+
+        Fenced by the claim token: returns False (and writes nothing) if this
+        worker no longer owns the job.
+        """
+        from django_jobs.tasks import _json_dumps
+
+        _json_dumps(progress, "progress")
+        rows = Job.objects.filter(
+            pk=self.pk, claim_token=self.claim_token, status=JobStatus.RUNNING
+        ).update(progress=progress)
+        if rows:
+            self.progress = progress
+        return bool(rows)
+
+    def refresh(self) -> Job:
+        """Reload every field from the database and return self."""
+        self.refresh_from_db()
+        return self
+
+
+class DeadLetter(models.Model):
+    """A job that will not be retried automatically, kept after jobs are pruned."""
+
+    id = models.BigAutoField(primary_key=True)
+    job_id = models.BigIntegerField(db_index=True, help_text="The original job.")
+    task_name = models.CharField(max_length=255)
+    queue_name = models.CharField(max_length=100)
+    priority = models.SmallIntegerField(default=0)
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    reason = models.TextField()
+    errors = models.JSONField(default=list, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(db_default=Now(), db_index=True)
+    retried_at = models.DateTimeField(null=True, blank=True)
+    retried_job_id = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"Dead letter {self.pk} (job {self.job_id} {self.task_name})"
+
+
+class OutboxEventQuerySet(models.QuerySet["OutboxEvent"]):
+    def pending(self) -> OutboxEventQuerySet:
+        return self.filter(status=OutboxStatus.PENDING)
+
+    def failed(self) -> OutboxEventQuerySet:
+        return self.filter(status=OutboxStatus.FAILED)
+
+
+class OutboxEvent(models.Model):
+    """An event written in the caller's transaction, relayed after commit."""
+
+    id = models.BigAutoField(primary_key=True)
+    topic = models.CharField(max_length=255)
+    key = models.CharField(max_length=255, null=True, blank=True, help_text="Ordering key.")
+    payload = models.JSONField(default=dict, blank=True)
+    headers = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(db_default=Now())
+    status = models.CharField(
+        max_length=10, choices=OutboxStatus.choices, default=OutboxStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OutboxEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(
+                fields=["id"], name="jobs_outbox_pending", condition=Q(status=OutboxStatus.PENDING)
+            ),
+            models.Index(fields=["key", "id"], name="jobs_outbox_key_id"),
+            models.Index(fields=["status", "-id"], name="jobs_outbox_status_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Event {self.pk} {self.topic} [{self.status}]"
+
+
+class Worker(models.Model):
+    """A running ``runworker`` process; the row goes away on clean exit."""
+
+    id = models.UUIDField(primary_key=True)
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    queues = models.JSONField(default=list, blank=True, help_text="Empty: every queue.")
+    concurrency = models.PositiveIntegerField()
+    pool = models.CharField(max_length=16, default="thread")
+    started_at = models.DateTimeField(db_default=Now())
+    last_heartbeat_at = models.DateTimeField(db_default=Now(), db_index=True)
+
+    class Meta:
+        ordering = ["started_at"]
+
+    def __str__(self) -> str:
+        return f"Worker {self.hostname}:{self.pid}"

@@ -1,0 +1,63 @@
+"""Job and outbox statuses, and who moves a job between them.
+
+::
+
+    enqueue ──> READY ──claim──> RUNNING ──ok──> SUCCESSFUL
+                 ^  ^              │ │
+                 │  └──retry───────┘ └──exhausted / discarded──> FAILED (+ DeadLetter)
+                 │  └──lease expired (worker died) / graceful hand-back
+    admin cancel: READY ──> CANCELLED
+    admin retry:  FAILED, CANCELLED ──> READY
+
+The engine guards every transition with the ``from`` status in its WHERE
+clause; admin actions and tests derive their checks from :data:`TRANSITIONS`.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class JobStatus(models.TextChoices):
+    # Waiting to run; "scheduled" or "retrying" when run_after is in the future.
+    READY = "READY", "Ready"
+    # Claimed by a worker, which holds a lease and a claim token.
+    RUNNING = "RUNNING", "Running"
+    # Finished without error; ``result`` holds the return value.
+    SUCCESSFUL = "SUCCESSFUL", "Successful"
+    # Gave up (attempts exhausted, discarded, undecodable); a DeadLetter row exists.
+    FAILED = "FAILED", "Failed"
+    # Cancelled by an operator before it ran.
+    CANCELLED = "CANCELLED", "Cancelled"
+
+
+FINISHED_STATUSES: frozenset[str] = frozenset(
+    {JobStatus.SUCCESSFUL, JobStatus.FAILED, JobStatus.CANCELLED}
+)
+ACTIVE_STATUSES: frozenset[str] = frozenset({JobStatus.READY, JobStatus.RUNNING})
+
+# Allowed transitions: to-status -> from-statuses.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    JobStatus.RUNNING: frozenset({JobStatus.READY}),  # claim
+    JobStatus.SUCCESSFUL: frozenset({JobStatus.RUNNING}),  # completion
+    JobStatus.FAILED: frozenset({JobStatus.RUNNING, JobStatus.READY}),  # give up / undecodable
+    # retry after failure, lease recovery, hand-back, operator retry
+    JobStatus.READY: frozenset(
+        {JobStatus.RUNNING, JobStatus.FAILED, JobStatus.CANCELLED}
+    ),
+    JobStatus.CANCELLED: frozenset({JobStatus.READY}),  # operator cancel
+}
+
+
+def can_transition(from_status: str, to_status: str) -> bool:
+    """True if a job may move from ``from_status`` to ``to_status``."""
+    return from_status in TRANSITIONS.get(to_status, frozenset())
+
+
+class OutboxStatus(models.TextChoices):
+    # Written in the caller's transaction; waiting for the relay.
+    PENDING = "PENDING", "Pending"
+    # Handed to every subscriber and publisher.
+    DISPATCHED = "DISPATCHED", "Dispatched"
+    # An external delivery gave up after its attempts; operators can re-dispatch.
+    FAILED = "FAILED", "Failed"

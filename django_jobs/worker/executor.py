@@ -1,0 +1,160 @@
+"""Executor pools: where claimed jobs actually run.
+
+The worker loop talks to an executor through four calls: ``submit``,
+``free_slots``, ``take_outcomes`` and ``expire_overdue``. The thread pool
+runs jobs in threads of this process; a thread stuck past its job's timeout
+is abandoned (Python cannot kill a thread) and replaced, so the worker keeps
+its full concurrency.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from django.db import connections
+
+from django_jobs.engine.base import ClaimedJob
+from django_jobs.worker.runner import Outcome, run_job
+
+logger = logging.getLogger("django_jobs.worker")
+
+Finished = tuple[ClaimedJob, Outcome]
+
+
+class Executor(Protocol):
+    """What the worker loop needs from a pool."""
+
+    concurrency: int
+
+    def start(self) -> None: ...
+
+    def submit(self, job: ClaimedJob) -> None: ...
+
+    def free_slots(self) -> int: ...
+
+    def running_jobs(self) -> list[ClaimedJob]: ...
+
+    def take_outcomes(self) -> list[Finished]:
+        """Outcomes of jobs finished since the last call (non-blocking)."""
+        ...
+
+    def expire_overdue(self) -> list[ClaimedJob]:
+        """Jobs past their timeout: stop tracking them (kill if possible) and return them."""
+        ...
+
+    def stop(self) -> None: ...
+
+
+class _Slot:
+    __slots__ = ("deadline", "job", "thread")
+
+    def __init__(self, job: ClaimedJob, thread: threading.Thread, deadline: float) -> None:
+        self.job = job
+        self.thread = thread
+        self.deadline = deadline
+
+
+class ThreadExecutor:
+    """Run jobs in ``concurrency`` threads of this process."""
+
+    def __init__(self, concurrency: int, on_finished: Callable[[], None]) -> None:
+        self.concurrency = concurrency
+        self._on_finished = on_finished
+        self._inbox: queue.SimpleQueue[ClaimedJob | None] = queue.SimpleQueue()
+        self._outcomes: list[Finished] = []
+        self._lock = threading.Lock()
+        self._in_flight: dict[int, _Slot] = {}
+        self._threads: set[threading.Thread] = set()
+        self._serial = 0
+
+    def start(self) -> None:
+        for _ in range(self.concurrency):
+            self._spawn()
+
+    def _spawn(self) -> None:
+        self._serial += 1
+        thread = threading.Thread(
+            target=self._loop, name=f"django_jobs-runner-{self._serial}", daemon=True
+        )
+        with self._lock:
+            self._threads.add(thread)
+        thread.start()
+
+    def _loop(self) -> None:
+        me = threading.current_thread()
+        try:
+            while True:
+                job = self._inbox.get()
+                if job is None:
+                    return
+                with self._lock:
+                    if me not in self._threads:  # abandoned while waiting: hand the job on
+                        self._inbox.put(job)
+                        return
+                    self._in_flight[job.id] = _Slot(job, me, time.monotonic() + job.timeout)
+                outcome = run_job(job)
+                with self._lock:
+                    slot = self._in_flight.get(job.id)
+                    if slot is None or slot.thread is not me:
+                        # Timed out meanwhile: its outcome was already decided.
+                        logger.info("job %s finished after its timeout; result dropped", job.id)
+                        return
+                    del self._in_flight[job.id]
+                    self._outcomes.append((job, outcome))
+                self._on_finished()
+        finally:
+            connections.close_all()
+
+    def submit(self, job: ClaimedJob) -> None:
+        with self._lock:
+            # Reserve the slot now so free_slots() is right before a thread picks it up.
+            self._in_flight[job.id] = _Slot(job, _PENDING, time.monotonic() + job.timeout)
+        self._inbox.put(job)
+
+    def free_slots(self) -> int:
+        with self._lock:
+            return self.concurrency - len(self._in_flight)
+
+    def running_jobs(self) -> list[ClaimedJob]:
+        with self._lock:
+            return [slot.job for slot in self._in_flight.values()]
+
+    def take_outcomes(self) -> list[Finished]:
+        with self._lock:
+            taken, self._outcomes = self._outcomes, []
+        return taken
+
+    def expire_overdue(self) -> list[ClaimedJob]:
+        now = time.monotonic()
+        expired: list[ClaimedJob] = []
+        replacements = 0
+        with self._lock:
+            for job_id, slot in list(self._in_flight.items()):
+                if slot.deadline <= now and slot.thread is not _PENDING:
+                    del self._in_flight[job_id]
+                    self._threads.discard(slot.thread)
+                    expired.append(slot.job)
+                    replacements += 1
+        for _ in range(replacements):
+            self._spawn()
+        if expired:
+            logger.warning(
+                "%d job(s) passed their timeout; their threads are abandoned and replaced",
+                len(expired),
+            )
+        return expired
+
+    def stop(self) -> None:
+        with self._lock:
+            count = len(self._threads)
+        for _ in range(count):
+            self._inbox.put(None)
+
+
+# Placeholder owner of a slot reserved by submit() before a thread takes the job.
+_PENDING = threading.Thread(name="django_jobs-pending")

@@ -1,0 +1,202 @@
+"""Run one claimed job and decide its outcome.
+
+``run_job`` never raises: whatever the task does, it returns a
+:class:`~django_jobs.engine.base.Completion`, a
+:class:`~django_jobs.engine.base.Failure`, or ``None`` when the outcome was
+already written (``atomic=True`` tasks commit their completion together with
+their own writes) or the claim was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import traceback
+from datetime import timedelta
+from typing import Any
+
+from django.db import connections, transaction
+from django.utils import timezone
+
+from django_jobs import signals
+from django_jobs.backoff import compute_delay
+from django_jobs.conf import jobs_settings
+from django_jobs.context import running
+from django_jobs.engine import get_engine
+from django_jobs.engine.base import ClaimedJob, Completion, Failure
+from django_jobs.exceptions import Discard, JobTimeout, Retry, UnknownTaskError
+from django_jobs.status import JobStatus
+from django_jobs.tasks import Task, resolve_task
+
+logger = logging.getLogger("django_jobs.worker")
+
+Outcome = Completion | Failure | None
+
+
+class ClaimLost(Exception):  # noqa: N818 - internal control flow
+    """The job's lease was taken over; roll back the atomic body."""
+
+
+def error_entry(job: ClaimedJob, exc: BaseException, *, tb: str | None = None) -> dict[str, Any]:
+    cls = type(exc)
+    return {
+        "attempt": job.attempts,
+        "exception_class": f"{cls.__module__}.{cls.__qualname__}",
+        "message": str(exc),
+        "traceback": tb if tb is not None else "".join(traceback.format_exception(exc)),
+        "at": timezone.now().isoformat(),
+        "worker_id": str(job.worker_id),
+    }
+
+
+def _encode_result(value: Any) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"task returned a value that is not JSON-serializable ({type(value).__name__}): {exc}"
+        ) from exc
+
+
+def decide_failure(job: ClaimedJob, task_obj: Task[Any, Any] | None, exc: BaseException) -> Failure:
+    """Retry (with the task's backoff) or give up, from the exception and attempts."""
+    error = error_entry(job, exc)
+    name = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, Discard):
+        return Failure(job, error, None, f"discarded by the task: {exc.reason}")
+    if task_obj is not None and task_obj.discard_on and isinstance(exc, task_obj.discard_on):
+        return Failure(job, error, None, f"discarded: {name} is in discard_on")
+    if job.attempts >= job.max_attempts:
+        return Failure(
+            job, error, None, f"attempts exhausted ({job.attempts}/{job.max_attempts}): {name}"
+        )
+    retryable = isinstance(exc, Retry) or (
+        task_obj is None or not task_obj.retry_on or isinstance(exc, task_obj.retry_on)
+    )
+    if not retryable:
+        return Failure(job, error, None, f"not retried: {name} is not in retry_on")
+    now = timezone.now()
+    if isinstance(exc, Retry) and exc.at is not None:
+        return Failure(job, error, max(exc.at, now))
+    if isinstance(exc, Retry) and exc.delay is not None:
+        return Failure(job, error, now + timedelta(seconds=exc.delay))
+    spec = task_obj.effective_backoff if task_obj else jobs_settings.DEFAULT_BACKOFF
+    delay = compute_delay(
+        spec,
+        job.attempts,
+        base=float(jobs_settings.BACKOFF_BASE),
+        cap=float(jobs_settings.BACKOFF_MAX),
+    )
+    return Failure(job, error, now + timedelta(seconds=delay))
+
+
+def _call(func: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    if inspect.iscoroutinefunction(func):
+        return asyncio.run(func(*args, **kwargs))
+    result = func(*args, **kwargs)
+    if inspect.isawaitable(result):
+        return asyncio.run(_await(result))
+    return result
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _reset_connections() -> None:
+    """Leave this thread's connections usable for the next job."""
+    for conn in connections.all(initialized_only=True):
+        if conn.errors_occurred and not conn.is_usable():
+            conn.close()
+
+
+def _check_shape(job: ClaimedJob) -> None:
+    if not isinstance(job.args, list) or not isinstance(job.kwargs, dict):
+        raise UnknownTaskError(
+            f"job row is undecodable: args must be a JSON list and kwargs a JSON object, "
+            f"got {type(job.args).__name__} and {type(job.kwargs).__name__}"
+        )
+
+
+def run_job(job: ClaimedJob) -> Outcome:
+    """Run ``job`` in this thread; return its outcome (never raises)."""
+    log_extra = {"job_id": job.id, "task_name": job.task_name, "queue_name": job.queue_name}
+    try:
+        _check_shape(job)
+        resolved = resolve_task(job.task_name)
+    except UnknownTaskError as exc:
+        logger.error("job %s dead-lettered: %s", job.id, exc, extra=log_extra)
+        return Failure(job, error_entry(job, exc, tb=""), None, str(exc))
+    task_obj = resolved if isinstance(resolved, Task) else None
+    func = resolved.func if task_obj is not None else getattr(resolved, "func", resolved)
+    if not callable(func):
+        exc = UnknownTaskError(f"task {job.task_name!r} is not callable")
+        return Failure(job, error_entry(job, exc, tb=""), None, str(exc))
+
+    if signals.job_started.has_listeners():
+        signals.job_started.send_robust(sender=task_obj, job=job)
+    outcome: Outcome
+    try:
+        with running(job):
+            if task_obj is not None and task_obj.atomic:
+                outcome = _run_atomic(job, func)
+            else:
+                outcome = Completion(job, _encode_result(_call(func, job.args, job.kwargs)))
+    except ClaimLost:
+        logger.warning("job %s: claim lost while running; its writes rolled back", job.id, extra=log_extra)
+        outcome = None
+    except BaseException as exc:  # noqa: BLE001 - a task may raise anything, SystemExit included
+        outcome = decide_failure(job, task_obj, exc)
+        level = logging.ERROR if outcome.retry_at is None else logging.WARNING
+        logger.log(
+            level,
+            "job %s (%s) attempt %s/%s failed: %s: %s%s",
+            job.id,
+            job.task_name,
+            job.attempts,
+            job.max_attempts,
+            type(exc).__name__,
+            exc,
+            "; dead-lettered" if outcome.retry_at is None else f"; retry at {outcome.retry_at:%H:%M:%S}",
+            extra=log_extra,
+        )
+    finally:
+        _reset_connections()
+    if signals.job_finished.has_listeners():
+        _send_finished(task_obj, job, outcome)
+    return outcome
+
+
+def _run_atomic(job: ClaimedJob, func: Any) -> Outcome:
+    """Body and completion in one transaction, fenced by the claim token."""
+    engine = get_engine(job.database)
+    with transaction.atomic(using=job.database):
+        result_json = _encode_result(_call(func, job.args, job.kwargs))
+        if job.id not in engine.complete_jobs([Completion(job, result_json)]):
+            raise ClaimLost(job.id)
+    return None
+
+
+def _send_finished(task_obj: Task[Any, Any] | None, job: ClaimedJob, outcome: Outcome) -> None:
+    if isinstance(outcome, Completion):
+        status, error, result = JobStatus.SUCCESSFUL, None, json.loads(outcome.result_json)
+    elif isinstance(outcome, Failure):
+        status = JobStatus.READY if outcome.retry_at is not None else JobStatus.FAILED
+        error, result = outcome.error, None
+    else:
+        status, error, result = JobStatus.SUCCESSFUL, None, None
+    signals.job_finished.send_robust(
+        sender=task_obj, job=job, status=status, result=result, error=error
+    )
+
+
+def timeout_failure(job: ClaimedJob) -> Failure:
+    """The outcome of a job that ran past its timeout, per its task's retry policy."""
+    exc = JobTimeout(f"job {job.id} ran longer than its timeout of {job.timeout:g}s")
+    try:
+        resolved = resolve_task(job.task_name)
+    except UnknownTaskError:
+        resolved = None
+    return decide_failure(job, resolved if isinstance(resolved, Task) else None, exc)

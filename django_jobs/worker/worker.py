@@ -1,0 +1,236 @@
+"""The worker loop: claim as many jobs as there are free slots, hand them to
+the executor, write outcomes back in batches, sleep until woken.
+
+Wake-ups come from LISTEN/NOTIFY (PostgreSQL), from finished jobs, from
+signals, and from the jittered poll timer that backs them up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from types import FrameType
+from typing import Protocol
+
+from django.db import DatabaseError, InterfaceError, OperationalError, connections
+
+from django_jobs.conf import jobs_settings
+from django_jobs.engine import get_engine
+from django_jobs.engine.base import Completion, Failure, WorkerInfo
+from django_jobs.worker.executor import Executor, Finished, ThreadExecutor
+from django_jobs.worker.heartbeat import Heartbeat
+from django_jobs.worker.runner import timeout_failure
+
+logger = logging.getLogger("django_jobs.worker")
+
+_CONNECTION_ERRORS = (OperationalError, InterfaceError)
+
+
+class Service(Protocol):
+    """A background component run alongside the worker (heartbeat, relay...)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclasses.dataclass
+class WorkerOptions:
+    queues: Sequence[str] | None = None  # None: every queue
+    concurrency: int = 10
+    pool: str = "thread"
+    burst: bool = False
+    batch_size: int | None = None  # None: as many as free slots
+    poll_interval: float | None = None  # None: DJANGO_JOBS["POLL_INTERVAL"]
+    shutdown_timeout: float = 30.0
+    database: str = "default"
+    max_jobs: int | None = None  # exit after this many jobs (for recycling by a supervisor)
+    lease_seconds: float | None = None  # None: DJANGO_JOBS["LEASE_SECONDS"]
+
+
+class Worker:
+    """One ``runworker`` process."""
+
+    def __init__(self, options: WorkerOptions, *, executor: Executor | None = None) -> None:
+        self.options = options
+        self.id = uuid.uuid4()
+        self.engine = get_engine(options.database)
+        self.lease_seconds = float(options.lease_seconds or jobs_settings.LEASE_SECONDS)
+        self.poll_interval = float(options.poll_interval or jobs_settings.POLL_INTERVAL)
+        self.batch_size = options.batch_size or options.concurrency
+        self._wake = threading.Event()
+        self._stopping = False
+        self._signals_received = 0
+        self.executor: Executor = executor or ThreadExecutor(options.concurrency, self._wake.set)
+        self._pending: list[Finished] = []  # outcomes not yet written
+        self.services: list[Service] = []
+        self.processed = 0
+
+    # -- lifecycle -------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Stop claiming; finish running jobs within the shutdown timeout."""
+        self._stopping = True
+        self._wake.set()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signals_received += 1
+        if self._signals_received > 1:
+            logger.warning("second %s: exiting now", signal.Signals(signum).name)
+            os._exit(1)
+        logger.info(
+            "%s received: finishing running jobs (up to %.0fs), Ctrl+C again to exit now",
+            signal.Signals(signum).name,
+            self.options.shutdown_timeout,
+        )
+        self.request_stop()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _start_services(self) -> None:
+        self.engine.register_worker(
+            WorkerInfo(
+                id=self.id,
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                queues=list(self.options.queues or []),
+                concurrency=self.options.concurrency,
+                pool=self.options.pool,
+            )
+        )
+        self.services.insert(0, Heartbeat(self.id, self.options.database, lease_seconds=self.lease_seconds))
+        if self.engine.supports_notify and jobs_settings.USE_NOTIFY:
+            from django_jobs.worker.notify import NotifyListener
+
+            self.services.append(NotifyListener(self.options.database, self.options.queues, self._wake.set))
+        for service in self.services:
+            service.start()
+        self.executor.start()
+
+    def run(self) -> int:
+        """Run until stopped (or drained with ``burst``); returns the exit code."""
+        self._start_services()
+        logger.info(
+            "worker %s started: queues=%s concurrency=%d pool=%s",
+            self.id,
+            ",".join(self.options.queues or ["*"]),
+            self.options.concurrency,
+            self.options.pool,
+        )
+        try:
+            self._loop()
+            self._drain_on_shutdown()
+        finally:
+            for service in reversed(self.services):
+                service.stop()
+            self.executor.stop()
+            self._safely(self.engine.unregister_worker, self.id)
+            connections.close_all()
+        logger.info("worker %s stopped after %d job(s)", self.id, self.processed)
+        return 0
+
+    # -- the loop ----------------------------------------------------------
+
+    def _loop(self) -> None:
+        failures = 0
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                self._flush()
+                self._expire_overdue()
+                claimed = self._claim()
+                failures = 0
+            except _CONNECTION_ERRORS + (DatabaseError,):
+                failures += 1
+                delay = min(30.0, 0.25 * 2**failures) * random.uniform(0.8, 1.2)
+                logger.warning(
+                    "database unavailable (%d in a row); retrying in %.1fs", failures, delay, exc_info=True
+                )
+                connections[self.options.database].close()
+                self._wake.wait(delay)
+                continue
+            if self.options.max_jobs and self.processed >= self.options.max_jobs:
+                logger.info("processed %d jobs (--max-jobs): stopping", self.processed)
+                self.request_stop()
+                break
+            if claimed:
+                continue  # more may be waiting: claim again as soon as slots free up
+            if self.options.burst and not self.executor.running_jobs() and not self._pending:
+                logger.info("burst: nothing left to run")
+                break
+            if self.executor.free_slots() and not self._pending:
+                self._wake.wait(self.poll_interval * random.uniform(0.75, 1.25))
+            elif not self._pending:
+                self._wake.wait(min(self.poll_interval, 1.0))
+
+    def _claim(self) -> int:
+        free = self.executor.free_slots()
+        if free <= 0 or self._stopping:
+            return 0
+        jobs = self.engine.claim_jobs(
+            self.id, self.options.queues, min(free, self.batch_size), self.lease_seconds
+        )
+        for job in jobs:
+            self.executor.submit(job)
+        return len(jobs)
+
+    def _flush(self) -> None:
+        """Write finished jobs' outcomes: successes in one batch, failures one by one."""
+        self._pending.extend(self.executor.take_outcomes())
+        if not self._pending:
+            return
+        completions = [o for _, o in self._pending if isinstance(o, Completion)]
+        if completions:
+            done = self.engine.complete_jobs(completions)
+            for completion in completions:
+                if completion.job.id not in done:
+                    logger.warning(
+                        "job %s: completion ignored, the claim was lost (lease expired)",
+                        completion.job.id,
+                        extra={"job_id": completion.job.id},
+                    )
+            self._pending = [(j, o) for j, o in self._pending if not isinstance(o, Completion)]
+        while self._pending:
+            job, outcome = self._pending[0]
+            if isinstance(outcome, Failure) and not self.engine.fail_job(outcome):
+                logger.warning("job %s: failure ignored, the claim was lost", job.id)
+            self._pending.pop(0)
+        self.processed += len(completions)
+
+    def _expire_overdue(self) -> None:
+        overdue = self.executor.expire_overdue()
+        if overdue:
+            self._pending.extend((job, timeout_failure(job)) for job in overdue)
+            self._flush()
+
+    def _drain_on_shutdown(self) -> None:
+        deadline = time.monotonic() + self.options.shutdown_timeout
+        while self.executor.running_jobs() and time.monotonic() < deadline:
+            self._wake.wait(0.05)
+            self._wake.clear()
+            self._safely(self._flush)
+        self._safely(self._flush)
+        unfinished = self.executor.running_jobs()
+        if unfinished:
+            released = self._safely(self.engine.release_jobs, unfinished) or 0
+            logger.warning(
+                "shutdown timeout: handed back %d unfinished job(s) to READY", released
+            )
+
+    def _safely(self, func, *args):  # type: ignore[no-untyped-def]
+        try:
+            return func(*args)
+        except DatabaseError:
+            logger.warning("database error during shutdown", exc_info=True)
+            return None
+
