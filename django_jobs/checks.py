@@ -15,9 +15,7 @@ from django_jobs.conf import jobs_settings
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     messages: list[CheckMessage] = []
     for key in jobs_settings.unknown_keys():
-        messages.append(
-            Error(f"DJANGO_JOBS has an unknown key {key!r}.", id="django_jobs.E001")
-        )
+        messages.append(Error(f"DJANGO_JOBS has an unknown key {key!r}.", id="django_jobs.E001"))
     lease = float(jobs_settings.LEASE_SECONDS)
     beat = float(jobs_settings.HEARTBEAT_INTERVAL)
     if beat * 2 > lease:

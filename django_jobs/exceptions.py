@@ -39,7 +39,7 @@ class JobTimeout(JobsError):
     """The job ran longer than its timeout."""
 
 
-class Retry(Exception):  # noqa: N818 - public contract name
+class Retry(Exception):
     """Raise inside a task to retry it later; counts as a failed attempt.
 
     ``delay`` is a ``timedelta`` or seconds from now, ``at`` an aware datetime;
@@ -64,7 +64,7 @@ class Retry(Exception):  # noqa: N818 - public contract name
         self.at = at
 
 
-class Discard(Exception):  # noqa: N818 - public contract name
+class Discard(Exception):
     """Raise inside a task to give up now: the job goes to the dead letters."""
 
     def __init__(self, reason: str = "discarded by the task") -> None:

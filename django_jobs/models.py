@@ -80,7 +80,9 @@ class Job(models.Model):
     enqueued_at = models.DateTimeField(db_default=Now())
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    worker_id = models.UUIDField(null=True, blank=True, help_text="Worker running it (last attempt).")
+    worker_id = models.UUIDField(
+        null=True, blank=True, help_text="Worker running it (last attempt)."
+    )
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     claim_token = models.UUIDField(null=True, blank=True, help_text="Fences writes after a claim.")
 

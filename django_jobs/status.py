@@ -42,9 +42,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     JobStatus.SUCCESSFUL: frozenset({JobStatus.RUNNING}),  # completion
     JobStatus.FAILED: frozenset({JobStatus.RUNNING, JobStatus.READY}),  # give up / undecodable
     # retry after failure, lease recovery, hand-back, operator retry
-    JobStatus.READY: frozenset(
-        {JobStatus.RUNNING, JobStatus.FAILED, JobStatus.CANCELLED}
-    ),
+    JobStatus.READY: frozenset({JobStatus.RUNNING, JobStatus.FAILED, JobStatus.CANCELLED}),
     JobStatus.CANCELLED: frozenset({JobStatus.READY}),  # operator cancel
 }
 

@@ -62,7 +62,9 @@ def _json_dumps(value: Any, what: str) -> str:
         raise TypeError(f"{what} must be JSON-serializable: {exc}") from exc
 
 
-def _encode_arguments(task_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[str, str]:
+def _encode_arguments(
+    task_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> tuple[str, str]:
     # Encode each argument on its own first only when the whole fails, so the
     # error names the culprit without slowing the common path.
     try:
@@ -75,7 +77,9 @@ def _encode_arguments(task_name: str, args: Sequence[Any], kwargs: Mapping[str, 
             _json_dumps(value, f"{task_name}: positional argument {index} ({type(value).__name__})")
         for key, value in kwargs.items():
             if not isinstance(key, str):
-                raise TypeError(f"{task_name}: keyword argument names must be strings, got {key!r}") from None
+                raise TypeError(
+                    f"{task_name}: keyword argument names must be strings, got {key!r}"
+                ) from None
             _json_dumps(value, f"{task_name}: keyword argument {key!r} ({type(value).__name__})")
         raise
 
@@ -115,8 +119,11 @@ def _validate_positive_number(name: str, value: Any, *, integer: bool) -> Any:
     kinds = (int,) if integer else (int, float)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0 or (
-        isinstance(value, float) and not math.isfinite(value)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, kinds)
+        or value <= 0
+        or (isinstance(value, float) and not math.isfinite(value))
     ):
         kind = "a positive integer" if integer else "a positive number of seconds"
         raise InvalidJobOptions(f"{name} must be {kind}, got {value!r}")
@@ -134,11 +141,11 @@ def _validate_backoff(backoff: Any) -> BackoffSpec | None:
 def _validate_exception_classes(name: str, value: Any) -> tuple[type[BaseException], ...]:
     if isinstance(value, type):
         value = (value,)
-    value = tuple(value or ())
-    for item in value:
+    classes: tuple[type[BaseException], ...] = tuple(value or ())
+    for item in classes:
         if not (isinstance(item, type) and issubclass(item, BaseException)):
             raise InvalidJobOptions(f"{name} must contain exception classes, got {item!r}")
-    return value
+    return classes
 
 
 def dotted_path(func: Callable[..., Any]) -> str:
@@ -170,7 +177,16 @@ def dotted_path(func: Callable[..., Any]) -> str:
 
 # Options accepted by @task and by using(); anything else is a TypeError.
 TASK_OPTIONS = frozenset(
-    {"queue_name", "priority", "max_attempts", "backoff", "timeout", "atomic", "retry_on", "discard_on"}
+    {
+        "queue_name",
+        "priority",
+        "max_attempts",
+        "backoff",
+        "timeout",
+        "atomic",
+        "retry_on",
+        "discard_on",
+    }
 )
 ENQUEUE_OPTIONS = frozenset({"queue_name", "priority", "run_after", "idempotency_key", "database"})
 
@@ -213,7 +229,8 @@ class Task(Generic[P, R]):
 
     @property
     def effective_backoff(self) -> BackoffSpec:
-        return self.backoff or jobs_settings.DEFAULT_BACKOFF  # type: ignore[no-any-return]
+        spec: BackoffSpec = self.backoff or jobs_settings.DEFAULT_BACKOFF
+        return spec
 
     def using(
         self,
@@ -234,9 +251,13 @@ class Task(Generic[P, R]):
             changes["run_after"] = validate_run_after(run_after)
         if idempotency_key is not None:
             if not isinstance(idempotency_key, str) or not idempotency_key:
-                raise InvalidJobOptions(f"idempotency_key must be a non-empty string, got {idempotency_key!r}")
+                raise InvalidJobOptions(
+                    f"idempotency_key must be a non-empty string, got {idempotency_key!r}"
+                )
             if len(idempotency_key) > MAX_KEY_LENGTH:
-                raise InvalidJobOptions(f"idempotency_key is longer than {MAX_KEY_LENGTH} characters")
+                raise InvalidJobOptions(
+                    f"idempotency_key is longer than {MAX_KEY_LENGTH} characters"
+                )
             changes["idempotency_key"] = idempotency_key
         if database is not None:
             changes["database"] = database
@@ -314,7 +335,9 @@ def _make_task(func: Callable[P, R], options: dict[str, Any]) -> Task[P, R]:
         name=name,
         queue_name=validate_queue_name(queue_name) if queue_name is not None else None,
         priority=validate_priority(options.get("priority", 0)),
-        max_attempts=_validate_positive_number("max_attempts", options.get("max_attempts"), integer=True),
+        max_attempts=_validate_positive_number(
+            "max_attempts", options.get("max_attempts"), integer=True
+        ),
         backoff=_validate_backoff(options.get("backoff")),
         timeout=_validate_positive_number("timeout", options.get("timeout"), integer=False),
         atomic=bool(options.get("atomic", False)),
@@ -381,8 +404,12 @@ def resolve_task(name: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise UnknownTaskError(f"task {name!r}: cannot import module {module_name!r}: {exc}") from exc
+        raise UnknownTaskError(
+            f"task {name!r}: cannot import module {module_name!r}: {exc}"
+        ) from exc
     try:
         return registry.get(name) or getattr(module, attribute)
     except AttributeError:
-        raise UnknownTaskError(f"task {name!r}: module {module_name!r} has no attribute {attribute!r}") from None
+        raise UnknownTaskError(
+            f"task {name!r}: module {module_name!r} has no attribute {attribute!r}"
+        ) from None

@@ -98,5 +98,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {"django_jobs": {"handlers": ["console"], "level": env("JOBS_LOG_LEVEL", default="INFO")}},
+    "loggers": {
+        "django_jobs": {"handlers": ["console"], "level": env("JOBS_LOG_LEVEL", default="INFO")}
+    },
 }

@@ -32,7 +32,9 @@ class DeadLetterAdmin(ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.action(description="Retry selected dead letters (enqueue a new job)", permissions=["change"])
+    @admin.action(
+        description="Retry selected dead letters (enqueue a new job)", permissions=["change"]
+    )
     def retry_dead_letters(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
         ids = list(queryset.values_list("pk", flat=True))
         done = get_engine(queryset.db).retry_dead_letters(ids)

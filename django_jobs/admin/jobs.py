@@ -19,7 +19,16 @@ else:
 
 @admin.register(Job)
 class JobAdmin(ModelAdmin):
-    list_display = ("id", "task_name", "queue_name", "status", "priority", "attempts", "run_after", "finished_at")
+    list_display = (
+        "id",
+        "task_name",
+        "queue_name",
+        "status",
+        "priority",
+        "attempts",
+        "run_after",
+        "finished_at",
+    )
     list_filter = ("status", "queue_name")
     search_fields = ("=id", "=idempotency_key")
     ordering = ("-id",)

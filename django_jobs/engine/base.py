@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db import connections, transaction
@@ -207,10 +207,8 @@ class Engine(abc.ABC):
         """Delete Worker rows whose heartbeat stopped long ago."""
         from django_jobs.models import Worker
 
-        cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
-        deleted, _ = (
-            Worker.objects.using(self.alias).filter(last_heartbeat_at__lt=cutoff).delete()
-        )
+        cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+        deleted, _ = Worker.objects.using(self.alias).filter(last_heartbeat_at__lt=cutoff).delete()
         return deleted
 
     # -- operator actions (admin, CLI) ----------------------------------

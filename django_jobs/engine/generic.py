@@ -186,7 +186,10 @@ class GenericEngine(Engine):
                 lease_expires_at=now + timedelta(seconds=lease_seconds),
             )
             rows = list(
-                self._jobs().filter(pk__in=ids, claim_token=token).claim_order().values(*_CLAIMED_FIELDS)
+                self._jobs()
+                .filter(pk__in=ids, claim_token=token)
+                .claim_order()
+                .values(*_CLAIMED_FIELDS)
             )
         return [ClaimedJob(**row, database=self.alias) for row in rows]
 
@@ -196,13 +199,15 @@ class GenericEngine(Engine):
         with transaction.atomic(using=self.alias):
             for completion in completions:
                 job = completion.job
-                updated = self._jobs().filter(
-                    pk=job.id, claim_token=job.claim_token, status=JobStatus.RUNNING
-                ).update(
-                    status=JobStatus.SUCCESSFUL,
-                    result=json.loads(completion.result_json),
-                    finished_at=now,
-                    lease_expires_at=None,
+                updated = (
+                    self._jobs()
+                    .filter(pk=job.id, claim_token=job.claim_token, status=JobStatus.RUNNING)
+                    .update(
+                        status=JobStatus.SUCCESSFUL,
+                        result=json.loads(completion.result_json),
+                        finished_at=now,
+                        lease_expires_at=None,
+                    )
                 )
                 if updated:
                     done.add(job.id)
@@ -236,15 +241,17 @@ class GenericEngine(Engine):
         released = 0
         with transaction.atomic(using=self.alias):
             for job in jobs:
-                released += self._jobs().filter(
-                    pk=job.id, claim_token=job.claim_token, status=JobStatus.RUNNING
-                ).update(
-                    status=JobStatus.READY,
-                    attempts=F("attempts") - 1,
-                    started_at=None,
-                    lease_expires_at=None,
-                    worker_id=None,
-                    claim_token=None,
+                released += (
+                    self._jobs()
+                    .filter(pk=job.id, claim_token=job.claim_token, status=JobStatus.RUNNING)
+                    .update(
+                        status=JobStatus.READY,
+                        attempts=F("attempts") - 1,
+                        started_at=None,
+                        lease_expires_at=None,
+                        worker_id=None,
+                        claim_token=None,
+                    )
                 )
         return released
 
@@ -254,8 +261,10 @@ class GenericEngine(Engine):
         now = timezone.now()
         with transaction.atomic(using=self.alias):
             Worker.objects.using(self.alias).filter(id=worker_id).update(last_heartbeat_at=now)
-            return self._jobs().filter(worker_id=worker_id, status=JobStatus.RUNNING).update(
-                lease_expires_at=now + timedelta(seconds=lease_seconds)
+            return (
+                self._jobs()
+                .filter(worker_id=worker_id, status=JobStatus.RUNNING)
+                .update(lease_expires_at=now + timedelta(seconds=lease_seconds))
             )
 
     def recover_expired(self, limit: int = 500) -> RecoveryReport:
@@ -299,6 +308,12 @@ class GenericEngine(Engine):
                         extra={"job_id": row.pk, "task_name": row.task_name},
                     )
                 row.save(
-                    update_fields=["status", "run_after", "finished_at", "errors", "lease_expires_at"]
+                    update_fields=[
+                        "status",
+                        "run_after",
+                        "finished_at",
+                        "errors",
+                        "lease_expires_at",
+                    ]
                 )
         return RecoveryReport(retried=retried, dead_lettered=dead)

@@ -71,7 +71,9 @@ class Heartbeat(threading.Thread):
                 except Exception:
                     failures += 1
                     wait = min(self.interval, 0.5 * 2**failures)
-                    logger.exception("heartbeat failed (%d in a row); retrying in %.1fs", failures, wait)
+                    logger.exception(
+                        "heartbeat failed (%d in a row); retrying in %.1fs", failures, wait
+                    )
                     connections[self.database].close()
                 self._stop_event.wait(wait)
         finally:

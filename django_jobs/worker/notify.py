@@ -56,5 +56,7 @@ class NotifyListener(threading.Thread):
             except Exception:
                 failures += 1
                 delay = min(30.0, 0.5 * 2**failures)
-                logger.warning("LISTEN connection lost; reconnecting in %.1fs", delay, exc_info=True)
+                logger.warning(
+                    "LISTEN connection lost; reconnecting in %.1fs", delay, exc_info=True
+                )
                 self._stop_event.wait(delay)

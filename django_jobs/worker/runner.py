@@ -35,7 +35,7 @@ logger = logging.getLogger("django_jobs.worker")
 Outcome = Completion | Failure | None
 
 
-class ClaimLost(Exception):  # noqa: N818 - internal control flow
+class ClaimLost(Exception):
     """The job's lease was taken over; roll back the atomic body."""
 
 
@@ -132,8 +132,8 @@ def run_job(job: ClaimedJob) -> Outcome:
     task_obj = resolved if isinstance(resolved, Task) else None
     func = resolved.func if task_obj is not None else getattr(resolved, "func", resolved)
     if not callable(func):
-        exc = UnknownTaskError(f"task {job.task_name!r} is not callable")
-        return Failure(job, error_entry(job, exc, tb=""), None, str(exc))
+        not_callable = UnknownTaskError(f"task {job.task_name!r} is not callable")
+        return Failure(job, error_entry(job, not_callable, tb=""), None, str(not_callable))
 
     if signals.job_started.has_listeners():
         signals.job_started.send_robust(sender=task_obj, job=job)
@@ -145,9 +145,11 @@ def run_job(job: ClaimedJob) -> Outcome:
             else:
                 outcome = Completion(job, _encode_result(_call(func, job.args, job.kwargs)))
     except ClaimLost:
-        logger.warning("job %s: claim lost while running; its writes rolled back", job.id, extra=log_extra)
+        logger.warning(
+            "job %s: claim lost while running; its writes rolled back", job.id, extra=log_extra
+        )
         outcome = None
-    except BaseException as exc:  # noqa: BLE001 - a task may raise anything, SystemExit included
+    except BaseException as exc:
         outcome = decide_failure(job, task_obj, exc)
         level = logging.ERROR if outcome.retry_at is None else logging.WARNING
         logger.log(
@@ -159,7 +161,9 @@ def run_job(job: ClaimedJob) -> Outcome:
             job.max_attempts,
             type(exc).__name__,
             exc,
-            "; dead-lettered" if outcome.retry_at is None else f"; retry at {outcome.retry_at:%H:%M:%S}",
+            "; dead-lettered"
+            if outcome.retry_at is None
+            else f"; retry at {outcome.retry_at:%H:%M:%S}",
             extra=log_extra,
         )
     finally:

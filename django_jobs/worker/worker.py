@@ -16,11 +16,11 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
-from django.db import DatabaseError, InterfaceError, OperationalError, connections
+from django.db import DatabaseError, connections
 
 from django_jobs.conf import jobs_settings
 from django_jobs.engine import get_engine
@@ -30,8 +30,7 @@ from django_jobs.worker.heartbeat import Heartbeat
 from django_jobs.worker.runner import timeout_failure
 
 logger = logging.getLogger("django_jobs.worker")
-
-_CONNECTION_ERRORS = (OperationalError, InterfaceError)
+T = TypeVar("T")
 
 
 class Service(Protocol):
@@ -108,11 +107,15 @@ class Worker:
                 pool=self.options.pool,
             )
         )
-        self.services.insert(0, Heartbeat(self.id, self.options.database, lease_seconds=self.lease_seconds))
+        self.services.insert(
+            0, Heartbeat(self.id, self.options.database, lease_seconds=self.lease_seconds)
+        )
         if self.engine.supports_notify and jobs_settings.USE_NOTIFY:
             from django_jobs.worker.notify import NotifyListener
 
-            self.services.append(NotifyListener(self.options.database, self.options.queues, self._wake.set))
+            self.services.append(
+                NotifyListener(self.options.database, self.options.queues, self._wake.set)
+            )
         for service in self.services:
             service.start()
         self.executor.start()
@@ -150,11 +153,14 @@ class Worker:
                 self._expire_overdue()
                 claimed = self._claim()
                 failures = 0
-            except _CONNECTION_ERRORS + (DatabaseError,):
+            except DatabaseError:  # OperationalError, InterfaceError included
                 failures += 1
                 delay = min(30.0, 0.25 * 2**failures) * random.uniform(0.8, 1.2)
                 logger.warning(
-                    "database unavailable (%d in a row); retrying in %.1fs", failures, delay, exc_info=True
+                    "database unavailable (%d in a row); retrying in %.1fs",
+                    failures,
+                    delay,
+                    exc_info=True,
                 )
                 connections[self.options.database].close()
                 self._wake.wait(delay)
@@ -223,14 +229,11 @@ class Worker:
         unfinished = self.executor.running_jobs()
         if unfinished:
             released = self._safely(self.engine.release_jobs, unfinished) or 0
-            logger.warning(
-                "shutdown timeout: handed back %d unfinished job(s) to READY", released
-            )
+            logger.warning("shutdown timeout: handed back %d unfinished job(s) to READY", released)
 
-    def _safely(self, func, *args):  # type: ignore[no-untyped-def]
+    def _safely(self, func: Callable[..., T], *args: Any) -> T | None:
         try:
             return func(*args)
         except DatabaseError:
             logger.warning("database error during shutdown", exc_info=True)
             return None
-

@@ -14,22 +14,54 @@ class Command(BaseCommand):
     help = "Claim and run background jobs until stopped (SIGTERM/SIGINT for a graceful stop)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--queue", "-q", action="append", dest="queues", metavar="NAME",
-                            help="Queue to take jobs from (repeatable). Default: every queue.")
-        parser.add_argument("--concurrency", "-c", type=int, default=10,
-                            help="Jobs run at the same time (default 10).")
-        parser.add_argument("--pool", choices=["thread", "process"], default="thread",
-                            help="Run jobs in threads (default) or child processes.")
-        parser.add_argument("--burst", action="store_true",
-                            help="Run what is runnable now, then exit 0.")
-        parser.add_argument("--batch-size", type=int, default=None,
-                            help="Most jobs claimed per statement (default: free slots).")
-        parser.add_argument("--poll-interval", type=float, default=None,
-                            help="Seconds between polls without notification (default 1).")
-        parser.add_argument("--shutdown-timeout", type=float, default=30.0,
-                            help="Seconds running jobs get to finish on SIGTERM (default 30).")
-        parser.add_argument("--max-jobs", type=int, default=None,
-                            help="Exit after running this many jobs (for supervisor recycling).")
+        parser.add_argument(
+            "--queue",
+            "-q",
+            action="append",
+            dest="queues",
+            metavar="NAME",
+            help="Queue to take jobs from (repeatable). Default: every queue.",
+        )
+        parser.add_argument(
+            "--concurrency",
+            "-c",
+            type=int,
+            default=10,
+            help="Jobs run at the same time (default 10).",
+        )
+        parser.add_argument(
+            "--pool",
+            choices=["thread", "process"],
+            default="thread",
+            help="Run jobs in threads (default) or child processes.",
+        )
+        parser.add_argument(
+            "--burst", action="store_true", help="Run what is runnable now, then exit 0."
+        )
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=None,
+            help="Most jobs claimed per statement (default: free slots).",
+        )
+        parser.add_argument(
+            "--poll-interval",
+            type=float,
+            default=None,
+            help="Seconds between polls without notification (default 1).",
+        )
+        parser.add_argument(
+            "--shutdown-timeout",
+            type=float,
+            default=30.0,
+            help="Seconds running jobs get to finish on SIGTERM (default 30).",
+        )
+        parser.add_argument(
+            "--max-jobs",
+            type=int,
+            default=None,
+            help="Exit after running this many jobs (for supervisor recycling).",
+        )
         parser.add_argument("--database", default="default", help="Database alias to use.")
 
     def handle(self, *args: Any, **options: Any) -> None:

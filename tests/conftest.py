@@ -1,0 +1,163 @@
+"""Shared fixtures: real worker subprocesses against the test database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_DB = os.environ.get("DJANGO_JOBS_TEST_DB", "sqlite")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # PostgreSQL-only tests run in the PostgreSQL pass of `make test`; in the
+    # SQLite pass they are deselected (not skipped: they never count as green).
+    if TEST_DB == "postgres":
+        return
+    kept, dropped = [], []
+    for item in items:
+        (dropped if item.get_closest_marker("postgres") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if TEST_DB == "postgres":
+        import psycopg
+
+        url = os.environ.get("DATABASE_URL", "postgres://root@127.0.0.1:5432/test")
+        try:
+            psycopg.connect(url, connect_timeout=5).close()
+        except psycopg.OperationalError as exc:
+            pytest.exit(
+                f"PostgreSQL is required for this run and is not reachable at {url}: {exc}", 2
+            )
+
+
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, message: str = ""
+) -> Any:
+    """Poll ``predicate`` until truthy; fail the test with ``message`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {message or predicate}")
+        time.sleep(interval)
+
+
+def worker_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        DJANGO_JOBS_TEST_DB=TEST_DB,
+        DJANGO_JOBS_TEST_DB_NAME=str(settings.DATABASES["default"]["NAME"]),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+class WorkerProcess:
+    """A real ``manage.py runworker`` subprocess."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.args = args
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.popen = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "runworker", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def signal(self, signum: int) -> None:
+        self.popen.send_signal(signum)
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGKILL)
+            self.popen.wait(10)
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+        return self.popen.wait(timeout)
+
+    def wait(self, timeout: float = 60.0) -> int:
+        return self.popen.wait(timeout)
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def close(self) -> None:
+        self.kill()
+        self._log.close()
+
+
+@pytest.fixture
+def start_worker(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start runworker subprocesses; all are killed at teardown."""
+    started: list[WorkerProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> WorkerProcess:
+        log = tmp_path / f"worker-{len(started)}.log"
+        proc = WorkerProcess(list(args), worker_env(**(env or {})), log)
+        started.append(proc)
+        return proc
+
+    yield start
+    failed = request.node.rep_call.failed if hasattr(request.node, "rep_call") else False
+    for proc in started:
+        proc.close()
+        if failed:
+            sys.stderr.write(
+                f"--- {proc.log_path.name} ({' '.join(proc.args)}) ---\n{proc.output()[-4000:]}\n"
+            )
+
+
+@pytest.fixture
+def run_burst(start_worker: Callable[..., WorkerProcess]) -> Callable[..., WorkerProcess]:
+    """Run ``runworker --burst`` to completion and return the finished process."""
+
+    def run(*args: str, timeout: float = 120.0, env: dict[str, str] | None = None) -> WorkerProcess:
+        proc = start_worker("--burst", *args, env=env)
+        code = proc.wait(timeout)
+        assert code == 0, f"runworker --burst exited {code}:\n{proc.output()[-3000:]}"
+        return proc
+
+    return run
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    setattr(item, "rep_" + report.when, report)
+    return report
+
+
+@pytest.fixture
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"

@@ -1,0 +1,51 @@
+"""Test settings: the example project plus a test app, on SQLite or PostgreSQL.
+
+DJANGO_JOBS_TEST_DB=sqlite|postgres picks the database (default sqlite);
+DATABASE_URL points at PostgreSQL (default postgres://root@127.0.0.1:5432/test).
+Worker subprocesses get DJANGO_JOBS_TEST_DB_NAME: the already-created test
+database, used as is.
+"""
+
+from __future__ import annotations
+
+import os
+
+from example_project.settings import *  # noqa: F403
+from example_project.settings import BASE_DIR, INSTALLED_APPS, database_config
+
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
+
+TEST_DB = os.environ.get("DJANGO_JOBS_TEST_DB", "sqlite")
+ARTIFACTS = BASE_DIR / "tests" / "artifacts"
+ARTIFACTS.mkdir(exist_ok=True)
+
+if TEST_DB == "postgres":
+    DATABASES = {
+        "default": database_config(
+            os.environ.get("DATABASE_URL", "postgres://root@127.0.0.1:5432/test")
+        )
+    }
+elif TEST_DB == "sqlite":
+    DATABASES = {"default": database_config(f"sqlite:///{ARTIFACTS / 'base.sqlite3'}")}
+    # A file, not :memory:, so that worker subprocesses share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(ARTIFACTS / "test.sqlite3")}
+else:
+    raise RuntimeError(f"DJANGO_JOBS_TEST_DB must be sqlite or postgres, not {TEST_DB!r}")
+
+if os.environ.get("DJANGO_JOBS_TEST_DB_NAME"):
+    DATABASES["default"]["NAME"] = os.environ["DJANGO_JOBS_TEST_DB_NAME"]
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+DJANGO_JOBS = {
+    "BACKOFF_BASE": 0.2,
+    "POLL_INTERVAL": 0.2,
+    "LEASE_SECONDS": float(os.environ.get("DJANGO_JOBS_TEST_LEASE", "30")),
+    "HEARTBEAT_INTERVAL": float(os.environ.get("DJANGO_JOBS_TEST_HEARTBEAT", "5")),
+    "RECOVERY_INTERVAL": float(os.environ.get("DJANGO_JOBS_TEST_RECOVERY", "10")),
+}
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"django_jobs": {"handlers": ["console"], "level": "WARNING"}},
+}
