@@ -1,0 +1,127 @@
+"""Signals in the worker process, and the README's demo command."""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from http.cookiejar import CookieJar
+from pathlib import Path
+
+import pytest
+
+from django_jobs.engine import get_engine
+from django_jobs.signals import job_finished, job_started
+from django_jobs.worker.runner import run_job
+from tests.testapp import tasks
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_started_and_finished_signals_and_a_raising_receiver_changes_nothing():
+    seen: list[tuple[str, int, str | None]] = []
+
+    def on_started(sender, job, **kwargs):
+        seen.append(("started", job.id, None))
+        raise RuntimeError("receiver bug")
+
+    def on_finished(sender, job, status, **kwargs):
+        seen.append(("finished", job.id, status))
+        raise RuntimeError("receiver bug")
+
+    job_started.connect(on_started)
+    job_finished.connect(on_finished)
+    try:
+        job = tasks.add.enqueue(1, 2)
+        (claimed,) = get_engine().claim_jobs(uuid.uuid4(), None, 1, 30)
+        outcome = run_job(claimed)
+    finally:
+        job_started.disconnect(on_started)
+        job_finished.disconnect(on_finished)
+    assert outcome is not None and outcome.result_json == "3"  # type: ignore[union-attr]
+    assert seen == [("started", job.pk, None), ("finished", job.pk, "SUCCESSFUL")]
+
+
+def test_demo_command_serves_admin_and_runs_jobs(tmp_path):
+    """`make demo` runs example_project/rundemo.py: server + worker + admin login + jobs."""
+    env = dict(os.environ)
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
+    port = "8765"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "example_project" / "rundemo.py"),
+            "--port",
+            port,
+            "--duration",
+            "15",
+            "--every",
+            "3",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            match = re.search(r"login: admin / (\S+)\)", line)
+            if match:
+                break
+        assert match, "".join(lines)
+        page = _admin_page_after_login(port, match.group(1))
+        assert "Jobs" in page and "Dead letters" in page
+        rest, _ = proc.communicate(timeout=90)
+    finally:
+        proc.kill()
+    output = "".join(lines) + rest
+    assert proc.returncode == 0, output
+    assert "enqueued 8 demo jobs" in output
+    db = sqlite3.connect(tmp_path / "demo.sqlite3")
+    statuses = dict(
+        db.execute("select status, count(*) from django_jobs_job group by status").fetchall()
+    )
+    assert statuses.get("SUCCESSFUL", 0) >= 6, statuses
+    assert db.execute("select count(*) from django_jobs_deadletter").fetchone()[0] >= 1
+
+
+def _admin_page_after_login(port: str, password: str) -> str:
+    """Log in through the real login form and return the admin index HTML."""
+    jar = CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            form = opener.open(f"{base}/admin/login/", timeout=5).read().decode()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form)
+    assert token, form
+    data = urllib.parse.urlencode(
+        {
+            "csrfmiddlewaretoken": token.group(1),
+            "username": "admin",
+            "password": password,
+            "next": "/admin/",
+        }
+    ).encode()
+    request = urllib.request.Request(
+        f"{base}/admin/login/", data=data, headers={"Referer": f"{base}/admin/login/"}
+    )
+    return opener.open(request, timeout=10).read().decode()
