@@ -35,7 +35,7 @@ browser-deps: venv
 		{ echo "error: chromium is required for browser tests (apt-get install chromium)" >&2; exit 1; }; }
 
 test: venv browser-deps lint typecheck  ## set up and run everything: lint, types, tests on SQLite and PostgreSQL
-	$(PY) manage.py makemigrations --check --dry-run django_jobs
+	DATABASE_URL=sqlite:///$(CURDIR)/var/migrations-check.sqlite3 $(PY) manage.py makemigrations --check --dry-run
 	DJANGO_JOBS_TEST_DB=sqlite $(PY) -m pytest -q -m "not postgres"
 	DJANGO_JOBS_TEST_DB=postgres DATABASE_URL=$(DATABASE_URL) $(PY) -m pytest -q
 

@@ -38,7 +38,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
         url = os.environ.get("DATABASE_URL", "postgres://root@127.0.0.1:5432/test")
         try:
-            psycopg.connect(url, connect_timeout=5).close()
+            # The server must be up; the database itself is created by pytest-django.
+            psycopg.connect(url, dbname="postgres", connect_timeout=5).close()
         except psycopg.OperationalError as exc:
             pytest.exit(
                 f"PostgreSQL is required for this run and is not reachable at {url}: {exc}", 2
