@@ -54,6 +54,22 @@ class NewJob:
     run_after: datetime | None  # None: the database's now()
     idempotency_key: str | None
 
+    def as_model(self, **fields: Any) -> Job:
+        """A Job instance with this row's values plus ``fields`` (id, timestamps)."""
+        from django_jobs.models import Job
+
+        return Job(
+            task_name=self.task_name,
+            queue_name=self.queue_name,
+            priority=self.priority,
+            args=json.loads(self.args_json),
+            kwargs=json.loads(self.kwargs_json),
+            max_attempts=self.max_attempts,
+            timeout=self.timeout,
+            idempotency_key=self.idempotency_key,
+            **fields,
+        )
+
 
 def _json_dumps(value: Any, what: str) -> str:
     try:

@@ -87,21 +87,8 @@ class GenericEngine(Engine):
     # -- enqueue ---------------------------------------------------------
 
     def _model_for(self, row: NewJob) -> Job:
-        from django_jobs.models import Job
-
         now = timezone.now()
-        return Job(
-            task_name=row.task_name,
-            queue_name=row.queue_name,
-            priority=row.priority,
-            args=json.loads(row.args_json),
-            kwargs=json.loads(row.kwargs_json),
-            max_attempts=row.max_attempts,
-            timeout=row.timeout,
-            run_after=row.run_after or now,
-            enqueued_at=now,
-            idempotency_key=row.idempotency_key,
-        )
+        return row.as_model(run_after=row.run_after or now, enqueued_at=now)
 
     def _existing_active(self, key: str) -> Job | None:
         return (

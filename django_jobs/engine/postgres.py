@@ -256,21 +256,7 @@ class PostgresEngine(GenericEngine):
         return job
 
     def _model(self, row: NewJob, job_id: int, run_after: Any, enqueued_at: Any) -> Job:
-        from django_jobs.models import Job
-
-        job = Job(
-            id=job_id,
-            task_name=row.task_name,
-            queue_name=row.queue_name,
-            priority=row.priority,
-            args=json.loads(row.args_json),
-            kwargs=json.loads(row.kwargs_json),
-            max_attempts=row.max_attempts,
-            timeout=row.timeout,
-            run_after=run_after,
-            enqueued_at=enqueued_at,
-            idempotency_key=row.idempotency_key,
-        )
+        job = row.as_model(id=job_id, run_after=run_after, enqueued_at=enqueued_at)
         job._state.adding = False
         job._state.db = self.alias
         return job
