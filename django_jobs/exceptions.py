@@ -6,7 +6,8 @@
     ├── InvalidTaskError        (TypeError)  @task on something the worker cannot import
     ├── InvalidJobOptions       (ValueError) bad option values: priority, run_after, queue...
     ├── UnknownTaskError        (LookupError) a job names a task that cannot be imported
-    └── JobTimeout                           a job ran past its timeout
+    ├── JobTimeout                           a job ran past its timeout
+    └── WorkerLost                           recorded when a dead worker's job is recovered
 
     Retry     raise inside a task: retry at a chosen time (counts as an attempt)
     Discard   raise inside a task: give up now, straight to the dead letters
@@ -37,6 +38,14 @@ class UnknownTaskError(JobsError, LookupError):
 
 class JobTimeout(JobsError):
     """The job ran longer than its timeout."""
+
+
+class WorkerLost(JobsError):
+    """Recorded in a job's errors when its worker stopped renewing the lease.
+
+    Never raised: it names the error entry so that tools resolving
+    ``exception_class`` (e.g. ``django.tasks.TaskError``) find a real class.
+    """
 
 
 class Retry(Exception):

@@ -93,6 +93,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 DJANGO_JOBS: dict[str, Any] = {}
 
+# Django's own task API (django.tasks), stored and run by django_jobs.
+TASKS: dict[str, Any] = {
+    "default": {
+        "BACKEND": "django_jobs.backend.JobsBackend",
+        "QUEUES": ["default", "reports"],
+    }
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -43,6 +43,12 @@ DJANGO_JOBS = {
     "HEARTBEAT_INTERVAL": float(os.environ.get("DJANGO_JOBS_TEST_HEARTBEAT", "5")),
     "RECOVERY_INTERVAL": float(os.environ.get("DJANGO_JOBS_TEST_RECOVERY", "10")),
 }
+TASKS = {
+    "default": {
+        "BACKEND": "django_jobs.backend.JobsBackend",
+        "QUEUES": ["default", "reports", "other"],
+    }
+}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

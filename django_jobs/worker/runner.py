@@ -13,6 +13,7 @@ import asyncio
 import inspect
 import json
 import logging
+import sys
 import traceback
 from datetime import timedelta
 from typing import Any
@@ -129,8 +130,8 @@ def run_job(job: ClaimedJob) -> Outcome:
     except UnknownTaskError as exc:
         logger.error("job %s dead-lettered: %s", job.id, exc, extra=log_extra)
         return Failure(job, error_entry(job, exc, tb=""), None, str(exc))
-    task_obj = resolved if isinstance(resolved, Task) else None
-    func = resolved.func if task_obj is not None else getattr(resolved, "func", resolved)
+    task_obj = as_task(resolved)
+    func = task_obj.func if task_obj is not None else getattr(resolved, "func", resolved)
     if not callable(func):
         not_callable = UnknownTaskError(f"task {job.task_name!r} is not callable")
         return Failure(job, error_entry(job, not_callable, tb=""), None, str(not_callable))
@@ -138,10 +139,12 @@ def run_job(job: ClaimedJob) -> Outcome:
     if signals.job_started.has_listeners():
         signals.job_started.send_robust(sender=task_obj, job=job)
     outcome: Outcome
+    written: Completion | None = None  # an atomic task's completion, already committed
     try:
         with running(job):
             if task_obj is not None and task_obj.atomic:
-                outcome = _run_atomic(job, func)
+                written = _run_atomic(job, func)
+                outcome = None
             else:
                 outcome = Completion(job, _encode_result(_call(func, job.args, job.kwargs)))
     except ClaimLost:
@@ -168,19 +171,36 @@ def run_job(job: ClaimedJob) -> Outcome:
         )
     finally:
         _reset_connections()
-    if signals.job_finished.has_listeners():
-        _send_finished(task_obj, job, outcome)
+    finished = outcome if outcome is not None else written
+    if finished is not None and signals.job_finished.has_listeners():
+        _send_finished(task_obj, job, finished)
     return outcome
 
 
-def _run_atomic(job: ClaimedJob, func: Any) -> Outcome:
+def as_task(resolved: Any) -> Task[Any, Any] | None:
+    """The django_jobs Task for a resolved task name, or None for a plain callable.
+
+    A ``django.tasks`` Task (``django_jobs.backend.JobsBackend``) gets a bridge
+    that passes its TaskContext and sends Django's task signals.
+    """
+    if isinstance(resolved, Task):
+        return resolved
+    django_tasks = sys.modules.get("django.tasks")
+    if django_tasks is not None and isinstance(resolved, django_tasks.Task):
+        from django_jobs.backend.bridge import bridged_task
+
+        return bridged_task(resolved)
+    return None
+
+
+def _run_atomic(job: ClaimedJob, func: Any) -> Completion:
     """Body and completion in one transaction, fenced by the claim token."""
     engine = get_engine(job.database)
     with transaction.atomic(using=job.database):
-        result_json = _encode_result(_call(func, job.args, job.kwargs))
-        if job.id not in engine.complete_jobs([Completion(job, result_json)]):
+        completion = Completion(job, _encode_result(_call(func, job.args, job.kwargs)))
+        if job.id not in engine.complete_jobs([completion]):
             raise ClaimLost(job.id)
-    return None
+    return completion
 
 
 def _send_finished(task_obj: Task[Any, Any] | None, job: ClaimedJob, outcome: Outcome) -> None:
@@ -190,7 +210,7 @@ def _send_finished(task_obj: Task[Any, Any] | None, job: ClaimedJob, outcome: Ou
         status = JobStatus.READY if outcome.retry_at is not None else JobStatus.FAILED
         error, result = outcome.error, None
     else:
-        status, error, result = JobStatus.SUCCESSFUL, None, None
+        return
     signals.job_finished.send_robust(
         sender=task_obj, job=job, status=status, result=result, error=error
     )
@@ -203,4 +223,4 @@ def timeout_failure(job: ClaimedJob) -> Failure:
         resolved = resolve_task(job.task_name)
     except UnknownTaskError:
         resolved = None
-    return decide_failure(job, resolved if isinstance(resolved, Task) else None, exc)
+    return decide_failure(job, as_task(resolved), exc)

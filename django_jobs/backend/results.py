@@ -1,0 +1,172 @@
+"""Job rows as ``django.tasks.TaskResult`` objects.
+
+A ``TaskResult`` describes the current run of a job: ``worker_ids`` has one
+entry per attempt and ``errors`` one ``TaskError`` per failed attempt, so
+``attempts == len(worker_ids)`` and ``TaskContext.attempt`` equal the job's
+``attempts``. An operator retry in the admin starts a new run (attempts back
+to 0); the full error history stays on ``Job.errors``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from django.tasks import Task, TaskResult, TaskResultStatus
+from django.tasks.base import TaskError
+from django.tasks.exceptions import TaskResultDoesNotExist
+
+from django_jobs.exceptions import UnknownTaskError
+from django_jobs.status import JobStatus
+from django_jobs.tasks import resolve_task
+
+# CANCELLED has no django.tasks equivalent: the job will never run, so FAILED.
+STATUS_MAP: dict[str, TaskResultStatus] = {
+    JobStatus.READY: TaskResultStatus.READY,
+    JobStatus.RUNNING: TaskResultStatus.RUNNING,
+    JobStatus.SUCCESSFUL: TaskResultStatus.SUCCESSFUL,
+    JobStatus.FAILED: TaskResultStatus.FAILED,
+    JobStatus.CANCELLED: TaskResultStatus.FAILED,
+}
+_IN_AN_ATTEMPT = frozenset({JobStatus.RUNNING, JobStatus.SUCCESSFUL})
+
+
+def django_task_named(name: str) -> Task:
+    """The ``django.tasks`` Task at dotted path ``name``, or TaskResultDoesNotExist."""
+    try:
+        found = resolve_task(name)
+    except UnknownTaskError as exc:
+        raise TaskResultDoesNotExist(str(exc)) from exc
+    found = getattr(found, "django_task", found)  # the worker's bridge wraps it
+    if not isinstance(found, Task):
+        raise TaskResultDoesNotExist(f"{name!r} is a django_jobs task, not a django.tasks Task")
+    return found
+
+
+def task_error(entry: dict[str, Any]) -> TaskError:
+    return TaskError(
+        exception_class_path=str(entry.get("exception_class") or "builtins.Exception"),
+        traceback=str(entry.get("traceback") or entry.get("message") or ""),
+    )
+
+
+def current_run(
+    status: str, attempts: int, errors: Sequence[dict[str, Any]], worker_id: Any
+) -> tuple[list[TaskError], list[str]]:
+    """``(errors, worker_ids)`` of the current run, one worker id per attempt."""
+    in_attempt = status in _IN_AN_ATTEMPT and worker_id is not None
+    failed = max(0, min(attempts - (1 if in_attempt else 0), len(errors)))
+    entries = list(errors[len(errors) - failed :]) if failed else []
+    worker_ids = [str(entry.get("worker_id") or "") for entry in entries]
+    if in_attempt:
+        worker_ids.append(str(worker_id))
+    return [task_error(entry) for entry in entries], worker_ids
+
+
+def unvalidated_replace(task: Task, **changes: Any) -> Task:
+    """``dataclasses.replace`` without re-validating: a stored row stays readable
+    after its queue is removed from ``QUEUES``."""
+    clone = object.__new__(type(task))
+    for field in dataclasses.fields(task):
+        object.__setattr__(clone, field.name, changes.get(field.name, getattr(task, field.name)))
+    return clone
+
+
+def task_for_row(
+    base: Task,
+    alias: str,
+    priority: int,
+    queue_name: str,
+    run_after: datetime | None,
+    enqueued_at: datetime | None,
+) -> Task:
+    """``base`` with the options this row was enqueued with."""
+    changes: dict[str, Any] = {}
+    if base.priority != priority:
+        changes["priority"] = priority
+    if base.queue_name != queue_name:
+        changes["queue_name"] = queue_name
+    if base.backend != alias:
+        changes["backend"] = alias
+    if run_after is not None and enqueued_at is not None and run_after > enqueued_at:
+        changes["run_after"] = run_after
+    return unvalidated_replace(base, **changes) if changes else base
+
+
+def build_result(
+    *,
+    task: Task,
+    job_id: int,
+    status: str,
+    alias: str,
+    args: Any,
+    kwargs: Any,
+    attempts: int,
+    errors: Sequence[dict[str, Any]],
+    worker_id: Any,
+    enqueued_at: datetime | None,
+    started_at: datetime | None,
+    finished_at: datetime | None,
+    return_value: Any = None,
+) -> TaskResult:
+    task_errors, worker_ids = current_run(status, attempts, errors, worker_id)
+    result = TaskResult(
+        task=task,
+        id=str(job_id),
+        status=STATUS_MAP[status],
+        enqueued_at=enqueued_at,
+        started_at=started_at,
+        finished_at=finished_at,
+        last_attempted_at=started_at,
+        args=list(args),
+        kwargs=dict(kwargs),
+        backend=alias,
+        errors=task_errors,
+        worker_ids=worker_ids,
+    )
+    if status == JobStatus.SUCCESSFUL:
+        object.__setattr__(result, "_return_value", return_value)
+    return result
+
+
+def result_for_job(job: Any, alias: str) -> TaskResult:
+    """A ``TaskResult`` for a :class:`~django_jobs.models.Job` row."""
+    base = django_task_named(job.task_name)
+    task = task_for_row(
+        base, alias, job.priority, job.queue_name, job.run_after, job.enqueued_at
+    )
+    return build_result(
+        task=task,
+        job_id=job.pk,
+        status=job.status,
+        alias=alias,
+        args=job.args,
+        kwargs=job.kwargs,
+        attempts=job.attempts,
+        errors=job.errors or [],
+        worker_id=job.worker_id,
+        enqueued_at=job.enqueued_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        return_value=job.result,
+    )
+
+
+def result_for_new_job(job: Any, task: Task, alias: str) -> TaskResult:
+    """The ``TaskResult`` returned by ``enqueue``: the task exactly as given."""
+    return build_result(
+        task=task,
+        job_id=job.pk,
+        status=JobStatus.READY,
+        alias=alias,
+        args=job.args,
+        kwargs=job.kwargs,
+        attempts=0,
+        errors=(),
+        worker_id=None,
+        enqueued_at=job.enqueued_at,
+        started_at=None,
+        finished_at=None,
+    )
