@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from django.apps import apps
 from django.conf import settings
@@ -54,12 +54,20 @@ from django_jobs.tasks import (
 
 __all__ = ["JobsBackend", "JobsTask"]
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+if TYPE_CHECKING:
+    _TaskBase = Task[..., Any]
+else:
+    _TaskBase = Task  # not subscriptable at runtime
+
 SUPPORTED_VENDORS = ("postgresql", "sqlite")
 OPTION_KEYS = frozenset({"DATABASE", "MAX_ATTEMPTS", "TIMEOUT", "BACKOFF"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class JobsTask(Task):
+class JobsTask(_TaskBase):
     """Django's ``Task`` plus django_jobs' options (``None``: the backend's default)."""
 
     max_attempts: int | None = None
@@ -82,8 +90,11 @@ class JobsTask(Task):
         idempotency_key: str | None = None,
     ) -> JobsTask:
         """Django's ``using()``, plus ``idempotency_key``."""
-        task: JobsTask = Task.using(
-            self, priority=priority, queue_name=queue_name, run_after=run_after, backend=backend
+        task = cast(
+            "JobsTask",
+            Task.using(
+                self, priority=priority, queue_name=queue_name, run_after=run_after, backend=backend
+            ),
         )
         if idempotency_key is not None:
             task = dataclasses.replace(task, idempotency_key=idempotency_key)
@@ -146,7 +157,7 @@ class JobsBackend(BaseTaskBackend):
 
     # -- validation --------------------------------------------------------
 
-    def validate_task(self, task: Task) -> None:
+    def validate_task(self, task: Task[..., Any]) -> None:
         """Django's checks plus django_jobs' options; raises ``InvalidTask``."""
         super().validate_task(task)
         if not isinstance(task, JobsTask):
@@ -166,7 +177,9 @@ class JobsBackend(BaseTaskBackend):
     def check(self, **kwargs: Any) -> list[CheckMessage]:
         """System-check errors for this backend; never touches the database."""
         where = f"TASKS[{self.alias!r}]"
-        errors = [Error(f"{where}: {p}.", id="django_jobs.E104") for p in self.problems]
+        errors: list[CheckMessage] = [
+            Error(f"{where}: {p}.", id="django_jobs.E104") for p in self.problems
+        ]
         if not apps.is_installed("django_jobs"):
             errors.append(
                 Error(
@@ -201,7 +214,7 @@ class JobsBackend(BaseTaskBackend):
 
     # -- enqueue -------------------------------------------------------------
 
-    def _new_job(self, task: Task, args: Any, kwargs: Any) -> NewJob:
+    def _new_job(self, task: Task[..., Any], args: Any, kwargs: Any) -> NewJob:
         from django_jobs.conf import jobs_settings
 
         args_json, kwargs_json = _encode_arguments(task.module_path, args, kwargs)
@@ -219,7 +232,7 @@ class JobsBackend(BaseTaskBackend):
             idempotency_key=getattr(task, "idempotency_key", None),
         )
 
-    def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+    def enqueue(self, task: Task[P, R], args: Any, kwargs: Any) -> TaskResult[P, R]:
         """Store a job in the caller's transaction; ``task_enqueued`` fires on commit."""
         from django_jobs.engine import get_engine
         from django_jobs.models import Job
@@ -234,7 +247,7 @@ class JobsBackend(BaseTaskBackend):
                 .first()
             )
             if existing is not None:
-                return result_for_job(existing, self.alias)
+                return cast("TaskResult[P, R]", result_for_job(existing, self.alias))
         job = get_engine(self.database).insert_jobs([row])[0]
         result = result_for_new_job(job, task, self.alias)
         sender = type(self)
@@ -243,11 +256,11 @@ class JobsBackend(BaseTaskBackend):
             task_enqueued.send_robust(sender=sender, task_result=result)
 
         transaction.on_commit(send, using=self.database)
-        return result
+        return cast("TaskResult[P, R]", result)
 
     # -- results ---------------------------------------------------------------
 
-    def get_result(self, result_id: str) -> TaskResult:
+    def get_result(self, result_id: str) -> TaskResult[..., Any]:
         """The current state of a job as a ``TaskResult``."""
         from django_jobs.models import Job
 

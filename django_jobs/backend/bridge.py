@@ -41,11 +41,11 @@ class BridgedTask(Task[..., Any]):
 _bridges: dict[str, BridgedTask] = {}
 # TaskResult of each running attempt, keyed by (job id, claim token): the same
 # object goes to task_started, to the task's TaskContext and to task_finished.
-_running: dict[tuple[int, Any], TaskResult] = {}
+_running: dict[tuple[int, Any], TaskResult[..., Any]] = {}
 _lock = threading.Lock()
 
 
-def _backend_defaults(django_task: DjangoTask) -> dict[str, Any]:
+def _backend_defaults(django_task: DjangoTask[..., Any]) -> dict[str, Any]:
     backend = task_backends[django_task.backend]
     return {
         "max_attempts": getattr(backend, "default_max_attempts", None),
@@ -54,7 +54,7 @@ def _backend_defaults(django_task: DjangoTask) -> dict[str, Any]:
     }
 
 
-def bridged_task(django_task: DjangoTask) -> BridgedTask:
+def bridged_task(django_task: DjangoTask[..., Any]) -> BridgedTask:
     """The django_jobs Task that runs ``django_task`` (cached per dotted path)."""
     name = django_task.module_path
     found = _bridges.get(name)
@@ -84,7 +84,7 @@ def bridged_task(django_task: DjangoTask) -> BridgedTask:
     return created
 
 
-def _runner_for(django_task: DjangoTask) -> Callable[..., Any]:
+def _runner_for(django_task: DjangoTask[..., Any]) -> Callable[..., Any]:
     def run(*args: Any, **kwargs: Any) -> Any:
         if not django_task.takes_context:
             return django_task.call(*args, **kwargs)
@@ -109,7 +109,7 @@ def _previous_errors(job: Any) -> list[dict[str, Any]]:
     return list(found or [])
 
 
-def _running_result(django_task: DjangoTask, job: Any) -> TaskResult:
+def _running_result(django_task: DjangoTask[..., Any], job: Any) -> TaskResult[..., Any]:
     alias = django_task.backend
     task = task_for_row(django_task, alias, job.priority, job.queue_name, None, None)
     return build_result(
@@ -128,7 +128,7 @@ def _running_result(django_task: DjangoTask, job: Any) -> TaskResult:
     )
 
 
-def _sender(django_task: DjangoTask) -> type[Any]:
+def _sender(django_task: DjangoTask[..., Any]) -> type[Any]:
     return type(task_backends[django_task.backend])
 
 

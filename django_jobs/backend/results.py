@@ -33,7 +33,7 @@ STATUS_MAP: dict[str, TaskResultStatus] = {
 _IN_AN_ATTEMPT = frozenset({JobStatus.RUNNING, JobStatus.SUCCESSFUL})
 
 
-def django_task_named(name: str) -> Task:
+def django_task_named(name: str) -> Task[..., Any]:
     """The ``django.tasks`` Task at dotted path ``name``, or TaskResultDoesNotExist."""
     try:
         found = resolve_task(name)
@@ -65,7 +65,7 @@ def current_run(
     return [task_error(entry) for entry in entries], worker_ids
 
 
-def unvalidated_replace(task: Task, **changes: Any) -> Task:
+def unvalidated_replace(task: Task[..., Any], **changes: Any) -> Task[..., Any]:
     """``dataclasses.replace`` without re-validating: a stored row stays readable
     after its queue is removed from ``QUEUES``."""
     clone = object.__new__(type(task))
@@ -75,13 +75,13 @@ def unvalidated_replace(task: Task, **changes: Any) -> Task:
 
 
 def task_for_row(
-    base: Task,
+    base: Task[..., Any],
     alias: str,
     priority: int,
     queue_name: str,
     run_after: datetime | None,
     enqueued_at: datetime | None,
-) -> Task:
+) -> Task[..., Any]:
     """``base`` with the options this row was enqueued with."""
     changes: dict[str, Any] = {}
     if base.priority != priority:
@@ -97,7 +97,7 @@ def task_for_row(
 
 def build_result(
     *,
-    task: Task,
+    task: Task[..., Any],
     job_id: int,
     status: str,
     alias: str,
@@ -110,7 +110,7 @@ def build_result(
     started_at: datetime | None,
     finished_at: datetime | None,
     return_value: Any = None,
-) -> TaskResult:
+) -> TaskResult[..., Any]:
     task_errors, worker_ids = current_run(status, attempts, errors, worker_id)
     result = TaskResult(
         task=task,
@@ -131,12 +131,10 @@ def build_result(
     return result
 
 
-def result_for_job(job: Any, alias: str) -> TaskResult:
+def result_for_job(job: Any, alias: str) -> TaskResult[..., Any]:
     """A ``TaskResult`` for a :class:`~django_jobs.models.Job` row."""
     base = django_task_named(job.task_name)
-    task = task_for_row(
-        base, alias, job.priority, job.queue_name, job.run_after, job.enqueued_at
-    )
+    task = task_for_row(base, alias, job.priority, job.queue_name, job.run_after, job.enqueued_at)
     return build_result(
         task=task,
         job_id=job.pk,
@@ -154,7 +152,7 @@ def result_for_job(job: Any, alias: str) -> TaskResult:
     )
 
 
-def result_for_new_job(job: Any, task: Task, alias: str) -> TaskResult:
+def result_for_new_job(job: Any, task: Task[..., Any], alias: str) -> TaskResult[..., Any]:
     """The ``TaskResult`` returned by ``enqueue``: the task exactly as given."""
     return build_result(
         task=task,

@@ -165,7 +165,7 @@ def _assert_fresh(result: TaskResult) -> None:
     assert result.backend == "default" and result.task == dtasks.echo
     assert not result.is_finished
     with pytest.raises(ValueError, match="not finished"):
-        result.return_value
+        _ = result.return_value
     job = Job.objects.get(pk=int(result.id))
     assert job.task_name == "tests.testapp.dtasks.echo"
     assert (job.status, job.args, job.kwargs) == (JobStatus.READY, [1], {"two": 3})
@@ -245,7 +245,7 @@ def test_a_django_jobs_task_id_is_not_a_django_tasks_result():
     from tests.testapp import tasks
 
     job = tasks.add.enqueue(1, 2)
-    with pytest.raises(TaskResultDoesNotExist, match="not a django.tasks Task"):
+    with pytest.raises(TaskResultDoesNotExist, match=r"not a django\.tasks Task"):
         task_backends["default"].get_result(str(job.pk))
 
 
@@ -325,15 +325,17 @@ def test_unknown_decorator_option_is_a_type_error():
 @pytest.mark.django_db
 def test_queue_is_revalidated_on_enqueue_after_queues_change():
     reports = dtasks.with_progress  # defined while "reports" was allowed
-    with override_settings(TASKS=tasks_setting(QUEUES=["default"])):
-        with pytest.raises(InvalidTask, match="Queue 'reports'"):
-            reports.enqueue(1, 0.0)
+    with (
+        override_settings(TASKS=tasks_setting(QUEUES=["default"])),
+        pytest.raises(InvalidTask, match="Queue 'reports'"),
+    ):
+        reports.enqueue(1, 0.0)
     assert not Job.objects.exists()
 
 
 @pytest.mark.django_db
 def test_non_json_arguments_are_a_type_error_and_nothing_is_written():
-    with pytest.raises(TypeError, match="positional argument 0 .set."):
+    with pytest.raises(TypeError, match=r"positional argument 0 \(set\)"):
         dtasks.echo.enqueue({1, 2})
     with pytest.raises(TypeError, match="keyword argument 'when'"):
         dtasks.echo.enqueue(when=timezone.now())
@@ -363,3 +365,57 @@ def test_task_and_result_pickle_round_trip():
     fetched = dtasks.echo.get_result(result.id)
     assert pickle.loads(pickle.dumps(fetched)) == fetched
     assert connection.vendor in {"sqlite", "postgresql"}
+
+
+# -- 6. task_enqueued only after commit ----------------------------------------
+
+
+@pytest.fixture
+def enqueued_signals():
+    from django.tasks.signals import task_enqueued
+
+    seen: list[tuple[type, TaskResult]] = []
+
+    def receiver(sender, task_result, **kwargs):
+        seen.append((sender, task_result))
+
+    task_enqueued.connect(receiver)
+    yield seen
+    task_enqueued.disconnect(receiver)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rolled_back_enqueue_leaves_no_row_and_sends_no_signal(enqueued_signals):
+    from django.db import transaction
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        dtasks.add.enqueue(1, 2)
+        raise RuntimeError("roll back")
+    assert not Job.objects.exists()
+    assert enqueued_signals == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_task_enqueued_is_sent_once_after_commit(enqueued_signals):
+    from django.db import transaction
+
+    with transaction.atomic():
+        result = dtasks.add.enqueue(1, 2)
+        assert enqueued_signals == []
+    assert enqueued_signals == [(JobsBackend, result)]
+    assert enqueued_signals[0][1].status == TaskResultStatus.READY
+
+
+@pytest.mark.django_db(transaction=True)
+def test_raising_task_enqueued_receiver_changes_nothing():
+    from django.tasks.signals import task_enqueued
+
+    def broken(sender, task_result, **kwargs):
+        raise RuntimeError("broken receiver")
+
+    task_enqueued.connect(broken)
+    try:
+        result = dtasks.add.enqueue(1, 2)
+    finally:
+        task_enqueued.disconnect(broken)
+    assert Job.objects.get(pk=int(result.id)).status == JobStatus.READY

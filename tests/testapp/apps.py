@@ -1,3 +1,5 @@
+import os
+
 from django.apps import AppConfig
 
 
@@ -5,3 +7,9 @@ class TestAppConfig(AppConfig):
     name = "tests.testapp"
     label = "testapp"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        if os.environ.get("DJANGO_JOBS_TEST_SIGNAL_PROBE"):
+            from tests.testapp import signal_probe
+
+            signal_probe.connect()
