@@ -1,3 +1,8 @@
-"""Django admin for jobs and dead letters (one module per model)."""
+"""Django admin for django_jobs, one module per model plus the overview page.
 
-from django_jobs.admin import dead_letters, jobs  # noqa: F401 - registers the ModelAdmins
+Shared pieces: ``counts`` (estimated counts, paginator), ``stats`` (skip scans,
+per-queue counts, throughput), ``filters``, ``actions`` (bulk + one-click),
+``display`` (human times, badges, JSON) and ``charts`` (SVG).
+"""
+
+from django_jobs.admin import dead_letters, jobs, overview, workers  # noqa: F401 - registers

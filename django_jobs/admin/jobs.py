@@ -1,67 +1,334 @@
-"""Job admin: list, filter, inspect, and act on jobs in bulk."""
+"""Job admin: list, filter, inspect, and act on jobs, fast at millions of rows.
+
+- The list reads one page through an index: status / queue / task filters
+  and id / idempotency-key search each hit an index, the row count is
+  estimated above ``ADMIN_EXACT_COUNT_LIMIT``, facets are off, and only the
+  id column sorts (sorting a million rows by anything else is a full sort).
+- The detail page is read-only: pretty JSON, every attempt's traceback, a
+  timeline, links to the dead letter and worker, one-click actions.
+- Actions (bulk and one-click) go through the engine's operator operations.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import dataclasses
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
 
-from django.contrib import admin, messages
-from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.contrib import admin
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
+from django_jobs.admin import display
+from django_jobs.admin.actions import MAX_SELECTION, ObjectAction, ObjectActionsMixin
+from django_jobs.admin.changelist import IndexedChangeList
+from django_jobs.admin.counts import EstimatedCountPaginator
+from django_jobs.admin.filters import JobQueueFilter, JobStatusFilter, JobTaskFilter
 from django_jobs.engine import get_engine
-from django_jobs.models import Job
+from django_jobs.models import DeadLetter, Job, Worker
+from django_jobs.status import JobStatus
 
-if TYPE_CHECKING:
-    ModelAdmin = admin.ModelAdmin[Job]
-else:
-    ModelAdmin = admin.ModelAdmin
+# Columns the list never shows: not read for list pages.
+HEAVY_FIELDS = ("args", "kwargs", "result", "errors", "progress", "meta")
+
+RETRYABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+
+OBJECT_ACTIONS = (
+    ObjectAction("run_jobs_now", "Run now"),
+    ObjectAction("retry_jobs", "Retry now"),
+    ObjectAction("cancel_jobs", "Cancel", "danger"),
+)
+
+
+def can_act(action: str, status: str, run_after: datetime | None, now: datetime) -> bool:
+    """Whether ``action`` applies to a job in this state (skipped otherwise)."""
+    if action == "retry_jobs":
+        return status in RETRYABLE
+    if action == "cancel_jobs":
+        return status == JobStatus.READY
+    if action == "run_jobs_now":
+        return status == JobStatus.READY and run_after is not None and run_after > now
+    return False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    at: datetime
+    label: str
+    detail: str = ""
+    tone: str = ""  # "ok", "failed", "future"
+
+
+def timeline(job: Job, dead_letters: Sequence[DeadLetter], now: datetime) -> list[TimelineEntry]:
+    """What happened to ``job`` and when, oldest first; future run last."""
+    entries = [TimelineEntry(job.enqueued_at, "Enqueued", f"queue {job.queue_name}")]
+    retried_from = (job.meta or {}).get("retried_from_dead_letter")
+    if retried_from:
+        entries[0] = TimelineEntry(
+            job.enqueued_at, "Enqueued", f"retry of dead letter {retried_from}"
+        )
+    for error in job.errors or []:
+        at = _parse_time(error.get("at"))
+        if at is not None:
+            name = str(error.get("exception_class", "")).rpartition(".")[2]
+            entries.append(
+                TimelineEntry(at, f"Attempt {error.get('attempt', '?')} failed", name, "failed")
+            )
+    if job.started_at:
+        entries.append(TimelineEntry(job.started_at, f"Attempt {job.attempts} started"))
+    if job.finished_at:
+        tone = "ok" if job.status == JobStatus.SUCCESSFUL else "failed"
+        entries.append(TimelineEntry(job.finished_at, display.status_label(job.status), "", tone))
+    for letter in dead_letters:
+        entries.append(TimelineEntry(letter.created_at, "Dead-lettered", letter.reason, "failed"))
+        if letter.retried_at:
+            entries.append(
+                TimelineEntry(
+                    letter.retried_at, "Retried as a new job", f"job {letter.retried_job_id}"
+                )
+            )
+    entries.sort(key=lambda e: e.at)
+    if job.status == JobStatus.READY:
+        label = "Scheduled to run" if job.run_after > now else "Due since"
+        entries.append(TimelineEntry(job.run_after, label, "", "future"))
+    return entries
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed)
+
+
+def _admin_link(model: str, pk: Any, text: str) -> SafeString | str:
+    try:
+        url = reverse(f"admin:django_jobs_{model}_change", args=[pk])
+    except NoReverseMatch:
+        return text
+    return format_html('<a href="{}">{}</a>', url, text)
 
 
 @admin.register(Job)
-class JobAdmin(ModelAdmin):
+class JobAdmin(ObjectActionsMixin):
     list_display = (
         "id",
-        "task_name",
+        "task",
         "queue_name",
-        "status",
+        "status_badge",
         "priority",
-        "attempts",
-        "run_after",
-        "finished_at",
+        "attempts_display",
+        "when",
+        "duration",
     )
-    list_filter = ("status", "queue_name")
-    search_fields = ("=id", "=idempotency_key")
+    list_display_links = ("id",)
+    list_filter = (JobStatusFilter, JobQueueFilter, JobTaskFilter)
+    search_fields = ("=id", "=idempotency_key")  # shows the box; see get_search_results
+    search_help_text = "Job id or exact idempotency key."
     ordering = ("-id",)
+    sortable_by = ("id",)
+    list_per_page = 50
+    paginator = EstimatedCountPaginator
     show_full_result_count = False
-    actions = ("retry_jobs", "cancel_jobs", "run_jobs_now")
+    show_facets = admin.ShowFacets.NEVER
+    actions = ("retry_jobs", "cancel_jobs", "run_jobs_now", "delete_selected")
+    object_actions = tuple(a.name for a in OBJECT_ACTIONS)
+    change_form_template = "admin/django_jobs/job/change_form.html"
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Job | None = None) -> list[str]:
-        return [field.name for field in Job._meta.fields]
+    class Media:
+        css = {"all": ["django_jobs/admin/jobs.css"]}
+
+    # -- permissions and queryset ---------------------------------------
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[IndexedChangeList]:
+        return IndexedChangeList
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+        return False  # jobs are enqueued by code, not typed in
 
-    def _report(self, request: HttpRequest, verb: str, done: int, total: int, why: str) -> None:
-        skipped = total - done
-        text = f"{done} job(s) {verb}"
-        if skipped:
-            text += f", {skipped} skipped: {why}"
-        self.message_user(request, text + ".", messages.SUCCESS if done else messages.WARNING)
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
+        queryset = super().get_queryset(request)
+        match = request.resolver_match
+        if match is not None and match.url_name == "django_jobs_job_changelist":
+            queryset = queryset.defer(*HEAVY_FIELDS)
+        return queryset
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Job], search_term: str
+    ) -> tuple[QuerySet[Job], bool]:
+        """Exact id or exact idempotency key: both indexed (no ILIKE scans)."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        match = Q(idempotency_key=term)
+        digits = term.removeprefix("#")
+        if digits.isdigit() and len(digits) < 19:
+            match |= Q(pk=int(digits))
+        return queryset.filter(match), False
+
+    # -- list columns ----------------------------------------------------
+
+    @admin.display(description="task")
+    def task(self, obj: Job) -> SafeString:
+        return display.short_task(obj.task_name)
+
+    @admin.display(description="status")
+    def status_badge(self, obj: Job) -> SafeString:
+        return display.status_badge(obj.status, obj.run_after)
+
+    @admin.display(description="attempts")
+    def attempts_display(self, obj: Job) -> str:
+        return f"{obj.attempts}/{obj.max_attempts}"
+
+    @admin.display(description="when")
+    def when(self, obj: Job) -> SafeString | str:
+        if obj.status == JobStatus.READY:
+            return display.relative_time(
+                obj.run_after, prefix="runs " if obj.is_scheduled else "due "
+            )
+        if obj.status == JobStatus.RUNNING:
+            return display.relative_time(obj.started_at, prefix="started ")
+        return display.relative_time(obj.finished_at, prefix="finished ")
+
+    @admin.display(description="duration")
+    def duration(self, obj: Job) -> str:
+        if obj.status == JobStatus.RUNNING:
+            return display.duration(obj.started_at, timezone.now())
+        if obj.finished_at and obj.started_at and obj.status != JobStatus.CANCELLED:
+            return display.duration(obj.started_at, obj.finished_at)
+        return "-"
+
+    # -- detail page -----------------------------------------------------
+
+    def get_fields(self, request: HttpRequest, obj: Job | None = None) -> tuple[()]:
+        return ()  # the template renders the job; there is no form to fill
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if request.method == "POST":
+            # Jobs are changed by actions only: a form save would write stale
+            # copies of fields a worker may be updating.
+            return HttpResponseNotAllowed(["GET"])
+        context = dict(extra_context or {})
+        context.update(
+            show_save=False, show_save_and_continue=False, show_save_and_add_another=False
+        )
+        job = self.get_object(request, object_id)
+        if job is not None:
+            context.update(self.detail_context(request, job))
+        return super().change_view(request, object_id, form_url, context)
+
+    def detail_context(self, request: HttpRequest, job: Job) -> dict[str, Any]:
+        now = timezone.now()
+        letters = list(DeadLetter.objects.using(job._state.db).filter(job_id=job.pk).order_by("pk"))
+        worker = None
+        if job.worker_id:
+            worker = Worker.objects.using(job._state.db).filter(pk=job.worker_id).first()
+        source = (job.meta or {}).get("retried_from_dead_letter")
+
+        def eligible(action: str) -> bool:
+            return can_act(action, job.status, job.run_after, now)
+
+        return {
+            "job": job,
+            "now": now,
+            "status_badge": display.status_badge(job.status, job.run_after, now),
+            "timeline": timeline(job, letters, now),
+            "attempt_errors": list(reversed(job.errors or [])),
+            "dead_letters": [
+                (letter, _admin_link("deadletter", letter.pk, f"#{letter.pk}"))
+                for letter in letters
+            ],
+            "source_dead_letter": _admin_link("deadletter", source, f"#{source}")
+            if source
+            else None,
+            "worker_link": _admin_link("worker", job.worker_id, str(job.worker_id))
+            if worker
+            else None,
+            "json_blocks": [
+                ("Arguments", display.pretty_json(job.args)),
+                ("Keyword arguments", display.pretty_json(job.kwargs)),
+                *([("Result", display.pretty_json(job.result))] if job.result is not None else []),
+                *(
+                    [("Progress", display.pretty_json(job.progress))]
+                    if job.progress is not None
+                    else []
+                ),
+                *([("Metadata", display.pretty_json(job.meta))] if job.meta else []),
+            ],
+            "object_actions": self.available_object_actions(request, eligible, OBJECT_ACTIONS),
+            "duration": self.duration(job),
+        }
+
+    # -- actions ---------------------------------------------------------
+
+    def _act(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Job],
+        action: str,
+        verb: str,
+        operation: Callable[[list[int]], int],
+        rule: str,
+    ) -> None:
+        now = timezone.now()
+        rows = list(
+            queryset.order_by("-pk").values_list("pk", "status", "run_after")[: MAX_SELECTION + 1]
+        )
+        truncated = len(rows) > MAX_SELECTION
+        ids: list[int] = []
+        skipped: Counter[str] = Counter()
+        for pk, status, run_after in rows[:MAX_SELECTION]:
+            if can_act(action, status, run_after, now):
+                ids.append(pk)
+            else:
+                skipped[display.status_label(status, run_after, now).lower()] += 1
+        done = operation(ids) if ids else 0
+        self.report(
+            request,
+            noun="job",
+            verb=verb,
+            done=done,
+            skipped=skipped,
+            lost=len(ids) - done,
+            truncated=truncated,
+            rule=rule,
+        )
 
     @admin.action(description="Retry selected failed/cancelled jobs now", permissions=["change"])
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        ids = list(queryset.values_list("pk", flat=True))
-        done = get_engine(queryset.db).retry_jobs(ids)
-        self._report(request, "retried", done, len(ids), "not failed or cancelled")
+        engine = get_engine(queryset.db)
+        self._act(
+            request, queryset, "retry_jobs", "retried", engine.retry_jobs,
+            "only failed or cancelled jobs are retried",
+        )  # fmt: skip
 
     @admin.action(description="Cancel selected ready jobs", permissions=["change"])
     def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        ids = list(queryset.values_list("pk", flat=True))
-        done = get_engine(queryset.db).cancel_jobs(ids)
-        self._report(request, "cancelled", done, len(ids), "not ready (running or finished)")
+        engine = get_engine(queryset.db)
+        self._act(
+            request, queryset, "cancel_jobs", "cancelled", engine.cancel_jobs,
+            "only jobs that have not started are cancelled",
+        )  # fmt: skip
 
     @admin.action(description="Run selected scheduled jobs now", permissions=["change"])
     def run_jobs_now(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        ids = list(queryset.values_list("pk", flat=True))
-        done = get_engine(queryset.db).run_jobs_now(ids)
-        self._report(request, "made due now", done, len(ids), "not ready")
+        engine = get_engine(queryset.db)
+        self._act(
+            request, queryset, "run_jobs_now", "made due now", engine.run_jobs_now,
+            "only scheduled jobs are moved",
+        )  # fmt: skip

@@ -1,0 +1,271 @@
+"""Read-only statistics for the admin pages, each cheap at millions of rows.
+
+- Distinct task / queue names: a recursive "skip scan" over the btree index
+  (one index probe per distinct value), never ``SELECT DISTINCT`` over the table.
+- Per-queue counts: one grouped query while the rows involved are few
+  (bounded count first); per-queue bounded counts / estimates otherwise.
+- Throughput: finished jobs per minute / hour from the ``finished_at`` index.
+  Buckets that are over never change, so they are cached; a refresh only counts
+  the current minute.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connections
+from django.db.models import Count, Min, Q, QuerySet
+from django.db.models.functions import TruncHour, TruncMinute
+
+from django_jobs.admin.counts import RowCount, bounded_count, count_rows, exact_limit
+from django_jobs.models import Job
+from django_jobs.status import FINISHED_STATUSES, JobStatus
+
+
+def _skip_scan(table: str, column: str) -> str:
+    # Distinct values of an indexed column, one index probe each ("loose index
+    # scan"): MIN(col) WHERE col > previous walks the btree whose first column
+    # is col. Plain SQL that PostgreSQL and SQLite both run. Read-only.
+    # ``table`` and ``column`` are the constants below, never user input.
+    return f"""
+WITH RECURSIVE names(name) AS (
+    SELECT MIN({column}) FROM {table}
+    UNION ALL
+    SELECT (SELECT MIN({column}) FROM {table} WHERE {column} > names.name)
+    FROM names WHERE names.name IS NOT NULL
+)
+SELECT name FROM names WHERE name IS NOT NULL LIMIT %s
+"""
+
+
+# Index jobs_job_task_id / jobs_job_queue_id.
+DISTINCT_JOB_TASKS = _skip_scan("django_jobs_job", "task_name")
+DISTINCT_JOB_QUEUES = _skip_scan("django_jobs_job", "queue_name")
+# Index jobs_deadletter_task_id / jobs_deadletter_queue_id.
+DISTINCT_DEAD_LETTER_TASKS = _skip_scan("django_jobs_deadletter", "task_name")
+DISTINCT_DEAD_LETTER_QUEUES = _skip_scan("django_jobs_deadletter", "queue_name")
+
+# Filters list at most this many distinct values.
+MAX_DISTINCT = 500
+# A finished bucket is cached once it ended this long ago (late commits).
+SETTLE = timedelta(seconds=30)
+
+
+def _distinct(sql: str, alias: str, limit: int) -> list[str]:
+    with connections[alias].cursor() as cursor:
+        cursor.execute(sql, [limit])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def task_names(alias: str = "default", limit: int = MAX_DISTINCT) -> list[str]:
+    """Every task name in the jobs table (index skip scan)."""
+    return _distinct(DISTINCT_JOB_TASKS, alias, limit)
+
+
+def queue_names(alias: str = "default", limit: int = MAX_DISTINCT) -> list[str]:
+    """Every queue name in the jobs table (index skip scan)."""
+    return _distinct(DISTINCT_JOB_QUEUES, alias, limit)
+
+
+def dead_letter_task_names(alias: str = "default", limit: int = MAX_DISTINCT) -> list[str]:
+    return _distinct(DISTINCT_DEAD_LETTER_TASKS, alias, limit)
+
+
+def dead_letter_queue_names(alias: str = "default", limit: int = MAX_DISTINCT) -> list[str]:
+    return _distinct(DISTINCT_DEAD_LETTER_QUEUES, alias, limit)
+
+
+def count_by_group(
+    queryset: QuerySet[Any], field: str, buckets: dict[str, Q], groups: Iterable[str]
+) -> dict[str, dict[str, RowCount]]:
+    """``{group: {bucket: count}}`` for ``queryset`` split by ``field`` and ``buckets``.
+
+    One grouped query when the queryset holds at most the exact-count limit
+    (checked with a bounded count); otherwise a bounded count per group and
+    bucket, estimated where it overflows.
+    """
+    limit = exact_limit()
+    result: dict[str, dict[str, RowCount]] = {
+        group: {name: RowCount(0) for name in buckets} for group in groups
+    }
+    small = (
+        connections[queryset.db].vendor != "postgresql" or bounded_count(queryset, limit) <= limit
+    )
+    if small:
+        aggregates = {name: Count("pk", filter=q) for name, q in buckets.items()}
+        for row in queryset.order_by().values(field).annotate(**aggregates):
+            counts = result.setdefault(row[field], {})
+            for name in buckets:
+                counts[name] = RowCount(row[name])
+        return result
+    for group, counts in result.items():
+        for name, q in buckets.items():
+            counts[name] = count_rows(queryset.filter(q, **{field: group}), limit)
+    return result
+
+
+@dataclasses.dataclass(slots=True)
+class QueueStats:
+    name: str
+    ready: RowCount
+    scheduled: RowCount
+    running: RowCount
+    failed: RowCount
+    oldest_ready: datetime | None
+
+    @property
+    def empty(self) -> bool:
+        counts = (self.ready, self.scheduled, self.running, self.failed)
+        return all(c.exact and c.value == 0 for c in counts)
+
+
+def queue_stats(alias: str, now: datetime) -> list[QueueStats]:
+    """READY / scheduled / RUNNING / FAILED per queue, and the oldest due job."""
+    jobs = Job.objects.using(alias)
+    queues = queue_names(alias)
+    active = count_by_group(
+        jobs.filter(status__in=[JobStatus.READY, JobStatus.RUNNING]),
+        "queue_name",
+        {
+            "ready": Q(status=JobStatus.READY, run_after__lte=now),
+            "scheduled": Q(status=JobStatus.READY, run_after__gt=now),
+            "running": Q(status=JobStatus.RUNNING),
+        },
+        queues,
+    )
+    failed = count_by_group(
+        jobs.filter(status=JobStatus.FAILED), "queue_name", {"failed": Q()}, queues
+    )
+    # The job due longest per queue; READY rows only (partial claim index).
+    oldest = dict(
+        jobs.filter(status=JobStatus.READY, run_after__lte=now)
+        .order_by()
+        .values("queue_name")
+        .annotate(oldest=Min("run_after"))
+        .values_list("queue_name", "oldest")
+    )
+    names = sorted(set(queues) | set(active) | set(failed))
+    zero = RowCount(0)
+    return [
+        QueueStats(
+            name=name,
+            ready=active.get(name, {}).get("ready", zero),
+            scheduled=active.get(name, {}).get("scheduled", zero),
+            running=active.get(name, {}).get("running", zero),
+            failed=failed.get(name, {}).get("failed", zero),
+            oldest_ready=oldest.get(name),
+        )
+        for name in names
+    ]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Bucket:
+    """Jobs that finished in [start, start + width)."""
+
+    start: datetime
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.succeeded + self.failed + self.cancelled
+
+
+_FIELD_BY_STATUS: dict[str, str] = {
+    JobStatus.SUCCESSFUL: "succeeded",
+    JobStatus.FAILED: "failed",
+    JobStatus.CANCELLED: "cancelled",
+}
+
+
+def _count_finished(
+    alias: str, start: datetime, end: datetime, hourly: bool
+) -> dict[datetime, Bucket]:
+    trunc = TruncHour if hourly else TruncMinute
+    rows = (
+        Job.objects.using(alias)
+        .filter(status__in=sorted(FINISHED_STATUSES), finished_at__gte=start, finished_at__lt=end)
+        .annotate(bucket=trunc("finished_at", tzinfo=UTC))
+        .values("bucket", "status")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    found: dict[datetime, dict[str, int]] = {}
+    for row in rows:
+        counts = found.setdefault(row["bucket"], {})
+        counts[_FIELD_BY_STATUS[row["status"]]] = row["n"]
+    return {start: Bucket(start, **counts) for start, counts in found.items()}
+
+
+def _cache_prefix(alias: str, hourly: bool) -> str:
+    name = settings.DATABASES[alias].get("NAME")
+    return f"django_jobs:admin:{'h' if hourly else 'm'}:{alias}:{name}:"
+
+
+def _series(alias: str, last: datetime, count: int, hourly: bool, now: datetime) -> list[Bucket]:
+    """``count`` buckets ending with the one starting at ``last``.
+
+    Buckets over for a while come from the cache; the rest are counted in one query.
+    """
+    width = timedelta(hours=1) if hourly else timedelta(minutes=1)
+    starts = [last - width * (count - 1 - i) for i in range(count)]
+    prefix = _cache_prefix(alias, hourly)
+    keys = {start: prefix + start.isoformat() for start in starts}
+    cached: dict[str, Bucket] = cache.get_many(list(keys.values()))
+    missing = [start for start in starts if keys[start] not in cached]
+    counted = (
+        _count_finished(alias, missing[0], min(missing[-1] + width, now), hourly) if missing else {}
+    )
+    settled: dict[str, Bucket] = {}
+    series = []
+    for start in starts:
+        bucket = cached.get(keys[start]) or counted.get(start) or Bucket(start)
+        if keys[start] not in cached and start + width + SETTLE <= now:
+            settled[keys[start]] = bucket
+        series.append(bucket)
+    if settled:
+        cache.set_many(settled, timeout=int(width.total_seconds() * (count + 1)))
+    return series
+
+
+def _floor(now: datetime, hourly: bool) -> datetime:
+    now = now.astimezone(UTC)
+    return now.replace(minute=0 if hourly else now.minute, second=0, microsecond=0)
+
+
+def throughput_per_minute(alias: str, now: datetime, minutes: int = 60) -> list[Bucket]:
+    """Jobs finished per minute over the last ``minutes`` (current minute last)."""
+    return _series(alias, _floor(now, False), minutes, False, now)
+
+
+def throughput_per_hour(
+    alias: str, now: datetime, per_minute: list[Bucket], hours: int = 24
+) -> list[Bucket]:
+    """Jobs finished per hour over the last ``hours``.
+
+    The current hour is summed from ``per_minute`` (which covers it), so a
+    refresh never recounts an hour of rows.
+    """
+    current = _floor(now, True)
+    past = _series(alias, current - timedelta(hours=1), hours - 1, True, now)
+    this_hour = [b for b in per_minute if b.start >= current]
+    return [
+        *past,
+        Bucket(
+            current,
+            succeeded=sum(b.succeeded for b in this_hour),
+            failed=sum(b.failed for b in this_hour),
+            cancelled=sum(b.cancelled for b in this_hour),
+        ),
+    ]
+
+
+def oldest_age(value: datetime | None, now: datetime) -> timedelta | None:
+    return None if value is None else now - value
