@@ -15,9 +15,9 @@ from django.utils import timezone
 
 from django_jobs.admin.stats import Bucket
 
-WIDTH = 720
-HEIGHT = 160
-LEFT = 44  # room for the y axis labels
+WIDTH = 480
+HEIGHT = 150
+LEFT = 40  # room for the y axis labels
 BOTTOM = 20  # room for the x axis labels
 TOP = 8
 

@@ -35,7 +35,7 @@ def job_link(job_id: int | None, exists: bool = True) -> SafeString | str:
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(ObjectActionsMixin):
-    list_display = ("id", "job", "task", "queue_name", "short_reason", "created", "retried")
+    list_display = ("id", "job", "task", "queue", "short_reason", "created", "retried")
     list_display_links = ("id",)
     list_filter = (RetriedFilter, DeadLetterQueueFilter, DeadLetterTaskFilter)
     search_fields = ("=id", "=job_id")  # shows the box; see get_search_results
@@ -84,6 +84,10 @@ class DeadLetterAdmin(ObjectActionsMixin):
     def task(self, obj: DeadLetter) -> SafeString:
         return display.short_task(obj.task_name)
 
+    @admin.display(description="queue")
+    def queue(self, obj: DeadLetter) -> str:
+        return obj.queue_name
+
     @admin.display(description="reason")
     def short_reason(self, obj: DeadLetter) -> SafeString:
         return format_html(
@@ -129,7 +133,7 @@ class DeadLetterAdmin(ObjectActionsMixin):
                 letter=letter,
                 original_job=job_link(letter.job_id, letter.job_id in existing),
                 retried_job=job_link(letter.retried_job_id, letter.retried_job_id in existing),
-                attempt_errors=list(reversed(letter.errors or [])),
+                attempt_errors=display.attempt_errors(letter.errors),
                 json_blocks=[
                     ("Arguments", display.pretty_json(letter.args)),
                     ("Keyword arguments", display.pretty_json(letter.kwargs)),

@@ -39,9 +39,9 @@ def exact_time(value: datetime) -> str:
 
 
 def relative_time(
-    value: datetime | None, now: datetime | None = None, prefix: str = ""
+    value: datetime | None, now: datetime | None = None, prefix: str = "", label: str = ""
 ) -> SafeString | str:
-    """An HTML ``<time>``: "3 min ago" or "in 5 min", exact time on hover."""
+    """An HTML ``<time>``: "3 min ago" or "in 5 min"; "<label> <exact time>" on hover."""
     if value is None:
         return "-"
     now = now or timezone.now()
@@ -52,12 +52,9 @@ def relative_time(
         text = f"in {human_seconds(delta)}"
     else:
         text = f"{human_seconds(delta)} ago"
+    title = f"{label} {exact_time(value)}" if label else exact_time(value)
     return format_html(
-        '<time datetime="{}" title="{}">{}{}</time>',
-        value.isoformat(),
-        exact_time(value),
-        prefix,
-        text,
+        '<time datetime="{}" title="{}">{}{}</time>', value.isoformat(), title, prefix, text
     )
 
 
@@ -97,7 +94,7 @@ def short_task(task_name: str) -> SafeString:
     if not module:
         return format_html('<span class="jobs-task"><b>{}</b></span>', name)
     return format_html(
-        '<span class="jobs-task" title="{}"><span class="jobs-module">{}.</span><b>{}</b></span>',
+        '<span class="jobs-task" title="{}"><span class="jobs-module">{}.</span><wbr><b>{}</b></span>',
         task_name,
         module,
         name,
@@ -108,3 +105,23 @@ def seconds_since(value: datetime | None, now: datetime | None = None) -> float 
     if value is None:
         return None
     return ((now or timezone.now()) - value) / timedelta(seconds=1)
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO timestamp from a JSON error entry, or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed)
+
+
+def attempt_errors(errors: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Error entries newest first, each with a human ``when``."""
+    return [
+        {**error, "when": relative_time(parse_time(error.get("at")))}
+        for error in reversed(errors or [])
+        if isinstance(error, dict)
+    ]

@@ -64,6 +64,10 @@ class TimelineEntry:
     detail: str = ""
     tone: str = ""  # "ok", "failed", "future"
 
+    @property
+    def when(self) -> SafeString | str:
+        return display.relative_time(self.at)
+
 
 def timeline(job: Job, dead_letters: Sequence[DeadLetter], now: datetime) -> list[TimelineEntry]:
     """What happened to ``job`` and when, oldest first; future run last."""
@@ -74,7 +78,7 @@ def timeline(job: Job, dead_letters: Sequence[DeadLetter], now: datetime) -> lis
             job.enqueued_at, "Enqueued", f"retry of dead letter {retried_from}"
         )
     for error in job.errors or []:
-        at = _parse_time(error.get("at"))
+        at = display.parse_time(error.get("at"))
         if at is not None:
             name = str(error.get("exception_class", "")).rpartition(".")[2]
             entries.append(
@@ -100,16 +104,6 @@ def timeline(job: Job, dead_letters: Sequence[DeadLetter], now: datetime) -> lis
     return entries
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed)
-
-
 def _admin_link(model: str, pk: Any, text: str) -> SafeString | str:
     try:
         url = reverse(f"admin:django_jobs_{model}_change", args=[pk])
@@ -123,7 +117,7 @@ class JobAdmin(ObjectActionsMixin):
     list_display = (
         "id",
         "task",
-        "queue_name",
+        "queue",
         "status_badge",
         "priority",
         "attempts_display",
@@ -181,6 +175,10 @@ class JobAdmin(ObjectActionsMixin):
     def task(self, obj: Job) -> SafeString:
         return display.short_task(obj.task_name)
 
+    @admin.display(description="queue")
+    def queue(self, obj: Job) -> str:
+        return obj.queue_name
+
     @admin.display(description="status")
     def status_badge(self, obj: Job) -> SafeString:
         return display.status_badge(obj.status, obj.run_after)
@@ -191,13 +189,13 @@ class JobAdmin(ObjectActionsMixin):
 
     @admin.display(description="when")
     def when(self, obj: Job) -> SafeString | str:
+        """The moment that matters for the status; what it is shows on hover."""
         if obj.status == JobStatus.READY:
-            return display.relative_time(
-                obj.run_after, prefix="runs " if obj.is_scheduled else "due "
-            )
+            label = "runs at" if obj.is_scheduled else "due since"
+            return display.relative_time(obj.run_after, label=label)
         if obj.status == JobStatus.RUNNING:
-            return display.relative_time(obj.started_at, prefix="started ")
-        return display.relative_time(obj.finished_at, prefix="finished ")
+            return display.relative_time(obj.started_at, label="started")
+        return display.relative_time(obj.finished_at, label="finished")
 
     @admin.display(description="duration")
     def duration(self, obj: Job) -> str:
@@ -248,7 +246,7 @@ class JobAdmin(ObjectActionsMixin):
             "now": now,
             "status_badge": display.status_badge(job.status, job.run_after, now),
             "timeline": timeline(job, letters, now),
-            "attempt_errors": list(reversed(job.errors or [])),
+            "attempt_errors": display.attempt_errors(job.errors),
             "dead_letters": [
                 (letter, _admin_link("deadletter", letter.pk, f"#{letter.pk}"))
                 for letter in letters
