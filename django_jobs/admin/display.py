@@ -94,7 +94,8 @@ def short_task(task_name: str) -> SafeString:
     if not module:
         return format_html('<span class="jobs-task"><b>{}</b></span>', name)
     return format_html(
-        '<span class="jobs-task" title="{}"><span class="jobs-module">{}.</span><wbr><b>{}</b></span>',
+        '<span class="jobs-task" title="{}">'
+        '<span class="jobs-module">{}.</span><wbr><b>{}</b></span>',
         task_name,
         module,
         name,
