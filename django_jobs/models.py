@@ -7,6 +7,7 @@ only, and the idempotency index READY/RUNNING rows only.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -184,6 +185,34 @@ class Job(models.Model):
         """Reload every field from the database and return self."""
         self.refresh_from_db()
         return self
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    def wait(self, timeout: float | None = None, *, interval: float = 0.05) -> Job:
+        """Block until the job is SUCCESSFUL, FAILED or CANCELLED; return self, refreshed.
+
+        Polls the database, starting every ``interval`` seconds and backing off
+        to 1 s. Raises ``TimeoutError`` after ``timeout`` seconds (``None``:
+        wait forever). A job enqueued in a transaction that is still open cannot
+        run yet: commit before waiting.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self.refresh_from_db()
+            if self.is_finished:
+                return self
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"job {self.pk} ({self.task_name}) is still {self.status} "
+                        f"after {timeout:g}s"
+                    )
+                interval = min(interval, remaining)
+            time.sleep(interval)
+            interval = min(interval * 1.5, 1.0)
 
 
 class Overview(Job):

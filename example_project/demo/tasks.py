@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
+
+from django import tasks as django_tasks
+from django.tasks import TaskContext
 
 from django_jobs import current_job, task
 
@@ -39,3 +43,19 @@ def build_report(rows: int = 20) -> dict[str, int]:
         time.sleep(0.25)
         job.set_progress({"done": done, "total": rows})
     return {"rows": rows}
+
+
+# The same kind of work through Django's own task API (django.tasks), stored
+# and run by django_jobs: TASKS["default"] is django_jobs.backend.JobsBackend.
+@django_tasks.task(takes_context=True, queue_name="reports")
+def generate_report(
+    context: TaskContext[Any, Any], rows: int = 20, pause: float = 0.2
+) -> dict[str, Any]:
+    """Slow report with a progress bar: the example's "generate report" page polls it."""
+    job = current_job()
+    total = 0
+    for done in range(1, rows + 1):
+        time.sleep(pause)
+        total += done
+        job.set_progress({"done": done, "total": rows})
+    return {"rows": rows, "sum": total, "attempt": context.attempt}

@@ -1,0 +1,13 @@
+"""Optional URLs: ``path("jobs/", include("django_jobs.urls"))``."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from django_jobs import views
+
+app_name = "django_jobs"
+
+urlpatterns = [
+    path("<str:token>/", views.job_status, name="job-status"),
+]
