@@ -47,6 +47,21 @@ DEFAULTS: dict[str, Any] = {
     "ADMIN_EXACT_COUNT_LIMIT": 10_000,
     # Admin: seconds between automatic refreshes of the overview page; 0 turns it off.
     "ADMIN_REFRESH_SECONDS": 10,
+    # -- transactional outbox ------------------------------------------------
+    # Events the relay claims and dispatches per transaction.
+    "OUTBOX_BATCH_SIZE": 500,
+    # Seconds DISPATCHED events are kept; None keeps them forever. FAILED events
+    # are never pruned (an operator re-dispatches or deletes them).
+    "OUTBOX_RETENTION": 7 * 24 * 3600.0,
+    # External publishers, name -> options. Each delivery is a job of the built-in
+    # task django_jobs.outbox.delivery.deliver, so it gets retries and dead letters:
+    #   {"orders-hook": {"BACKEND": "webhook", "TOPICS": ["order.*"],
+    #                    "URL": "https://...", "SECRET": "..."},
+    #    "broker": {"BACKEND": "rabbitmq", "URL": "amqp://guest:guest@localhost/%2F",
+    #               "EXCHANGE": "events"}}
+    # Common options: TOPICS (patterns, default every topic), MAX_ATTEMPTS (8),
+    # BACKOFF ("exponential"), QUEUE (DEFAULT_QUEUE), PRIORITY (0), TIMEOUT (10 s).
+    "OUTBOX_PUBLISHERS": {},
 }
 
 

@@ -256,10 +256,19 @@ class DeadLetter(models.Model):
 
 class OutboxEventQuerySet(models.QuerySet["OutboxEvent"]):
     def pending(self) -> OutboxEventQuerySet:
+        """Committed events the relay has not dispatched yet."""
         return self.filter(status=OutboxStatus.PENDING)
 
+    def dispatched(self) -> OutboxEventQuerySet:
+        return self.filter(status=OutboxStatus.DISPATCHED)
+
     def failed(self) -> OutboxEventQuerySet:
+        """Events an external publisher gave up on; operators can re-dispatch them."""
         return self.filter(status=OutboxStatus.FAILED)
+
+    def dispatch_order(self) -> OutboxEventQuerySet:
+        """Oldest first: ids come from one sequence, in publish order."""
+        return self.order_by("id")
 
 
 class OutboxEvent(models.Model):
@@ -277,17 +286,37 @@ class OutboxEvent(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
     dispatched_at = models.DateTimeField(null=True, blank=True)
+    failed_publishers = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="External publishers that gave up on this event; re-dispatch retries them.",
+    )
 
     objects = OutboxEventQuerySet.as_manager()
 
     class Meta:
         ordering = ["-id"]
         indexes = [
+            # Relay claims: PENDING rows in id order.
             models.Index(
                 fields=["id"], name="jobs_outbox_pending", condition=Q(status=OutboxStatus.PENDING)
             ),
+            # Admin search by key.
             models.Index(fields=["key", "id"], name="jobs_outbox_key_id"),
             models.Index(fields=["status", "-id"], name="jobs_outbox_status_id"),
+            # Per-key ordering: "is an earlier event of this key still pending?" reads
+            # only pending rows, however long the key's history.
+            models.Index(
+                fields=["key", "id"],
+                name="jobs_outbox_pending_key",
+                condition=Q(status=OutboxStatus.PENDING, key__isnull=False),
+            ),
+            # Retention: prune dispatched events oldest first.
+            models.Index(
+                fields=["dispatched_at"],
+                name="jobs_outbox_dispatched",
+                condition=Q(status=OutboxStatus.DISPATCHED),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -1,17 +1,27 @@
 """Transactional outbox: ``publish()`` inside a transaction, ``@subscriber`` to react.
 
-Placeholder until the outbox lands (issue 6): both names exist so that the
-public API imports, and both raise NotImplementedError when used.
+::
+
+    from django_jobs import outbox, subscriber
+
+    with transaction.atomic():
+        order = Order.objects.create(...)
+        outbox.publish("order.created", {"order_id": order.pk}, key=str(order.pk))
+
+    @subscriber("order.*")
+    def reserve_stock(event): ...   # event.id, .topic, .key, .payload, .headers
+
+The event commits or rolls back with the surrounding transaction. The relay
+(inside ``runworker``, or ``manage.py runrelay``) turns each committed event
+into one job per subscriber and per external publisher, exactly once, and
+dispatches events of one key in order. Nothing here touches models at import
+time.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from django_jobs.outbox.events import Event, topic_matches
+from django_jobs.outbox.publish import publish, publish_many
+from django_jobs.outbox.subscribers import subscriber, subscribers_for
 
-
-def publish(topic: str, payload: Any, *, key: str | None = None, headers: Any = None) -> Any:
-    raise NotImplementedError("django_jobs.outbox.publish is not implemented yet")
-
-
-def subscriber(topic: str) -> Any:
-    raise NotImplementedError("django_jobs.outbox.subscriber is not implemented yet")
+__all__ = ["Event", "publish", "publish_many", "subscriber", "subscribers_for", "topic_matches"]

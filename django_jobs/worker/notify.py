@@ -2,7 +2,8 @@
 
 A dedicated autocommit psycopg connection listens on the ``django_jobs``
 channel; each notification carries a queue name. When one of ours arrives the
-worker loop wakes at once; polling stays as the backstop.
+worker loop wakes at once; polling stays as the backstop. The outbox relay
+uses the same listener on its own channel (any notification wakes it).
 """
 
 from __future__ import annotations
@@ -21,10 +22,16 @@ logger = logging.getLogger("django_jobs.worker")
 
 class NotifyListener(threading.Thread):
     def __init__(
-        self, database: str, queues: Sequence[str] | None, wake: Callable[[], None]
+        self,
+        database: str,
+        queues: Sequence[str] | None,
+        wake: Callable[[], None],
+        *,
+        channel: str = NOTIFY_CHANNEL,
     ) -> None:
-        super().__init__(name="django_jobs-listener", daemon=True)
+        super().__init__(name=f"{channel}-listener", daemon=True)
         self.database = database
+        self.channel = channel
         self.queues = frozenset(queues or ())
         self.wake = wake
         self._stop_event = threading.Event()
@@ -39,7 +46,7 @@ class NotifyListener(threading.Thread):
         params.pop("server_side_binding", None)
         params.pop("prepare_threshold", None)
         conn = psycopg.connect(**params, autocommit=True)
-        conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        conn.execute(f"LISTEN {self.channel}")  # a constant identifier, not input
         return conn
 
     def run(self) -> None:

@@ -110,3 +110,6 @@ def in_other_queue() -> str:
 @task
 async def async_add(a: int, b: int) -> int:
     return a + b
+
+
+from tests.testapp import subscribers  # noqa: E402, F401 - registers the outbox subscribers

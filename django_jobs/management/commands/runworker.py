@@ -62,6 +62,12 @@ class Command(BaseCommand):
             default=None,
             help="Exit after running this many jobs (for supervisor recycling).",
         )
+        parser.add_argument(
+            "--no-relay",
+            action="store_false",
+            dest="relay",
+            help="Do not run the outbox relay in this worker (run `manage.py runrelay` instead).",
+        )
         parser.add_argument("--database", default="default", help="Database alias to use.")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -87,6 +93,16 @@ class Command(BaseCommand):
                 max_jobs=options["max_jobs"],
             )
         )
+        if options["relay"]:
+            from django_jobs.outbox.relay import RelayService
+
+            worker.services.append(
+                RelayService(
+                    options["database"],
+                    poll_interval=options["poll_interval"],
+                    drain_first=options["burst"],
+                )
+            )
         worker.install_signal_handlers()
         code = worker.run()
         if code:

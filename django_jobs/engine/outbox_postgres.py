@@ -1,0 +1,172 @@
+"""PostgreSQL outbox: publish and claim in raw SQL, the rest from the ORM engine.
+
+Every statement is a named constant with a comment saying why it is safe
+under concurrency. Parameters are always bound, never formatted in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from django_jobs.conf import jobs_settings
+from django_jobs.engine.outbox import OutboxEngine
+from django_jobs.outbox.events import Event
+from django_jobs.status import OutboxStatus
+
+if TYPE_CHECKING:
+    from django_jobs.models import OutboxEvent
+    from django_jobs.outbox.events import NewEvent
+
+# Channel the relay LISTENs on; payloads are empty (any event wakes it).
+OUTBOX_NOTIFY_CHANNEL = "django_jobs_outbox"
+
+# Insert one event in the caller's transaction. The id comes from the table's
+# sequence at insert time, which is the order the relay dispatches in. When
+# %s (notify) is true, pg_notify queues a wake-up for the relays; PostgreSQL
+# delivers it only if this transaction commits, and folds identical
+# notifications of one transaction into one.
+INSERT_EVENT = """
+INSERT INTO django_jobs_outboxevent (
+    topic, key, payload, headers, created_at, status, attempts, last_error, failed_publishers
+) VALUES (%s, %s, %s::jsonb, %s::jsonb, now(), 'PENDING', 0, '', '[]'::jsonb)
+RETURNING id, created_at,
+    CASE WHEN %s THEN pg_notify('django_jobs_outbox', '') END
+"""
+
+# Insert a batch of events in input order in one statement: ORDER BY ord makes
+# the sequence hand out ids in that order, so per-key order is the list order.
+# Notification as in INSERT_EVENT (folded into one per transaction).
+INSERT_EVENTS = """
+INSERT INTO django_jobs_outboxevent (
+    topic, key, payload, headers, created_at, status, attempts, last_error, failed_publishers
+)
+SELECT t.topic, t.key, t.payload, t.headers, now(), 'PENDING', 0, '', '[]'::jsonb
+FROM unnest(%(topic)s::text[], %(key)s::text[], %(payload)s::jsonb[], %(headers)s::jsonb[])
+    WITH ORDINALITY AS t(topic, key, payload, headers, ord)
+ORDER BY t.ord
+RETURNING id, created_at,
+    CASE WHEN %(notify)s THEN pg_notify('django_jobs_outbox', '') END
+"""
+
+# Claim up to %(limit)s PENDING events, oldest first, for the current
+# transaction. FOR UPDATE SKIP LOCKED in a MATERIALIZED CTE: relays lock
+# disjoint sets and never wait for each other; an event dispatched by another
+# relay since our snapshot is re-checked after locking (status = 'PENDING'
+# fails), so it is never dispatched twice. The partial index
+# jobs_outbox_pending serves ORDER BY id LIMIT.
+#
+# Per-key order: a claimed event is "blocked" when an earlier event with the
+# same key is PENDING and not in this batch: it is locked by another relay
+# (which will dispatch it first), or we skipped it. Blocked events are not
+# dispatched now; their locks go with our transaction. Two relays therefore
+# never dispatch events of one key out of id order: the later event is taken
+# only once the earlier one's dispatch has committed (or both are in one
+# batch, dispatched in id order). The check reads the partial index
+# jobs_outbox_pending_key, so a key's dispatched history costs nothing.
+CLAIM_EVENTS = """
+WITH claimed AS MATERIALIZED (
+    SELECT id, topic, key, payload, headers, created_at
+    FROM django_jobs_outboxevent
+    WHERE status = 'PENDING'
+    ORDER BY id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+SELECT c.id, c.topic, c.key, c.payload, c.headers, c.created_at,
+    c.key IS NOT NULL AND EXISTS (
+        SELECT 1 FROM django_jobs_outboxevent AS earlier
+        WHERE earlier.key = c.key AND earlier.id < c.id AND earlier.status = 'PENDING'
+          AND earlier.id NOT IN (SELECT id FROM claimed)
+    ) AS blocked
+FROM claimed AS c
+ORDER BY c.id
+"""
+
+# Mark claimed events dispatched. We hold their row locks (CLAIM_EVENTS), so
+# no other relay can touch them before we commit; status = 'PENDING' is a
+# guard, not a race.
+MARK_DISPATCHED = """
+UPDATE django_jobs_outboxevent
+SET status = 'DISPATCHED', dispatched_at = now()
+WHERE id = ANY(%s) AND status = 'PENDING'
+"""
+
+
+def _json(value: Any) -> Any:
+    # Django's psycopg setup returns jsonb as text from raw cursors.
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+class PostgresOutboxEngine(OutboxEngine):
+    supports_notify = True
+
+    @property
+    def notify_enabled(self) -> bool:
+        return bool(jobs_settings.USE_NOTIFY)
+
+    def insert_events(self, rows: Sequence[NewEvent]) -> list[OutboxEvent]:
+        with self.connection.cursor() as cursor:
+            if len(rows) == 1:
+                row = rows[0]
+                cursor.execute(
+                    INSERT_EVENT,
+                    [row.topic, row.key, row.payload_json, row.headers_json, self.notify_enabled],
+                )
+                returned = [cursor.fetchone()]
+            else:
+                cursor.execute(
+                    INSERT_EVENTS,
+                    {
+                        "topic": [r.topic for r in rows],
+                        "key": [r.key for r in rows],
+                        "payload": [r.payload_json for r in rows],
+                        "headers": [r.headers_json for r in rows],
+                        "notify": self.notify_enabled,
+                    },
+                )
+                returned = sorted(cursor.fetchall())  # by id == input order
+        return [
+            self._model(row, event_id, created_at)
+            for row, (event_id, created_at, _) in zip(rows, returned, strict=True)
+        ]
+
+    def _model(self, row: NewEvent, event_id: int, created_at: Any) -> OutboxEvent:
+        from django_jobs.models import OutboxEvent
+
+        event = OutboxEvent(
+            id=event_id,
+            topic=row.topic,
+            key=row.key,
+            payload=json.loads(row.payload_json),
+            headers=json.loads(row.headers_json),
+            created_at=created_at,
+            status=OutboxStatus.PENDING,
+        )
+        event._state.adding = False
+        event._state.db = self.alias
+        return event
+
+    def claim_events(self, limit: int) -> tuple[list[Event], int]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(CLAIM_EVENTS, {"limit": limit})
+            rows = cursor.fetchall()
+        events = [
+            Event(
+                id=r[0],
+                topic=r[1],
+                key=r[2],
+                payload=_json(r[3]),
+                headers=_json(r[4]) or {},
+                created_at=r[5],
+            )
+            for r in rows
+            if not r[6]
+        ]
+        return events, len(rows) - len(events)
+
+    def mark_dispatched(self, ids: Sequence[int]) -> int:
+        with self.connection.cursor() as cursor:
+            cursor.execute(MARK_DISPATCHED, [list(ids)])
+            return int(cursor.rowcount)

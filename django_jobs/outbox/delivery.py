@@ -1,0 +1,121 @@
+"""Turning events into jobs, and the built-in delivery task.
+
+For each dispatched event the relay enqueues, in the same transaction:
+
+- one job per matching ``@subscriber`` task, whose argument is the event;
+- one job of :func:`deliver` per matching external publisher.
+
+Both carry the idempotency key ``outbox:<event id>:<target>``. Exactly-once
+comes from the relay's transaction (enqueue + mark DISPATCHED commit
+together); the key is a second guard against a duplicate while the job is
+active.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from django_jobs.context import current_job
+from django_jobs.exceptions import Discard, Retry
+from django_jobs.outbox.events import Event
+from django_jobs.outbox.publishers import Publisher, get_publisher, get_publishers
+from django_jobs.outbox.subscribers import dispatch_key, subscribers_for
+from django_jobs.tasks import NewJob, task
+
+logger = logging.getLogger("django_jobs.outbox")
+
+DELIVERY_TASK = "django_jobs.outbox.delivery.deliver"
+
+
+def _event_json(event: Event) -> str:
+    return json.dumps(event.as_dict(), separators=(",", ":"), allow_nan=False)
+
+
+def delivery_job(publisher: Publisher, event: Event, event_json: str | None = None) -> NewJob:
+    """The job delivering ``event`` to ``publisher``."""
+    return NewJob(
+        task_name=DELIVERY_TASK,
+        queue_name=publisher.queue_name or deliver.effective_queue,
+        priority=publisher.priority,
+        args_json=f"[{json.dumps(publisher.name)},{event_json or _event_json(event)}]",
+        kwargs_json="{}",
+        max_attempts=publisher.max_attempts,
+        # The attempt's own timeout is the publisher's; the margin covers connecting.
+        timeout=publisher.timeout * 2 + 5,
+        run_after=None,
+        idempotency_key=dispatch_key(event.id, f"publisher:{publisher.name}"),
+    )
+
+
+def plan_jobs(events: Sequence[Event]) -> list[NewJob]:
+    """The jobs for a batch of events, in event order (the relay's Planner)."""
+    publishers = list(get_publishers().values())
+    rows: list[NewJob] = []
+    for event in events:
+        event_json = _event_json(event)
+        for sub in subscribers_for(event.topic):
+            rows.append(
+                NewJob(
+                    task_name=sub.name,
+                    queue_name=sub.effective_queue,
+                    priority=sub.priority,
+                    args_json=f"[{event_json}]",
+                    kwargs_json="{}",
+                    max_attempts=sub.effective_max_attempts,
+                    timeout=sub.effective_timeout,
+                    run_after=None,
+                    idempotency_key=dispatch_key(event.id, sub.name),
+                )
+            )
+        rows.extend(
+            delivery_job(pub, event, event_json) for pub in publishers if pub.accepts(event.topic)
+        )
+    return rows
+
+
+def plan_redispatch(event: Event, failed: Sequence[str]) -> list[NewJob]:
+    """Delivery jobs for the publishers that gave up on ``event``.
+
+    If the record names none (it predates tracking), every configured
+    publisher for the topic gets the event again: receivers dedupe on the id.
+    """
+    publishers = get_publishers()
+    names = [name for name in failed if name in publishers] or [
+        name for name, pub in publishers.items() if pub.accepts(event.topic)
+    ]
+    return [delivery_job(publishers[name], event) for name in names]
+
+
+@task(max_attempts=8)
+def deliver(publisher: str, event: dict[str, Any]) -> None:
+    """Deliver one event to one external publisher (built-in task, one job per delivery).
+
+    Retries with the publisher's backoff; after the last attempt the job is
+    dead-lettered and the event marked FAILED with the error, for an operator
+    to re-dispatch.
+    """
+    from django_jobs.engine.outbox import get_outbox_engine
+
+    job = current_job()
+    engine = get_outbox_engine(job._state.db or "default")
+    received = Event.from_dict(event)
+    try:
+        target = get_publisher(publisher)
+    except LookupError as exc:
+        engine.record_delivery(received.id, publisher, str(exc), gave_up=True)
+        raise Discard(str(exc)) from exc
+    try:
+        target.publish(received)
+    except Exception as exc:
+        gave_up = job.attempts >= job.max_attempts
+        error = f"{type(exc).__name__}: {exc} (attempt {job.attempts}/{job.max_attempts})"
+        engine.record_delivery(received.id, publisher, error, gave_up=gave_up)
+        if gave_up:
+            logger.error("event %s: publisher %s gave up: %s", received.id, publisher, error)
+            raise
+        delay = target.retry_delay(job.attempts)
+        raise Retry(f"{publisher}: {exc}", delay=delay) from exc
+    engine.record_delivery(received.id, publisher)

@@ -1,0 +1,160 @@
+"""What an event is: validation of what ``publish()`` accepts, the
+:class:`Event` subscribers receive, and topic patterns.
+
+Topics are dot-separated words (``order.created``). Patterns use RabbitMQ
+topic-exchange rules: ``*`` matches exactly one word, ``#`` zero or more
+words; ``order.*`` matches ``order.created`` but not ``order.item.added``,
+``order.#`` matches both (and ``order`` itself).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from django.utils.dateparse import parse_datetime
+
+MAX_TOPIC_LENGTH = 255
+MAX_KEY_LENGTH = 255
+_WILDCARDS = frozenset("*#")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewEvent:
+    """One event to insert, already validated and JSON-encoded."""
+
+    topic: str
+    key: str | None
+    payload_json: str
+    headers_json: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Event:
+    """An outbox event as a subscriber or publisher sees it."""
+
+    id: int
+    topic: str
+    key: str | None
+    payload: Any
+    headers: dict[str, Any]
+    created_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``created_at`` as ISO 8601), as sent to external systems."""
+        return {
+            "id": self.id,
+            "topic": self.topic,
+            "key": self.key,
+            "payload": self.payload,
+            "headers": self.headers,
+            "created_at": self.created_at.isoformat(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Event:
+        created = data["created_at"]
+        if isinstance(created, str):
+            parsed = parse_datetime(created)
+            if parsed is None:
+                raise ValueError(f"event created_at is not an ISO datetime: {created!r}")
+            created = parsed
+        return cls(
+            id=int(data["id"]),
+            topic=str(data["topic"]),
+            key=data.get("key"),
+            payload=data.get("payload"),
+            headers=dict(data.get("headers") or {}),
+            created_at=created,
+        )
+
+
+def _dumps(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} must be JSON-serializable: {exc}") from exc
+
+
+def validate_topic(topic: Any) -> str:
+    if not isinstance(topic, str) or not topic.strip():
+        raise ValueError(f"outbox topic must be a non-empty string, got {topic!r}")
+    if len(topic) > MAX_TOPIC_LENGTH:
+        raise ValueError(f"outbox topic is longer than {MAX_TOPIC_LENGTH} characters")
+    if _WILDCARDS & set(topic):
+        raise ValueError(
+            f"outbox topic {topic!r} contains a wildcard: publish to a concrete topic; "
+            "patterns ('*', '#') are for subscribers"
+        )
+    return topic
+
+
+def new_event(topic: Any, payload: Any, key: Any = None, headers: Any = None) -> NewEvent:
+    """Validate one event; raises TypeError/ValueError naming the problem."""
+    topic = validate_topic(topic)
+    if key is not None:
+        if not isinstance(key, str) or not key:
+            raise TypeError(
+                f"outbox key must be a non-empty string or None, got {key!r} "
+                f"({type(key).__name__}); pass str(...) for ids"
+            )
+        if len(key) > MAX_KEY_LENGTH:
+            raise ValueError(f"outbox key is longer than {MAX_KEY_LENGTH} characters")
+    if headers is None:
+        headers = {}
+    if not isinstance(headers, Mapping):
+        raise TypeError(f"outbox headers must be a dict, got {type(headers).__name__}")
+    for name in headers:
+        if not isinstance(name, str):
+            raise TypeError(f"outbox header names must be strings, got {name!r}")
+    return NewEvent(
+        topic=topic,
+        key=key,
+        payload_json=_dumps(payload, f"payload of event {topic!r}"),
+        headers_json=_dumps(dict(headers), f"headers of event {topic!r}"),
+    )
+
+
+# -- topic patterns -------------------------------------------------------
+
+
+def validate_pattern(pattern: Any) -> str:
+    if not isinstance(pattern, str) or not pattern.strip():
+        raise ValueError(f"topic pattern must be a non-empty string, got {pattern!r}")
+    for word in pattern.split("."):
+        if not word:
+            raise ValueError(f"topic pattern {pattern!r} has an empty word")
+        if _WILDCARDS & set(word) and word not in _WILDCARDS:
+            raise ValueError(
+                f"topic pattern {pattern!r}: '*' and '#' must stand alone between dots"
+            )
+    return pattern
+
+
+@lru_cache(maxsize=1024)
+def _compile(pattern: str) -> re.Pattern[str]:
+    # Matched against "." + topic: every word then starts with a dot, so "#"
+    # (zero or more words) needs no special case at either end.
+    parts = []
+    for word in pattern.split("."):
+        if word == "#":
+            parts.append(r"(?:\.[^.]+)*")
+        elif word == "*":
+            parts.append(r"\.[^.]+")
+        else:
+            parts.append(r"\." + re.escape(word))
+    return re.compile("".join(parts) + r"\Z")
+
+
+def topic_matches(pattern: str, topic: str) -> bool:
+    """True if ``topic`` matches ``pattern`` (``*`` one word, ``#`` any number)."""
+    if pattern == topic:
+        return True
+    if not _WILDCARDS & set(pattern):
+        return False
+    return _compile(pattern).match("." + topic) is not None
