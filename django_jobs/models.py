@@ -304,13 +304,6 @@ class OutboxEvent(models.Model):
             # Admin search by key.
             models.Index(fields=["key", "id"], name="jobs_outbox_key_id"),
             models.Index(fields=["status", "-id"], name="jobs_outbox_status_id"),
-            # Per-key ordering: "is an earlier event of this key still pending?" reads
-            # only pending rows, however long the key's history.
-            models.Index(
-                fields=["key", "id"],
-                name="jobs_outbox_pending_key",
-                condition=Q(status=OutboxStatus.PENDING, key__isnull=False),
-            ),
             # Retention: prune dispatched events oldest first.
             models.Index(
                 fields=["dispatched_at"],

@@ -8,6 +8,7 @@ database, used as is.
 
 from __future__ import annotations
 
+import json
 import os
 
 from example_project.settings import *  # noqa: F403
@@ -49,6 +50,10 @@ TASKS = {
         "QUEUES": ["default", "reports", "other"],
     }
 }
+if os.environ.get("DJANGO_JOBS_TEST_OUTBOX_PUBLISHERS"):
+    # Worker subprocesses of the outbox tests get their publishers (local HTTP
+    # server, RabbitMQ queue) as JSON.
+    DJANGO_JOBS["OUTBOX_PUBLISHERS"] = json.loads(os.environ["DJANGO_JOBS_TEST_OUTBOX_PUBLISHERS"])
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

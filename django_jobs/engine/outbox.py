@@ -128,14 +128,15 @@ class OutboxEngine:
             candidates = candidates.select_for_update(skip_locked=True)
         # SQLite: the IMMEDIATE transaction already serializes relays.
         rows = list(candidates.values(*_EVENT_FIELDS)[:limit])
-        keys = {row["key"] for row in rows if row["key"] is not None}
         first_outside: dict[str, int] = {}
-        if keys:
+        if any(row["key"] is not None for row in rows):
+            # Pending events below our highest id that we did not get (locked by
+            # another relay): the earliest per key blocks our later ones.
             first_outside = {
                 key: first
                 for key, first in self._events()
                 .pending()
-                .filter(key__in=keys)
+                .filter(key__isnull=False, pk__lt=rows[-1]["id"])
                 .exclude(pk__in=[row["id"] for row in rows])
                 .values("key")
                 .annotate(first=Min("id"))

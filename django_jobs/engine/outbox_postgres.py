@@ -58,13 +58,14 @@ RETURNING id, created_at,
 # jobs_outbox_pending serves ORDER BY id LIMIT.
 #
 # Per-key order: a claimed event is "blocked" when an earlier event with the
-# same key is PENDING and not in this batch: it is locked by another relay
-# (which will dispatch it first), or we skipped it. Blocked events are not
-# dispatched now; their locks go with our transaction. Two relays therefore
-# never dispatch events of one key out of id order: the later event is taken
-# only once the earlier one's dispatch has committed (or both are in one
-# batch, dispatched in id order). The check reads the partial index
-# jobs_outbox_pending_key, so a key's dispatched history costs nothing.
+# same key is PENDING and not in this batch (another relay holds it, or we
+# skipped it). Blocked events are not dispatched now; their locks go with our
+# transaction. So the later event of a key is dispatched only once the
+# earlier one's dispatch has committed, or in the same batch after it: two
+# relays never dispatch one key out of id order. Such an earlier event has an
+# id below our highest claimed id, so "others" reads only that window of the
+# pending index (about one batch per running relay), whatever the backlog or
+# the key's history.
 CLAIM_EVENTS = """
 WITH claimed AS MATERIALIZED (
     SELECT id, topic, key, payload, headers, created_at
@@ -73,14 +74,18 @@ WITH claimed AS MATERIALIZED (
     ORDER BY id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
+),
+others AS (
+    SELECT key, min(id) AS first_id
+    FROM django_jobs_outboxevent
+    WHERE status = 'PENDING' AND key IS NOT NULL
+      AND id < (SELECT max(id) FROM claimed)
+      AND id NOT IN (SELECT id FROM claimed)
+    GROUP BY key
 )
 SELECT c.id, c.topic, c.key, c.payload, c.headers, c.created_at,
-    c.key IS NOT NULL AND EXISTS (
-        SELECT 1 FROM django_jobs_outboxevent AS earlier
-        WHERE earlier.key = c.key AND earlier.id < c.id AND earlier.status = 'PENDING'
-          AND earlier.id NOT IN (SELECT id FROM claimed)
-    ) AS blocked
-FROM claimed AS c
+    COALESCE(o.first_id < c.id, false) AS blocked
+FROM claimed AS c LEFT JOIN others AS o ON o.key = c.key
 ORDER BY c.id
 """
 

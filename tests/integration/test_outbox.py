@@ -76,7 +76,11 @@ def test_publish_commits_and_rolls_back_with_the_transaction():
             "publish_many item 1: payload of event 'bad'",
         ),
         (lambda: outbox.publish_many([{"topic": "t"}]), TypeError, "item 0: needs 'topic'"),
-        (lambda: outbox.publish_many([{"topic": "t", "payload": 1, "x": 1}]), TypeError, "field(s) x"),
+        (
+            lambda: outbox.publish_many([{"topic": "t", "payload": 1, "x": 1}]),
+            TypeError,
+            "field(s) x",
+        ),
         (lambda: outbox.publish_many(["t"]), TypeError, "item 0: must be a (topic"),
     ],
 )

@@ -55,3 +55,4 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         service.run_forever()
+        self.stdout.write(f"relay stopped: dispatched {service.relay.dispatched} event(s)")
