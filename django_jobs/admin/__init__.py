@@ -5,4 +5,4 @@ per-queue counts, throughput), ``filters``, ``actions`` (bulk + one-click),
 ``display`` (human times, badges, JSON) and ``charts`` (SVG).
 """
 
-from django_jobs.admin import dead_letters, jobs, overview, workers  # noqa: F401 - registers
+from django_jobs.admin import dead_letters, jobs, outbox, overview, workers  # noqa: F401 - registers
