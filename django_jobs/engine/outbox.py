@@ -192,10 +192,12 @@ class OutboxEngine:
             if event is None:
                 return False
             failed = [name for name in event.failed_publishers if name != publisher]
-            if error is not None:
+            # While a publisher has given up, its error stays the one shown: a
+            # passing retry of another publisher must not hide why the event FAILED.
+            if error is not None and (gave_up or not failed):
                 event.last_error = f"{publisher}: {error}"[:MAX_ERROR_LENGTH]
-                if gave_up:
-                    failed.append(publisher)
+            if error is not None and gave_up:
+                failed.append(publisher)
             event.attempts += 1
             event.failed_publishers = failed
             if failed:
