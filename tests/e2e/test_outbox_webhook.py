@@ -119,6 +119,9 @@ def test_webhook_signed_retried_failed_and_redispatched_from_admin(receiver, sta
             OutboxEvent.objects.get(pk=created.pk).status == OutboxStatus.FAILED
             and receiver.got("/flaky", created.pk, 200)
             and receiver.got("/ok", paid.pk)
+            and not Job.objects.filter(
+                task_name=DELIVERY_TASK, status__in=[JobStatus.READY, JobStatus.RUNNING]
+            ).exists()
         ),
         60,
         message="deliveries settled",
