@@ -2,20 +2,23 @@
 re-dispatch the ones an external publisher gave up on.
 
 Usable at millions of rows: the status filter and the default ordering ride
-the (status, -id) index, search is exact on id or key (indexed), and the
-changelist never counts the whole table (``show_full_result_count = False``).
+the (status, -id) index, search is exact on id or key (both indexed), only
+the id column sorts, counts are estimated above ``ADMIN_EXACT_COUNT_LIMIT``
+(the admin's EstimatedCountPaginator) and the list never reads payloads.
 """
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
+from django_jobs.admin import display
+from django_jobs.admin.changelist import IndexedChangeList
+from django_jobs.admin.counts import EstimatedCountPaginator
 from django_jobs.engine.outbox import get_outbox_engine
 from django_jobs.models import OutboxEvent
 from django_jobs.status import OutboxStatus
@@ -24,10 +27,6 @@ if TYPE_CHECKING:
     ModelAdmin = admin.ModelAdmin[OutboxEvent]
 else:
     ModelAdmin = admin.ModelAdmin
-
-
-def _pretty(value: Any) -> str:
-    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False))
 
 
 @admin.register(OutboxEvent)
@@ -43,9 +42,14 @@ class OutboxEventAdmin(ModelAdmin):
         "dispatched_at",
     )
     list_filter = ("status",)
-    search_fields = ("=id", "=key")
+    search_fields = ("=id", "=key")  # shows the box; see get_search_results
+    search_help_text = "Event id or key (exact)."
     ordering = ("-id",)
+    sortable_by = ("id",)
+    list_per_page = 50
+    paginator = EstimatedCountPaginator
     show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
     actions = ("redispatch_events",)
     fields = (
         "id",
@@ -69,17 +73,39 @@ class OutboxEventAdmin(ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # events are written by outbox.publish(), in the business transaction
 
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[IndexedChangeList]:
+        return IndexedChangeList
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[OutboxEvent]:
+        queryset = super().get_queryset(request)
+        match = request.resolver_match
+        if match is not None and match.url_name == "django_jobs_outboxevent_changelist":
+            queryset = queryset.defer("payload", "headers")
+        return queryset
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[OutboxEvent], search_term: str
+    ) -> tuple[QuerySet[OutboxEvent], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        match = Q(key=term)
+        number = term.removeprefix("#")
+        if number.isdigit() and len(number) < 19:
+            match |= Q(pk=int(number))
+        return queryset.filter(match), False
+
     @admin.display(description="last error")
     def short_error(self, obj: OutboxEvent) -> str:
         return obj.last_error[:80] + ("…" if len(obj.last_error) > 80 else "")
 
     @admin.display(description="payload")
-    def pretty_payload(self, obj: OutboxEvent) -> str:
-        return _pretty(obj.payload)
+    def pretty_payload(self, obj: OutboxEvent) -> SafeString:
+        return display.pretty_json(obj.payload)
 
     @admin.display(description="headers")
-    def pretty_headers(self, obj: OutboxEvent) -> str:
-        return _pretty(obj.headers)
+    def pretty_headers(self, obj: OutboxEvent) -> SafeString:
+        return display.pretty_json(obj.headers)
 
     @admin.action(
         description="Re-dispatch selected failed events to the publishers that gave up",

@@ -253,3 +253,29 @@ def test_event_dict_round_trip():
     data = json.loads(json.dumps(event.as_dict()))
     assert data["payload"] == {"x": [1, None, "é"]} and data["id"] == stored.pk
     assert outbox.Event.from_dict(data) == event
+
+
+def test_admin_list_filters_and_searches_by_key_and_id(client):
+    from django.contrib.auth.models import User
+
+    User.objects.create_superuser("root", password="pw")
+    client.login(username="root", password="pw")
+    first = outbox.publish("order.created", {"secret": "payload-a"}, key="acct-1")
+    second = outbox.publish("order.paid", {}, key="acct-2")
+    OutboxEvent.objects.filter(pk=second.pk).update(
+        status=OutboxStatus.FAILED, last_error="hook: HTTP 500 from the receiver"
+    )
+    url = "/admin/django_jobs/outboxevent/"
+    page = client.get(url).content.decode()
+    assert "order.created" in page and "order.paid" in page
+    assert "payload-a" not in page  # the list never reads payloads
+    failed = client.get(url, {"status__exact": "FAILED"}).content.decode()
+    assert "order.paid" in failed and "order.created" not in failed
+    assert "hook: HTTP 500" in failed
+    by_key = client.get(url, {"q": "acct-1"}).content.decode()
+    assert "order.created" in by_key and "order.paid" not in by_key
+    by_id = client.get(url, {"q": str(second.pk)}).content.decode()
+    assert "order.paid" in by_id and "order.created" not in by_id
+    detail = client.get(f"{url}{first.pk}/change/").content.decode()
+    assert "payload-a" in detail and "acct-1" in detail
+    assert client.get(f"{url}add/").status_code == 403

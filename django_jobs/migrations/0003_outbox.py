@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('django_jobs', '0001_initial'),
+        ('django_jobs', '0002_admin_indexes_overview'),
     ]
 
     operations = [
