@@ -14,5 +14,6 @@ class DjangoJobsConfig(AppConfig):
         from django.utils.module_loading import autodiscover_modules
 
         from django_jobs import checks  # noqa: F401
+        from django_jobs.outbox import checks as outbox_checks  # noqa: F401
 
         autodiscover_modules("tasks")

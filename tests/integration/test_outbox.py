@@ -279,3 +279,13 @@ def test_admin_list_filters_and_searches_by_key_and_id(client):
     detail = client.get(f"{url}{first.pk}/change/").content.decode()
     assert "payload-a" in detail and "acct-1" in detail
     assert client.get(f"{url}add/").status_code == 403
+
+
+def test_system_check_reports_bad_publisher_settings():
+    from django.core import checks
+
+    with with_publishers(hook={**HOOK, "URL": "not-a-url"}):
+        errors = [m for m in checks.run_checks() if m.id == "django_jobs.E010"]
+    assert len(errors) == 1 and "URL must be an http://" in errors[0].msg
+    with with_publishers(hook=HOOK):
+        assert not [m for m in checks.run_checks() if m.id == "django_jobs.E010"]
