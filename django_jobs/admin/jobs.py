@@ -270,6 +270,7 @@ class JobAdmin(ObjectActionsMixin):
             ],
             "object_actions": self.available_object_actions(request, eligible, OBJECT_ACTIONS),
             "duration": self.duration(job),
+            "lease_expires": display.relative_time(job.lease_expires_at, now),
         }
 
     # -- actions ---------------------------------------------------------
