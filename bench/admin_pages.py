@@ -56,7 +56,8 @@ INSERT INTO django_jobs_job (
 )
 SELECT
     CASE WHEN i %% 10007 = 0 THEN %(rare_task)s::text
-         ELSE (%(tasks)s::text[])[1 + floor(11 * power((i::bigint * 7919 %% 1000) / 1000.0, 2))::int]
+         ELSE (%(tasks)s::text[])[
+             1 + floor(11 * power((i::bigint * 7919 %% 1000) / 1000.0, 2))::int]
     END,
     CASE WHEN i %% 20 = 0 THEN 'webhooks' WHEN i %% 10 < 1 THEN 'reports'
          WHEN i %% 4 = 1 THEN 'emails' ELSE 'default' END,
