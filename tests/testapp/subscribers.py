@@ -39,3 +39,8 @@ def bulk_second(event: Event) -> None:
 @subscriber("seq.step")
 def record_sequence(event: Event) -> int:
     return _log("record_sequence", event)
+
+
+@subscriber("bench.tick")
+def bench_tick(event: Event) -> None:
+    """No-op subscriber for bench/outbox.py."""
