@@ -10,7 +10,8 @@ from typing import Any
 from django import tasks as django_tasks
 from django.tasks import TaskContext
 
-from django_jobs import current_job, task
+from django_jobs import current_job, subscriber, task
+from django_jobs.outbox import Event
 
 logger = logging.getLogger("django_jobs.demo")
 
@@ -59,3 +60,11 @@ def generate_report(
         total += done
         job.set_progress({"done": done, "total": rows})
     return {"rows": rows, "sum": total, "attempt": context.attempt}
+
+
+# Transactional outbox: enqueue_demo_batch() publishes "order.created" in its
+# transaction; the relay inside runworker turns it into a job for this task.
+@subscriber("order.*")
+def ship_order(event: Event) -> dict[str, Any]:
+    """Receives each order event once, after the publishing transaction commits."""
+    return {"event": event.id, "topic": event.topic, "order_id": event.payload["order_id"]}

@@ -5,6 +5,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from django_jobs import outbox
 from django_jobs.http import accepted
 from django_jobs.models import Job
 from example_project.demo import tasks
@@ -13,12 +14,14 @@ MAX_REPORT_ROWS = 200
 
 
 def enqueue_demo_batch(size: int = 5) -> list[Job]:
-    """One job of each kind plus ``size`` welcome emails, in one transaction."""
+    """One job of each kind plus ``size`` welcome emails, in one transaction,
+    and an outbox event that the ``ship_order`` subscriber receives after commit."""
     with transaction.atomic():
         jobs = tasks.send_welcome.enqueue_many([(n,) for n in range(size)])
         jobs.append(tasks.flaky_sync.enqueue(1001))
         jobs.append(tasks.charge_card.enqueue(2002))
         jobs.append(tasks.build_report.enqueue(rows=12))
+        outbox.publish("order.created", {"order_id": 1001, "total": "42.00"}, key="order-1001")
     return jobs
 
 

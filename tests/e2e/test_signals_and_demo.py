@@ -95,6 +95,12 @@ def test_demo_command_serves_admin_and_runs_jobs(tmp_path):
     )
     assert statuses.get("SUCCESSFUL", 0) >= 6, statuses
     assert db.execute("select count(*) from django_jobs_deadletter").fetchone()[0] >= 1
+    # The outbox event published with each batch reached its subscriber.
+    shipped = db.execute(
+        "select count(*) from django_jobs_job where task_name = "
+        "'example_project.demo.tasks.ship_order' and status = 'SUCCESSFUL'"
+    ).fetchone()[0]
+    assert shipped >= 1
 
 
 def _admin_page_after_login(port: str, password: str) -> str:
