@@ -119,6 +119,16 @@ def main() -> None:
             time.sleep(0.05)
         p50, worst = statistics.median(latencies), max(latencies)
         print(f"publish -> subscriber job done, idle worker: p50 {p50:.1f} ms, max {worst:.1f} ms")
+        plain = []
+        for _ in range(30):
+            job = noop.enqueue()
+            t0 = time.monotonic()
+            while not Job.objects.filter(status="SUCCESSFUL", pk=job.pk).exists():
+                time.sleep(0.001)
+            plain.append((time.monotonic() - t0) * 1000)
+            time.sleep(0.05)
+        p50 = statistics.median(plain)
+        print(f"baseline enqueue -> plain job done, same worker: p50 {p50:.1f} ms")
         done_before = Job.objects.filter(status="SUCCESSFUL").count()
         # Throughput: N events published one per transaction while the worker runs.
         start = time.monotonic()

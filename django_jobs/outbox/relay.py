@@ -35,6 +35,8 @@ logger = logging.getLogger("django_jobs.outbox")
 # event of its key held by another relay: that relay commits within
 # milliseconds, so polling soon beats waiting a full interval.
 BLOCKED_RETRY_SECONDS = 0.05
+# drain() (runrelay --once, runworker --burst) stops waiting for such events after this.
+DRAIN_BLOCKED_GIVE_UP_SECONDS = 30.0
 
 
 class Relay:
@@ -61,16 +63,28 @@ class Relay:
     def drain(self) -> int:
         """Dispatch until nothing is pending (or only blocked); returns events dispatched."""
         total = batches = 0
+        waited_since: float | None = None
         while True:
             report = self.dispatch_once()
             total += report.dispatched
             batches += 1
             if batches % 20 == 0:
                 logger.info("relay: %d event(s) dispatched so far", total)
-            if not report.dispatched:
-                if not report.blocked:
+            if report.dispatched or not report.blocked:
+                waited_since = None
+                if not report.dispatched:
                     return total
-                time.sleep(BLOCKED_RETRY_SECONDS)
+                continue
+            # Only blocked events left: another relay holds earlier ones of their keys.
+            waited_since = waited_since or time.monotonic()
+            if time.monotonic() - waited_since > DRAIN_BLOCKED_GIVE_UP_SECONDS:
+                logger.warning(
+                    "relay: %d event(s) still wait behind events held by another relay; "
+                    "leaving them to it",
+                    report.blocked,
+                )
+                return total
+            time.sleep(BLOCKED_RETRY_SECONDS)
 
     def prune_once(self) -> int:
         """Delete dispatched events older than OUTBOX_RETENTION, batch by batch."""
@@ -120,7 +134,10 @@ class RelayService:
         if self.drain_first:
             # --burst: what was published before the worker started becomes jobs
             # before the worker looks for jobs.
-            self.relay.drain()
+            try:
+                self.relay.drain()
+            except DatabaseError:
+                logger.warning("relay: could not drain pending events first", exc_info=True)
         self._start_listener()
         self._thread = threading.Thread(target=self.run, name="django_jobs-relay", daemon=True)
         self._thread.start()

@@ -62,9 +62,9 @@ def generate_report(
     return {"rows": rows, "sum": total, "attempt": context.attempt}
 
 
-# Transactional outbox: enqueue_demo_batch() publishes "order.created" in its
+# Transactional outbox: enqueue_demo_batch() publishes "demo.order.placed" in its
 # transaction; the relay inside runworker turns it into a job for this task.
-@subscriber("order.*")
+@subscriber("demo.order.*")
 def ship_order(event: Event) -> dict[str, Any]:
     """Receives each order event once, after the publishing transaction commits."""
     return {"event": event.id, "topic": event.topic, "order_id": event.payload["order_id"]}

@@ -21,7 +21,7 @@ def enqueue_demo_batch(size: int = 5) -> list[Job]:
         jobs.append(tasks.flaky_sync.enqueue(1001))
         jobs.append(tasks.charge_card.enqueue(2002))
         jobs.append(tasks.build_report.enqueue(rows=12))
-        outbox.publish("order.created", {"order_id": 1001, "total": "42.00"}, key="order-1001")
+        outbox.publish("demo.order.placed", {"order_id": 1001, "total": "42.00"}, key="order-1001")
     return jobs
 
 

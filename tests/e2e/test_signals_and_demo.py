@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -71,6 +73,7 @@ def test_demo_command_serves_admin_and_runs_jobs(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its server and worker children die with it below
     )
     lines: list[str] = []
     try:
@@ -85,7 +88,8 @@ def test_demo_command_serves_admin_and_runs_jobs(tmp_path):
         assert "Jobs" in page and "Dead letters" in page
         rest, _ = proc.communicate(timeout=90)
     finally:
-        proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # a failed run must not leave port 8765 taken
     output = "".join(lines) + rest
     assert proc.returncode == 0, output
     assert "enqueued 8 demo jobs" in output
