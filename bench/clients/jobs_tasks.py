@@ -1,0 +1,16 @@
+"""django_jobs tasks of the benchmark."""
+
+from __future__ import annotations
+
+from bench.clients.base import record_latency
+from django_jobs import task
+
+
+@task
+def noop() -> None:
+    """Does nothing: the benchmark measures the queue, not the work."""
+
+
+@task
+def latency(t0: float) -> None:
+    record_latency(t0)

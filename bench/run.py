@@ -1,0 +1,160 @@
+#!/usr/bin/env python
+"""``make bench``: django_jobs against its peers and the PostgreSQL ceiling.
+
+Every system gets its own database (created and dropped here), its real
+worker processes and the same workloads, in one run on this machine. A full
+run takes about 12-15 minutes on 2 cores; ``--quick`` checks the harness in
+about 3. A full run of every system writes bench/RESULTS.md and the README
+summary; partial runs write bench/out/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psycopg
+
+from bench import pgbench_ceiling, report, systems, workloads
+from bench.harness import BENCH, OUT, drop_database, dsn, load, log
+
+
+def _machine() -> str:
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.system()} {platform.release()}"
+
+
+def _postgres() -> str:
+    with psycopg.connect(dsn("postgres")) as conn:
+        row = conn.execute("SELECT version(), current_setting('fsync')").fetchone()
+    assert row is not None
+    return f"{str(row[0]).split(' on ')[0]} (fsync {row[1]})"
+
+
+def _measure(name: str, func: Any, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+    started = time.monotonic()
+    try:
+        result: dict[str, Any] | None = func(*args, **kwargs)
+    except Exception as exc:
+        log(f"  {name}: FAILED: {exc}")
+        traceback.print_exc()
+        return {"error": str(exc), "load": load()}
+    took = time.monotonic() - started
+    if result is None:
+        log(f"  {name}: n/a")
+    elif "p95" in result:
+        log(
+            f"  {name}: p50 {result['value']:.1f} ms, p95 {result['p95']:.1f} ms, "
+            f"max {result['max']:.0f} ms ({took:.0f}s, load {result['load']})"
+        )
+    else:
+        note = f" [{result['note']}]" if result.get("note") else ""
+        log(f"  {name}: {result['value']:,.0f} jobs/s{note} ({took:.0f}s, load {result['load']})")
+    return result
+
+
+def run_system(system: systems.System, args: argparse.Namespace) -> dict[str, Any]:
+    log(f"== {system.label}: setting up database {system.db}")
+    versions = workloads.setup(system)
+    log(f"  versions: {versions}")
+    n, cap = args.jobs, args.cap
+    results: dict[str, Any] = {}
+    try:
+        results["enqueue_one"] = _measure(
+            "enqueue one per transaction", workloads.enqueue_one, system, n=args.enqueue
+        )
+        results["enqueue_bulk"] = _measure(
+            "bulk enqueue", workloads.enqueue_bulk, system, n=args.bulk
+        )
+        results["drain1"] = _measure("drain, 1 worker", workloads.drain, system, 1, n, cap)
+        results["drain2"] = _measure("drain, 2 workers", workloads.drain, system, 2, n, cap)
+        results["latency"] = _measure("latency", workloads.latency, system, n=args.latency)
+        if args.history and workloads.history(system, args.history):
+            results["drain1_history"] = _measure(
+                "drain, 1 worker, with history", workloads.drain, system, 1, n, cap,
+                keep_history=True,
+            )  # fmt: skip
+            results["drain1_prune"] = _measure(
+                "drain, 1 worker, with history, while pruning", workloads.drain, system, 1,
+                n, cap, keep_history=True, prune=True,
+            )  # fmt: skip
+    finally:
+        if not args.keep_databases:
+            drop_database(system.db)
+    return {
+        "label": system.label,
+        "versions": versions,
+        "settings": system.settings,
+        "results": results,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--systems",
+        default=",".join(s.key for s in systems.ALL),
+        help="comma-separated: " + ", ".join(s.key for s in systems.ALL),
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes, to check the harness")
+    parser.add_argument("--skip-pgbench", action="store_true")
+    parser.add_argument("--keep-databases", action="store_true")
+    args = parser.parse_args()
+    quick = args.quick
+    args.jobs = 2_000 if quick else 10_000
+    args.cap = 10.0 if quick else 30.0
+    args.enqueue = 400 if quick else 2_000
+    args.bulk = 2_000 if quick else 20_000
+    args.latency = 50 if quick else 300
+    args.history = 100_000 if quick else 1_000_000
+    chosen = [s for s in systems.ALL if s.key in args.systems.split(",")]
+    OUT.mkdir(exist_ok=True)
+    for old in OUT.glob("*.log"):
+        old.unlink()
+
+    started = time.monotonic()
+    run: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": _machine(),
+        "postgres": _postgres(),
+        "python": platform.python_version(),
+        "load_start": load(),
+        "args": (" " + " ".join(sys.argv[1:])) if sys.argv[1:] else "",
+        "systems": {},
+        "pgbench": {},
+    }
+    log(f"load average at start: {run['load_start']}")
+    if any(s.python != Path(sys.executable) for s in chosen):
+        systems.ensure_peers_venv()
+    if not args.skip_pgbench:
+        run["pgbench"] = pgbench_ceiling.run(seconds=5 if quick else 10)
+    for system in chosen:
+        run["systems"][system.key] = run_system(system, args)
+    run["load_end"] = load()
+    run["duration"] = time.monotonic() - started
+
+    full = not quick and not args.skip_pgbench and len(chosen) == len(systems.ALL)
+    target = BENCH / "RESULTS.md" if full else OUT / "RESULTS.md"
+    target.write_text(report.results_md(run))
+    (OUT / "results.json").write_text(json.dumps(run, indent=2))
+    log(f"wrote {target.relative_to(BENCH.parent)} ({run['duration']:.0f}s)")
+    if full and not report.update_readme(run):
+        log("README.md has no bench-summary markers: summary not updated")
+    print(report.table(run))
+    print()
+    print(report.targets(run))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

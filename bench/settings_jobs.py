@@ -1,0 +1,28 @@
+"""Django settings for the django_jobs side of the benchmark (database from BENCH_DB)."""
+
+from __future__ import annotations
+
+import os
+
+SECRET_KEY = "bench-only"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+INSTALLED_APPS = ["django.contrib.contenttypes", "django_jobs"]
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ.get("BENCH_DB", "bench_jobs"),
+        "USER": os.environ.get("BENCH_PGUSER", "root"),
+        "HOST": os.environ.get("BENCH_PGHOST", "127.0.0.1"),
+        "PORT": os.environ.get("BENCH_PGPORT", "5432"),
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+DJANGO_JOBS: dict[str, object] = {}  # the defaults
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"django_jobs": {"handlers": ["console"], "level": "WARNING"}},
+}

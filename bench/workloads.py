@@ -1,0 +1,200 @@
+"""The workloads, the same procedure for every system.
+
+Each returns a result dict: ``value`` (jobs/s or ms), ``load`` (1/5/15-minute
+load average when it ended) and optional ``note``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import time
+from typing import Any
+
+import psycopg
+
+from bench.harness import (
+    OUT,
+    ROOT,
+    Counter,
+    dsn,
+    load,
+    log,
+    recreate_database,
+    run_json,
+    spawn,
+    stop,
+)
+from bench.systems import System
+
+Result = dict[str, Any]
+
+
+def setup(system: System) -> dict[str, str]:
+    recreate_database(system.db)
+    out = run_json(system.client_cmd("setup"), system.env())
+    versions: dict[str, str] = out["versions"]
+    return versions
+
+
+def reset(system: System) -> None:
+    with psycopg.connect(dsn(system.db), autocommit=True) as conn:
+        conn.execute(system.reset_sql)
+
+
+def enqueue_one(system: System, n: int = 2000, clients: int = 2, deadline: float = 15) -> Result:
+    """``n`` jobs, one per transaction, from ``clients`` processes started together."""
+    reset(system)
+    cmd = system.client_cmd("enqueue-one", "--n", str(n // clients), "--deadline", str(deadline))
+    procs = [
+        subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=system.env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(clients)
+    ]
+    for proc in procs:  # barrier: every client has warmed up
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("enqueue-one client failed to start")
+    go = time.time()
+    outs = []
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    for proc in procs:
+        stdout, _ = proc.communicate(timeout=deadline + 120)
+        if proc.returncode != 0:
+            raise RuntimeError(f"enqueue-one client exited {proc.returncode}")
+        outs.append(json.loads(stdout.strip().splitlines()[-1]))
+    count = sum(o["count"] for o in outs)
+    elapsed = max(o["end"] for o in outs) - go
+    note = "" if count >= n else f"{count:,} in the {deadline:.0f}s cap"
+    return {"value": count / elapsed, "load": load(), "note": note}
+
+
+def enqueue_bulk(system: System, n: int = 20_000) -> Result | None:
+    reset(system)
+    out = run_json(system.client_cmd("enqueue-bulk", "--n", str(n)), system.env())
+    if not out["seconds"]:
+        return None
+    return {"value": n / out["seconds"], "load": load()}
+
+
+def _wait_ready(system: System, counter: Counter | None, workers: int, timeout: float) -> None:
+    if counter is None:
+        time.sleep(3.0)  # no readiness signal: give the worker time to start
+        return
+    deadline = time.monotonic() + timeout
+    while counter() < workers and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def drain(
+    system: System,
+    workers: int,
+    n: int = 10_000,
+    cap: float = 30.0,
+    *,
+    keep_history: bool = False,
+    prune: bool = False,
+) -> Result:
+    """Drain ``n`` ready no-op jobs with ``workers`` processes.
+
+    The jobs are inserted before the workers start; the clock runs from the
+    first job seen finished to the last (polled every 50 ms), so worker start-up
+    is not counted. Slow systems are stopped after ``cap`` seconds and rated on
+    what they finished.
+    """
+    if not keep_history:
+        reset(system)
+    run_json(system.client_cmd("prefill", "--n", str(n)), system.env(), timeout=600)
+    remaining = Counter(system.db, system.remaining_sql)
+    env = system.env(BENCH_WORKERS=str(workers))
+    procs = [spawn(cmd, env, f"worker-{system.key}.log") for cmd in system.workers(workers)]
+    pruner = None
+    try:
+        if prune:
+            pruner = spawn(
+                system.client_cmd("prune", "--seconds", str(cap)), env, f"prune-{system.key}.log"
+            )
+        start_deadline = time.monotonic() + 60
+        left = remaining()
+        while left >= n and time.monotonic() < start_deadline:
+            if all(proc.poll() is not None for proc in procs):
+                raise RuntimeError(f"{system.label} workers exited; see bench/out/worker-*.log")
+            time.sleep(0.05)
+            left = remaining()
+        started, first_left = time.monotonic(), left
+        while left > 0 and time.monotonic() - started < cap:
+            time.sleep(0.05)
+            left = remaining()
+        elapsed = time.monotonic() - started
+    finally:
+        stop(procs)
+        if pruner is not None:
+            stop([pruner])
+        remaining.close()
+    done = first_left - left
+    note = "" if left == 0 else f"{n - left:,} of {n:,} in the {cap:.0f}s cap"
+    return {"value": done / elapsed if elapsed > 0 else 0.0, "load": load(), "note": note}
+
+
+def latency(system: System, n: int = 300, interval: float = 0.02) -> Result:
+    """Enqueue-to-start latency: ``n`` jobs one by one to an idle worker."""
+    reset(system)
+    path = OUT / f"latency-{system.key}.txt"
+    env = system.env(BENCH_WORKERS="1")
+    procs = [spawn(cmd, env, f"worker-{system.key}.log") for cmd in system.workers(1)]
+    remaining = Counter(system.db, system.remaining_sql)
+    ready = Counter(system.db, system.ready_sql) if system.ready_sql else None
+    try:
+        _wait_ready(system, ready, 1, 30)
+        # One job first: the worker is up and has run a job when it finishes.
+        run_json(system.client_cmd("latency", "--n", "1", "--interval", "0"), env)
+        _wait_zero(remaining, 60)
+        time.sleep(1.0)  # idle again
+        path.unlink(missing_ok=True)
+        run_json(system.client_cmd("latency", "--n", str(n), "--interval", str(interval)), env)
+        _wait_zero(remaining, 60)
+        time.sleep(0.2)
+    finally:
+        stop(procs)
+        remaining.close()
+        if ready is not None:
+            ready.close()
+    samples = sorted(float(x) * 1000 for x in path.read_text().split())
+    if not samples:
+        raise RuntimeError(f"{system.label}: no latency samples recorded")
+    p95 = samples[min(len(samples) - 1, int(len(samples) * 0.95))]
+    return {
+        "value": statistics.median(samples),
+        "p95": p95,
+        "max": samples[-1],
+        "count": len(samples),
+        "load": load(),
+    }
+
+
+def _wait_zero(counter: Counter, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while counter() > 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError("jobs still unfinished after the timeout")
+        time.sleep(0.05)
+
+
+def history(system: System, rows: int) -> Result | None:
+    """Insert ``rows`` finished jobs (not measured); None if the system has no such hook."""
+    log(f"{system.label}: inserting {rows:,} finished jobs of history")
+    reset(system)
+    out = run_json(system.client_cmd("prefill-finished", "--n", str(rows)), system.env(), 1800)
+    if not out["ok"]:
+        return None
+    return {"seconds": out["seconds"]}
