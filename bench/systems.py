@@ -130,9 +130,10 @@ TASKS_DB = System(
     python=PEERS_PY,
     client="bench.clients.tasksdb_client",
     remaining_sql=(
-        "SELECT count(*) FROM django_tasks_db_dbtaskresult WHERE status IN ('READY', 'RUNNING')"
+        "SELECT count(*) FROM django_tasks_database_dbtaskresult"
+        " WHERE status IN ('READY', 'RUNNING')"
     ),
-    reset_sql="TRUNCATE django_tasks_db_dbtaskresult",
+    reset_sql="TRUNCATE django_tasks_database_dbtaskresult",
     workers=lambda n: [[str(PEERS_PY), "-m", "django", "db_worker"]] * n,
     settings="`manage.py db_worker` defaults (poll 1 s), CONN_MAX_AGE 0",
     extra_env={"DJANGO_SETTINGS_MODULE": "bench.settings_peers", "BENCH_PEER": "tasksdb"},

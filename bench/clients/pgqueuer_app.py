@@ -1,8 +1,10 @@
-"""The PgQueuer factory of the benchmark: ``pgq run bench.clients.pgqueuer_app:main``."""
+"""The PgQueuer factory of the benchmark (what ``pgq run`` is given)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 from pgqueuer import PgQueuer
@@ -12,7 +14,8 @@ from pgqueuer.models import Job
 from bench.clients.base import record_latency
 
 
-async def main() -> PgQueuer:
+@asynccontextmanager
+async def main() -> AsyncIterator[PgQueuer]:
     connection = await asyncpg.connect(os.environ["PGDSN"])
     pgq = PgQueuer(AsyncpgDriver(connection))
 
@@ -24,4 +27,7 @@ async def main() -> PgQueuer:
     async def latency(job: Job) -> None:
         record_latency(float((job.payload or b"0").decode()))
 
-    return pgq
+    try:
+        yield pgq
+    finally:
+        await connection.close()

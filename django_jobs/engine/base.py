@@ -168,6 +168,20 @@ class Engine(abc.ABC):
     def complete_jobs(self, completions: Sequence[Completion]) -> set[int]:
         """Mark jobs SUCCESSFUL; returns the ids whose claim still held."""
 
+    def complete_and_claim(
+        self,
+        completions: Sequence[Completion],
+        worker_id: uuid.UUID,
+        queues: Sequence[str] | None,
+        limit: int,
+        lease_seconds: float,
+    ) -> tuple[set[int], list[ClaimedJob]]:
+        """``complete_jobs`` then ``claim_jobs`` (``limit`` > 0), in one round trip where
+        the database allows: the worker's steady state."""
+        done = self.complete_jobs(completions) if completions else set()
+        claimed = self.claim_jobs(worker_id, queues, limit, lease_seconds) if limit > 0 else []
+        return done, claimed
+
     @abc.abstractmethod
     def fail_job(self, failure: Failure) -> bool:
         """Record a failed attempt: retry at ``retry_at`` or FAILED + dead letter."""

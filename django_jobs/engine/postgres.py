@@ -139,15 +139,68 @@ WHERE job.id = done.id AND job.claim_token = done.claim_token AND job.status = '
 RETURNING job.id
 """
 
+# The worker's steady state in ONE statement and one commit: acknowledge the
+# finished jobs (fenced exactly like COMPLETE_JOBS) and claim up to %(limit)s
+# new ones (exactly like CLAIM_JOBS_*). The two data-modifying CTEs touch
+# disjoint rows (RUNNING ones we own vs READY ones), so running them in one
+# snapshot is safe; both commit or neither does. Claimed rows come first with
+# is_claim true, then one row per acknowledged id with is_claim false.
+_COMPLETE_CTE = """
+done AS (
+    UPDATE django_jobs_job AS job
+    SET status = 'SUCCESSFUL', result = d.result, finished_at = now(), lease_expires_at = NULL
+    FROM unnest(%(done_ids)s::bigint[], %(done_tokens)s::uuid[], %(done_results)s::jsonb[])
+        AS d(id, claim_token, result)
+    WHERE job.id = d.id AND job.claim_token = d.claim_token AND job.status = 'RUNNING'
+    RETURNING job.id
+)"""
+_CANDIDATES = """
+candidates AS MATERIALIZED (
+    SELECT id FROM django_jobs_job
+    WHERE status = 'READY' AND run_after <= now() {queue_filter}
+    ORDER BY priority DESC, run_after, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)"""
+_CLAIMED_THEN_DONE = (
+    ", claimed AS ("
+    + _CLAIM_SET_AND_RETURN
+    + """)
+SELECT true AS is_claim, claimed.* FROM claimed
+UNION ALL
+SELECT false, done.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL
+FROM done
+"""
+)
+COMPLETE_AND_CLAIM_ALL_QUEUES = (
+    "WITH" + _COMPLETE_CTE + "," + _CANDIDATES.format(queue_filter="") + _CLAIMED_THEN_DONE
+)
+COMPLETE_AND_CLAIM_IN_QUEUES = (
+    "WITH"
+    + _COMPLETE_CTE
+    + ","
+    + _CANDIDATES.format(queue_filter="AND queue_name = ANY(%(queues)s)")
+    + _CLAIMED_THEN_DONE
+)
+
 # Renew the leases of this worker's running jobs. worker_id is only ever set
 # by this worker's own claims, and a recovered job is READY (or re-claimed
-# with another worker_id), so this can never extend a lease we lost.
+# with another worker_id), so this can never extend a lease we lost. Rows
+# locked right now are skipped (SKIP LOCKED): they are being completed or
+# failed by this very worker, and locking them in another order than that
+# statement would deadlock; the next beat renews whatever is still running.
 RENEW_LEASES = """
 WITH beat AS (
     UPDATE django_jobs_worker SET last_heartbeat_at = now() WHERE id = %(worker_id)s
+), live AS (
+    SELECT id FROM django_jobs_job
+    WHERE status = 'RUNNING' AND worker_id = %(worker_id)s
+    FOR UPDATE SKIP LOCKED
 )
-UPDATE django_jobs_job SET lease_expires_at = now() + %(lease)s * interval '1 second'
-WHERE status = 'RUNNING' AND worker_id = %(worker_id)s
+UPDATE django_jobs_job AS job SET lease_expires_at = now() + %(lease)s * interval '1 second'
+FROM live
+WHERE job.id = live.id
 """
 
 # Hand unfinished jobs back on graceful shutdown, the attempt not counted.
@@ -274,6 +327,9 @@ class PostgresEngine(GenericEngine):
         with self.connection.cursor() as cursor:
             cursor.execute(statement, params)
             rows = cursor.fetchall()
+        return self._claimed(rows, worker_id)
+
+    def _claimed(self, rows: Sequence[Sequence[Any]], worker_id: uuid.UUID) -> list[ClaimedJob]:
         claimed = [
             ClaimedJob(
                 id=r[0],
@@ -298,6 +354,35 @@ class PostgresEngine(GenericEngine):
         ]
         claimed.sort(key=lambda job: (-job.priority, job.run_after, job.id))
         return claimed
+
+    def complete_and_claim(
+        self,
+        completions: Sequence[Completion],
+        worker_id: uuid.UUID,
+        queues: Sequence[str] | None,
+        limit: int,
+        lease_seconds: float,
+    ) -> tuple[set[int], list[ClaimedJob]]:
+        if limit <= 0:
+            return self.complete_jobs(completions), []
+        params: dict[str, Any] = {
+            "worker_id": worker_id,
+            "lease": lease_seconds,
+            "limit": limit,
+            "done_ids": [c.job.id for c in completions],
+            "done_tokens": [c.job.claim_token for c in completions],
+            "done_results": [c.result_json for c in completions],
+        }
+        if queues:
+            statement, params["queues"] = COMPLETE_AND_CLAIM_IN_QUEUES, list(queues)
+        else:
+            statement = COMPLETE_AND_CLAIM_ALL_QUEUES
+        with self.connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            rows = cursor.fetchall()
+        done = {row[1] for row in rows if not row[0]}
+        claimed = self._claimed([row[1:] for row in rows if row[0]], worker_id)
+        return done, claimed
 
     def complete_jobs(self, completions: Sequence[Completion]) -> set[int]:
         if not completions:

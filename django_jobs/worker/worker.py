@@ -149,9 +149,8 @@ class Worker:
         while not self._stopping:
             self._wake.clear()
             try:
-                self._flush()
                 self._expire_overdue()
-                claimed = self._claim()
+                claimed = self._flush_and_claim()
                 failures = 0
             except DatabaseError:  # OperationalError, InterfaceError included
                 failures += 1
@@ -179,13 +178,22 @@ class Worker:
             elif not self._pending:
                 self._wake.wait(min(self.poll_interval, 1.0))
 
-    def _claim(self) -> int:
-        free = self.executor.free_slots()
-        if free <= 0 or self._stopping:
+    def _flush_and_claim(self) -> int:
+        """Write finished jobs' outcomes and claim for the free slots.
+
+        Failures are written one by one first; the successes and the claim go
+        in ONE round trip and one commit (``engine.complete_and_claim``).
+        """
+        self._pending.extend(self.executor.take_outcomes())
+        self._write_failures()
+        completions = [o for _, o in self._pending if isinstance(o, Completion)]
+        limit = 0 if self._stopping else min(self.executor.free_slots(), self.batch_size)
+        if not completions and limit <= 0:
             return 0
-        jobs = self.engine.claim_jobs(
-            self.id, self.options.queues, min(free, self.batch_size), self.lease_seconds
+        done, jobs = self.engine.complete_and_claim(
+            completions, self.id, self.options.queues, limit, self.lease_seconds
         )
+        self._acknowledged(completions, done)
         for job in jobs:
             self.executor.submit(job)
         return len(jobs)
@@ -193,24 +201,32 @@ class Worker:
     def _flush(self) -> None:
         """Write finished jobs' outcomes: successes in one batch, failures one by one."""
         self._pending.extend(self.executor.take_outcomes())
-        if not self._pending:
-            return
+        self._write_failures()
         completions = [o for _, o in self._pending if isinstance(o, Completion)]
         if completions:
-            done = self.engine.complete_jobs(completions)
-            for completion in completions:
-                if completion.job.id not in done:
-                    logger.warning(
-                        "job %s: completion ignored, the claim was lost (lease expired)",
-                        completion.job.id,
-                        extra={"job_id": completion.job.id},
-                    )
-            self._pending = [(j, o) for j, o in self._pending if not isinstance(o, Completion)]
-        while self._pending:
-            job, outcome = self._pending[0]
+            self._acknowledged(completions, self.engine.complete_jobs(completions))
+        self._pending.clear()
+
+    def _write_failures(self) -> None:
+        """Write failed outcomes one by one and drop them (and None outcomes) from _pending.
+
+        Each is dropped only once written, so a database error loses nothing.
+        """
+        for item in [p for p in self._pending if not isinstance(p[1], Completion)]:
+            job, outcome = item
             if isinstance(outcome, Failure) and not self.engine.fail_job(outcome):
                 logger.warning("job %s: failure ignored, the claim was lost", job.id)
-            self._pending.pop(0)
+            self._pending = [p for p in self._pending if p is not item]
+
+    def _acknowledged(self, completions: list[Completion], done: set[int]) -> None:
+        for completion in completions:
+            if completion.job.id not in done:
+                logger.warning(
+                    "job %s: completion ignored, the claim was lost (lease expired)",
+                    completion.job.id,
+                    extra={"job_id": completion.job.id},
+                )
+        self._pending.clear()
         self.processed += len(completions)
 
     def _expire_overdue(self) -> None:

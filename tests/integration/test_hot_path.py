@@ -1,0 +1,96 @@
+"""The worker's hot path against a real database: acknowledge + claim in one
+step, still fenced; heartbeats that never wait on (or deadlock with) it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import psycopg
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from django_jobs.engine import get_engine
+from django_jobs.engine.base import Completion
+from django_jobs.models import Job
+from django_jobs.status import JobStatus
+from tests.testapp import tasks
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WORKER = uuid.uuid4()
+
+
+def test_complete_and_claim_acknowledges_fenced_and_claims_the_next():
+    first, stale, nxt = tasks.add.enqueue_many([(1, 1), (2, 2), (3, 3)])
+    engine = get_engine()
+    mine = engine.claim_jobs(WORKER, None, 2, 30)
+    assert [j.id for j in mine] == [first.pk, stale.pk]
+    # The second job's lease "expires" and another worker re-claims it.
+    Job.objects.filter(pk=stale.pk).update(status=JobStatus.READY, priority=100)
+    (theirs,) = engine.claim_jobs(uuid.uuid4(), None, 1, 30)
+    assert theirs.id == stale.pk
+
+    done, claimed = engine.complete_and_claim(
+        [Completion(mine[0], "2"), Completion(mine[1], '"stale"')], WORKER, None, 5, 30
+    )
+
+    assert done == {first.pk}
+    assert [j.id for j in claimed] == [nxt.pk]
+    assert claimed[0].args == [3, 3] and claimed[0].attempts == 1
+    stored = {j.pk: j for j in Job.objects.all()}
+    assert (stored[first.pk].status, stored[first.pk].result) == (JobStatus.SUCCESSFUL, 2)
+    assert stored[stale.pk].status == JobStatus.RUNNING
+    assert stored[stale.pk].claim_token == theirs.claim_token
+    assert stored[stale.pk].result is None
+    assert (stored[nxt.pk].status, stored[nxt.pk].worker_id) == (JobStatus.RUNNING, WORKER)
+
+
+def test_complete_and_claim_without_free_slots_only_acknowledges():
+    tasks.noop.enqueue_many([(), ()])
+    engine = get_engine()
+    (job,) = engine.claim_jobs(WORKER, None, 1, 30)
+    done, claimed = engine.complete_and_claim([Completion(job, "null")], WORKER, None, 0, 30)
+    assert (done, claimed) == ({job.id}, [])
+    assert Job.objects.filter(status=JobStatus.READY).count() == 1
+
+
+def test_complete_and_claim_respects_queues():
+    tasks.noop.using(queue_name="other").enqueue()
+    wanted = tasks.noop.using(queue_name="mine").enqueue()
+    done, claimed = get_engine().complete_and_claim([], WORKER, ["mine"], 5, 30)
+    assert done == set() and [j.id for j in claimed] == [wanted.pk]
+
+
+@pytest.mark.postgres
+def test_complete_and_claim_is_one_statement_on_postgres():
+    tasks.noop.enqueue_many([(), (), ()])
+    engine = get_engine()
+    running = engine.claim_jobs(WORKER, None, 2, 30)
+    with CaptureQueriesContext(connection) as queries:
+        done, claimed = engine.complete_and_claim(
+            [Completion(j, "null") for j in running], WORKER, None, 10, 30
+        )
+    assert len(queries) == 1
+    assert done == {j.id for j in running} and len(claimed) == 1
+
+
+@pytest.mark.postgres
+def test_heartbeat_skips_rows_locked_by_a_completion_instead_of_waiting():
+    tasks.noop.enqueue_many([(), ()])
+    engine = get_engine()
+    busy, _idle = engine.claim_jobs(WORKER, None, 2, 30)
+    settings = connection.settings_dict
+    other = psycopg.connect(
+        dbname=settings["NAME"], user=settings["USER"], host=settings["HOST"], port=settings["PORT"]
+    )
+    try:
+        other.execute("SELECT 1 FROM django_jobs_job WHERE id = %s FOR UPDATE", [busy.id])
+        started = time.monotonic()
+        assert engine.heartbeat(WORKER, 30) == 1  # the idle job only, without waiting
+        assert time.monotonic() - started < 5
+        other.rollback()
+        assert engine.heartbeat(WORKER, 30) == 2
+    finally:
+        other.close()
