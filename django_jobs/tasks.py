@@ -54,21 +54,33 @@ class NewJob:
     run_after: datetime | None  # None: the database's now()
     idempotency_key: str | None
 
-    def as_model(self, **fields: Any) -> Job:
-        """A Job instance with this row's values plus ``fields`` (id, timestamps)."""
+    def as_model(self, database: str | None = None, **fields: Any) -> Job:
+        """A Job instance with this row's values plus ``fields`` (id, timestamps).
+
+        With ``database``, marked as stored there (``_state.adding`` False).
+        """
+        from django_jobs.engine.instances import builder
         from django_jobs.models import Job
 
-        return Job(
-            task_name=self.task_name,
-            queue_name=self.queue_name,
-            priority=self.priority,
-            args=json.loads(self.args_json),
-            kwargs=json.loads(self.kwargs_json),
-            max_attempts=self.max_attempts,
-            timeout=self.timeout,
-            idempotency_key=self.idempotency_key,
+        return builder(Job, database=database)(self.model_fields(**fields))
+
+    def model_fields(self, **fields: Any) -> dict[str, Any]:
+        """This row's Job field values (decoded) plus ``fields``."""
+        return {
+            "task_name": self.task_name,
+            "queue_name": self.queue_name,
+            "priority": self.priority,
+            "args": [] if self.args_json == "[]" else json.loads(self.args_json),
+            "kwargs": {} if self.kwargs_json == "{}" else json.loads(self.kwargs_json),
+            "max_attempts": self.max_attempts,
+            "timeout": self.timeout,
+            "idempotency_key": self.idempotency_key,
             **fields,
-        )
+        }
+
+
+# One encoder for every enqueue: json.dumps() with options builds a new one per call.
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 def _json_dumps(value: Any, what: str) -> str:
@@ -85,8 +97,8 @@ def _encode_arguments(
     # error names the culprit without slowing the common path.
     try:
         return (
-            json.dumps(list(args), separators=(",", ":"), allow_nan=False),
-            json.dumps(dict(kwargs), separators=(",", ":"), allow_nan=False),
+            _encode(list(args)) if args else "[]",
+            _encode(dict(kwargs)) if kwargs else "{}",
         )
     except (TypeError, ValueError):
         for index, value in enumerate(args):
@@ -286,18 +298,30 @@ class Task(Generic[P, R]):
             return timezone.now() + self.run_after
         return self.run_after
 
-    def _new_job(self, args: Sequence[Any], kwargs: Mapping[str, Any], key: str | None) -> NewJob:
+    def _row_options(self) -> dict[str, Any]:
+        """The NewJob fields every job of one enqueue call shares."""
+        return {
+            "task_name": self.name,
+            "queue_name": self.effective_queue,
+            "priority": self.priority,
+            "max_attempts": self.effective_max_attempts,
+            "timeout": self.effective_timeout,
+            "run_after": self._resolve_run_after(),
+        }
+
+    def _new_job(
+        self,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        key: str | None,
+        options: dict[str, Any] | None = None,
+    ) -> NewJob:
         args_json, kwargs_json = _encode_arguments(self.name, args, kwargs)
         return NewJob(
-            task_name=self.name,
-            queue_name=self.effective_queue,
-            priority=self.priority,
             args_json=args_json,
             kwargs_json=kwargs_json,
-            max_attempts=self.effective_max_attempts,
-            timeout=self.effective_timeout,
-            run_after=self._resolve_run_after(),
             idempotency_key=key,
+            **(options or self._row_options()),
         )
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
@@ -321,12 +345,13 @@ class Task(Generic[P, R]):
         from django_jobs.engine import get_engine
 
         rows: list[NewJob] = []
+        options = self._row_options()
         for index, call in enumerate(calls):
             key = f"{self.idempotency_key}:{index}" if self.idempotency_key else None
             if isinstance(call, Mapping):
-                rows.append(self._new_job((), call, key))
+                rows.append(self._new_job((), call, key, options))
             elif isinstance(call, list | tuple):
-                rows.append(self._new_job(call, {}, key))
+                rows.append(self._new_job(call, {}, key, options))
             else:
                 raise TypeError(
                     f"{self.name}: enqueue_many item {index} must be a tuple/list of positional "

@@ -17,6 +17,7 @@ from django.db import transaction
 from django_jobs.conf import jobs_settings
 from django_jobs.engine.base import ClaimedJob, Completion
 from django_jobs.engine.generic import GenericEngine
+from django_jobs.engine.instances import builder
 
 if TYPE_CHECKING:
     from django_jobs.models import Job
@@ -250,6 +251,7 @@ class PostgresEngine(GenericEngine):
                 },
             )
             inserted = sorted(cursor.fetchall())  # by id == input order
+            build = builder(Job, database=self.alias)
             results: list[Job | None] = [None] * len(rows)
             created: list[Job] = []
             taken: dict[str, Job] = {}
@@ -262,7 +264,9 @@ class PostgresEngine(GenericEngine):
                 if position < len(inserted) and (key is None or inserted[position][3] == key):
                     job_id, run_after, enqueued_at, _, _ = inserted[position]
                     position += 1
-                    job = self._model(row, job_id, run_after, enqueued_at)
+                    job = build(
+                        row.model_fields(id=job_id, run_after=run_after, enqueued_at=enqueued_at)
+                    )
                     created.append(job)
                     results[index] = job
                     if key is not None:
@@ -304,14 +308,8 @@ class PostgresEngine(GenericEngine):
                 ],
             )
             job_id, run_after, enqueued_at, _ = cursor.fetchone()
-        job = self._model(row, job_id, run_after, enqueued_at)
+        job = row.as_model(self.alias, id=job_id, run_after=run_after, enqueued_at=enqueued_at)
         self._after_enqueue([job])
-        return job
-
-    def _model(self, row: NewJob, job_id: int, run_after: Any, enqueued_at: Any) -> Job:
-        job = row.as_model(id=job_id, run_after=run_after, enqueued_at=enqueued_at)
-        job._state.adding = False
-        job._state.db = self.alias
         return job
 
     # -- worker hot path -------------------------------------------------
