@@ -94,3 +94,12 @@ def test_heartbeat_skips_rows_locked_by_a_completion_instead_of_waiting():
         assert engine.heartbeat(WORKER, 30) == 2
     finally:
         other.close()
+
+
+@pytest.mark.postgres
+def test_jobs_table_has_queue_friendly_autovacuum_settings():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = 'django_jobs_job'")
+        (options,) = cursor.fetchone()
+    assert "autovacuum_vacuum_scale_factor=0.01" in options
+    assert "autovacuum_vacuum_threshold=1000" in options
