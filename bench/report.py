@@ -186,6 +186,28 @@ pgbench: {pg_loads}
 """
 
 
+# Sections of RESULTS.md this module writes; any other "## " section (e.g. the
+# admin page timings of bench/admin_pages.py) is kept as it is.
+OWN_SECTIONS = (
+    "## Targets (django_jobs, this run)",
+    "## Settings",
+    "## Load during each measurement",
+)
+
+
+def write_results(path: Any, run: dict[str, Any]) -> None:
+    """Write ``run`` to ``path``, keeping sections other tools wrote there."""
+    kept: list[str] = []
+    if path.exists():
+        for section in re.split(r"^(?=## )", path.read_text(), flags=re.M)[1:]:
+            if not section.startswith(OWN_SECTIONS):
+                kept.append(section.rstrip("\n") + "\n")
+    text = results_md(run)
+    if kept:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(kept)
+    path.write_text(text)
+
+
 def update_readme(run: dict[str, Any]) -> bool:
     readme = ROOT / "README.md"
     if not readme.exists():

@@ -145,7 +145,7 @@ def main() -> int:
 
     full = not quick and not args.skip_pgbench and len(chosen) == len(systems.ALL)
     target = BENCH / "RESULTS.md" if full else OUT / "RESULTS.md"
-    target.write_text(report.results_md(run))
+    report.write_results(target, run)
     (OUT / "results.json").write_text(json.dumps(run, indent=2))
     log(f"wrote {target.relative_to(BENCH.parent)} ({run['duration']:.0f}s)")
     if full and not report.update_readme(run):
