@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 SECRET_KEY = "bench-only"
@@ -19,7 +20,8 @@ DATABASES = {
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-DJANGO_JOBS: dict[str, object] = {}  # the defaults
+# The defaults; BENCH_DJANGO_JOBS='{"KEY": value}' overrides some for A/B runs.
+DJANGO_JOBS: dict[str, object] = json.loads(os.environ.get("BENCH_DJANGO_JOBS", "{}"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

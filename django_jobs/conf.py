@@ -36,6 +36,9 @@ DEFAULTS: dict[str, Any] = {
     "POLL_INTERVAL": 1.0,
     # Use LISTEN/NOTIFY on PostgreSQL. Turn off behind PgBouncer in transaction mode.
     "USE_NOTIFY": True,
+    # Prepare the hot-path statements on PostgreSQL (claim, complete, enqueue). Turn off
+    # behind PgBouncer in transaction mode older than 1.21 (no prepared statement support).
+    "PREPARED_STATEMENTS": True,
     # Seconds finished jobs (SUCCESSFUL, FAILED, CANCELLED) are kept; None keeps them forever.
     "FINISHED_JOB_RETENTION": 7 * 24 * 3600.0,
     # Rows deleted per pruning statement.

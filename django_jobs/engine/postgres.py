@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
+import psycopg
 from django.db import transaction
 
 from django_jobs.conf import jobs_settings
@@ -220,8 +221,36 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
+class _PreparedCursor(psycopg.Cursor[Any]):
+    """Server-side binding, and every statement prepared on first use: the hot
+    path runs the same few statements thousands of times per connection."""
+
+    def execute(
+        self,
+        query: Any,
+        params: Any = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> Self:
+        prepare = True if prepare is None else prepare
+        return super().execute(query, params, prepare=prepare, binary=binary)
+
+
 class PostgresEngine(GenericEngine):
     supports_notify = True
+
+    def _hot_cursor(self) -> Any:
+        """A cursor for the hot path: Django's wrapper (errors, query logging,
+        thread checks) around a prepared-statement psycopg cursor, unless
+        PREPARED_STATEMENTS is off (PgBouncer < 1.21 in transaction mode)."""
+        conn = self.connection
+        if not jobs_settings.PREPARED_STATEMENTS:
+            return conn.cursor()
+        conn.close_if_health_check_failed()
+        conn.ensure_connection()
+        with conn.wrap_database_errors:
+            return conn._prepare_cursor(_PreparedCursor(conn.connection))
 
     @property
     def notify_enabled(self) -> bool:
@@ -234,7 +263,7 @@ class PostgresEngine(GenericEngine):
 
         if len(rows) == 1 and rows[0].idempotency_key is None:
             return [self._insert_one(rows[0])]
-        with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+        with transaction.atomic(using=self.alias), self._hot_cursor() as cursor:
             cursor.execute(
                 INSERT_JOBS,
                 {
@@ -292,7 +321,7 @@ class PostgresEngine(GenericEngine):
         return [job for job in results if job is not None]
 
     def _insert_one(self, row: NewJob) -> Job:
-        with self.connection.cursor() as cursor:
+        with self._hot_cursor() as cursor:
             cursor.execute(
                 INSERT_ONE_JOB,
                 [
@@ -322,7 +351,7 @@ class PostgresEngine(GenericEngine):
             statement, params["queues"] = CLAIM_JOBS_IN_QUEUES, list(queues)
         else:
             statement = CLAIM_JOBS_ALL_QUEUES
-        with self.connection.cursor() as cursor:
+        with self._hot_cursor() as cursor:
             cursor.execute(statement, params)
             rows = cursor.fetchall()
         return self._claimed(rows, worker_id)
@@ -375,7 +404,7 @@ class PostgresEngine(GenericEngine):
             statement, params["queues"] = COMPLETE_AND_CLAIM_IN_QUEUES, list(queues)
         else:
             statement = COMPLETE_AND_CLAIM_ALL_QUEUES
-        with self.connection.cursor() as cursor:
+        with self._hot_cursor() as cursor:
             cursor.execute(statement, params)
             rows = cursor.fetchall()
         done = {row[1] for row in rows if not row[0]}
@@ -385,7 +414,7 @@ class PostgresEngine(GenericEngine):
     def complete_jobs(self, completions: Sequence[Completion]) -> set[int]:
         if not completions:
             return set()
-        with self.connection.cursor() as cursor:
+        with self._hot_cursor() as cursor:
             cursor.execute(
                 COMPLETE_JOBS,
                 [

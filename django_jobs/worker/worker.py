@@ -70,6 +70,7 @@ class Worker:
         self._signals_received = 0
         self.executor: Executor = executor or ThreadExecutor(options.concurrency, self._wake.set)
         self._pending: list[Finished] = []  # outcomes not yet written
+        self._found_nothing = False  # the last claim asked for jobs and found none
         self.services: list[Service] = []
         self.processed = 0
 
@@ -170,7 +171,12 @@ class Worker:
                 break
             if claimed:
                 continue  # more may be waiting: claim again as soon as slots free up
-            if self.options.burst and not self.executor.running_jobs() and not self._pending:
+            if (
+                self.options.burst
+                and self._found_nothing
+                and not self.executor.running_jobs()
+                and not self._pending
+            ):
                 logger.info("burst: nothing left to run")
                 break
             if self.executor.free_slots() and not self._pending:
@@ -189,10 +195,14 @@ class Worker:
         completions = [o for _, o in self._pending if isinstance(o, Completion)]
         limit = 0 if self._stopping else min(self.executor.free_slots(), self.batch_size)
         if not completions and limit <= 0:
+            self._found_nothing = False
             return 0
         done, jobs = self.engine.complete_and_claim(
             completions, self.id, self.options.queues, limit, self.lease_seconds
         )
+        # Only a claim that asked for jobs and got none says the queue is empty
+        # (--burst); with no free slot we did not ask.
+        self._found_nothing = limit > 0 and not jobs
         self._acknowledged(completions, done)
         for job in jobs:
             self.executor.submit(job)
