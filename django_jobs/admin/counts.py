@@ -20,7 +20,7 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from django.core.paginator import Paginator
+from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
 from django.db import connections
 from django.db.models import Model, QuerySet
 from django.utils.functional import cached_property
@@ -124,6 +124,20 @@ class EstimatedCountPaginator(PaginatorBase):
         rows = count_rows(object_list)
         self.count_is_estimate = not rows.exact
         return rows.value
+
+    def validate_number(self, number: Any) -> int:
+        # An estimate can promise more pages than there are: a page past the
+        # real end is empty (Django's page() slices an empty list), not an error.
+        self.count  # noqa: B018 - sets count_is_estimate
+        if not self.count_is_estimate:
+            return int(super().validate_number(number))
+        try:
+            value = int(number)
+        except (TypeError, ValueError):
+            raise PageNotAnInteger("That page number is not an integer") from None
+        if value < 1:
+            raise EmptyPage("That page number is less than 1")
+        return value
 
 
 def model_count(model: type[Model], alias: str = "default") -> RowCount:

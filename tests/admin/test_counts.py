@@ -180,3 +180,19 @@ def test_throughput_buckets_and_cache():
     again = {b.start: b for b in stats.throughput_per_minute("default", now)}
     assert again[minute - timedelta(minutes=5)].succeeded == 2
     assert again[minute].succeeded == 2
+
+
+@pytest.mark.django_db
+def test_estimated_paginator_serves_an_empty_page_past_the_real_end(monkeypatch):
+    bulk_jobs(3)
+    monkeypatch.setattr(counts, "count_rows", lambda qs: counts.RowCount(500, exact=False))
+    paginator = counts.EstimatedCountPaginator(Job.objects.order_by("-id"), 50)
+    assert (paginator.count, paginator.num_pages, paginator.count_is_estimate) == (500, 10, True)
+    assert len(paginator.page(1).object_list) == 3
+    assert list(paginator.page(7).object_list) == []  # not EmptyPage: the estimate was high
+    with pytest.raises(counts.EmptyPage):
+        paginator.page(0)
+    exact = counts.EstimatedCountPaginator(Job.objects.order_by("-id"), 50)
+    monkeypatch.undo()
+    with pytest.raises(counts.EmptyPage):
+        exact.page(2)
