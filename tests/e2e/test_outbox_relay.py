@@ -80,6 +80,16 @@ def test_committed_events_reach_each_subscriber_once_rolled_back_never(start_wor
     assert set(Job.objects.values_list("status", flat=True)) == {JobStatus.SUCCESSFUL}
 
 
+@pytest.mark.postgres
+def test_relay_wakes_on_notify_not_on_polling(start_worker):
+    worker = start_worker("--poll-interval", "60")  # polling alone would take a minute
+    time.sleep(2)  # listening
+    event = outbox.publish("order.created", {"order": 5})
+    wait_until(lambda: len(Log.objects.all()) == 2, 15, message="woken by NOTIFY on commit")
+    assert {row.value["event"] for row in Log.objects.all()} == {event.pk}
+    assert worker.terminate() == 0
+
+
 def test_no_relay_option_and_standalone_runrelay(run_burst, start_relay):
     event = outbox.publish("order.created", {"order": 9})
     run_burst("--no-relay")
@@ -88,8 +98,10 @@ def test_no_relay_option_and_standalone_runrelay(run_burst, start_relay):
     assert relay.wait(60) == 0, relay.output()
     assert "dispatched 1 event(s)" in relay.output()
     assert OutboxEvent.objects.get(pk=event.pk).status == OutboxStatus.DISPATCHED
-    run_burst("--no-relay")
-    assert len(Log.objects.all()) == 2
+    assert set(jobs_per_event_and_subscriber()) == {
+        (event.pk, subscribers.on_order_created.name),
+        (event.pk, subscribers.on_any_order.name),
+    }
 
 
 def test_burst_worker_relays_pending_events_first(run_burst):
@@ -100,12 +112,11 @@ def test_burst_worker_relays_pending_events_first(run_burst):
 
 
 def jobs_per_event_and_subscriber():
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT (args->0->>'id')::bigint, task_name, count(*) FROM django_jobs_job "
-            "GROUP BY 1, 2"
-        )
-        return {(row[0], row[1]): row[2] for row in cursor.fetchall()}
+    """(event id, task name) -> number of jobs."""
+    counts: dict[tuple[int, str], int] = defaultdict(int)
+    for args, task_name in Job.objects.values_list("args", "task_name").iterator():
+        counts[(args[0]["id"], task_name)] += 1
+    return dict(counts)
 
 
 @pytest.mark.postgres
