@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from django_jobs.conf import jobs_settings
+from django_jobs.engine import get_engine
 from django_jobs.engine.outbox import OutboxEngine
 from django_jobs.outbox.events import Event
 from django_jobs.status import OutboxStatus
@@ -66,6 +67,15 @@ RETURNING id, created_at,
 # id below our highest claimed id, so "others" reads only that window of the
 # pending index (about one batch per running relay), whatever the backlog or
 # the key's history.
+#
+# Jobs are claimed by (priority, run_after, id) and our jobs' run_after is
+# now(), the start of this transaction. If another relay dispatched an
+# earlier event of the key in a transaction that started after ours (it fits
+# between our BEGIN and this statement on a busy machine), its jobs' run_after
+# would be later than ours: "recent" finds such events (dispatched_at =
+# that transaction's now() > ours; the partial index jobs_outbox_dispatched
+# reads only them) and blocks our later events of the key until a batch that
+# starts after it. Job ids and run_after then both follow event order.
 CLAIM_EVENTS = """
 WITH claimed AS MATERIALIZED (
     SELECT id, topic, key, payload, headers, created_at
@@ -82,10 +92,18 @@ others AS (
       AND id < (SELECT max(id) FROM claimed)
       AND id NOT IN (SELECT id FROM claimed)
     GROUP BY key
+),
+recent AS (
+    SELECT key, min(id) AS first_id
+    FROM django_jobs_outboxevent
+    WHERE status = 'DISPATCHED' AND dispatched_at > now() AND key IS NOT NULL
+    GROUP BY key
 )
 SELECT c.id, c.topic, c.key, c.payload, c.headers, c.created_at,
-    COALESCE(o.first_id < c.id, false) AS blocked
-FROM claimed AS c LEFT JOIN others AS o ON o.key = c.key
+    COALESCE(o.first_id < c.id, false) OR COALESCE(r.first_id < c.id, false) AS blocked
+FROM claimed AS c
+LEFT JOIN others AS o ON o.key = c.key
+LEFT JOIN recent AS r ON r.key = c.key
 ORDER BY c.id
 """
 
@@ -95,7 +113,7 @@ ORDER BY c.id
 MARK_DISPATCHED = """
 UPDATE django_jobs_outboxevent
 SET status = 'DISPATCHED', dispatched_at = now()
-WHERE id = ANY(%s) AND status = 'PENDING'
+WHERE id = ANY(%s::bigint[]) AND status = 'PENDING'
 """
 
 
@@ -107,12 +125,17 @@ def _json(value: Any) -> Any:
 class PostgresOutboxEngine(OutboxEngine):
     supports_notify = True
 
+    def _cursor(self) -> Any:
+        # The job engine's prepared-statement cursor (PREPARED_STATEMENTS): publish
+        # and claim run the same statements over and over on one connection.
+        return get_engine(self.alias)._hot_cursor()  # type: ignore[attr-defined]
+
     @property
     def notify_enabled(self) -> bool:
         return bool(jobs_settings.USE_NOTIFY)
 
     def insert_events(self, rows: Sequence[NewEvent]) -> list[OutboxEvent]:
-        with self.connection.cursor() as cursor:
+        with self._cursor() as cursor:
             if len(rows) == 1:
                 row = rows[0]
                 cursor.execute(
@@ -154,7 +177,7 @@ class PostgresOutboxEngine(OutboxEngine):
         return event
 
     def claim_events(self, limit: int) -> tuple[list[Event], int]:
-        with self.connection.cursor() as cursor:
+        with self._cursor() as cursor:
             cursor.execute(CLAIM_EVENTS, {"limit": limit})
             rows = cursor.fetchall()
         events = [
@@ -172,6 +195,6 @@ class PostgresOutboxEngine(OutboxEngine):
         return events, len(rows) - len(events)
 
     def mark_dispatched(self, ids: Sequence[int]) -> int:
-        with self.connection.cursor() as cursor:
+        with self._cursor() as cursor:
             cursor.execute(MARK_DISPATCHED, [list(ids)])
             return int(cursor.rowcount)
