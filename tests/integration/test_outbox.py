@@ -289,3 +289,30 @@ def test_system_check_reports_bad_publisher_settings():
     assert len(errors) == 1 and "URL must be an http://" in errors[0].msg
     with with_publishers(hook=HOOK):
         assert not [m for m in checks.run_checks() if m.id == "django_jobs.E010"]
+
+
+@pytest.mark.postgres
+def test_event_waits_for_a_batch_started_after_its_predecessors_dispatch():
+    """Our batch began (now() fixed) before another relay dispatched event 1 of
+    key k: event 2 would get jobs due earlier than event 1's, so it waits for
+    the next batch."""
+    import psycopg
+
+    first, second = outbox.publish_many([("seq.step", {"n": 1}, "k"), ("seq.step", {"n": 2}, "k")])
+    engine = PostgresOutboxEngine("default")
+    params = connection.get_connection_params()
+    for name in ("cursor_factory", "context", "server_side_binding", "prepare_threshold"):
+        params.pop(name, None)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT now()")  # our transaction has started
+        with psycopg.connect(**params, autocommit=True) as rival:
+            rival.execute(
+                "UPDATE django_jobs_outboxevent SET status = 'DISPATCHED', "
+                "dispatched_at = now() WHERE id = %s",
+                [first.pk],
+            )
+        events, blocked = engine.claim_events(10)
+        assert (events, blocked) == ([], 1)
+    events, blocked = engine.claim_events(10)  # a new transaction: now() is later
+    assert [e.id for e in events] == [second.pk] and blocked == 0
