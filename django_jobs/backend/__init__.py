@@ -64,6 +64,7 @@ else:
 
 SUPPORTED_VENDORS = ("postgresql", "sqlite")
 OPTION_KEYS = frozenset({"DATABASE", "MAX_ATTEMPTS", "TIMEOUT", "BACKOFF"})
+MAX_JOB_ID = 2**63 - 1  # bigint
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -265,7 +266,7 @@ class JobsBackend(BaseTaskBackend):
         from django_jobs.models import Job
 
         text = str(result_id)
-        if not text.isascii() or not text.isdigit() or len(text) > 19:
+        if not text.isascii() or not text.isdigit() or int(text) > MAX_JOB_ID:
             raise TaskResultDoesNotExist(f"{result_id!r} is not a django_jobs job id")
         job = Job.objects.using(self.database).filter(pk=int(text)).first()
         if job is None:

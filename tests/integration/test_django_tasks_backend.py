@@ -225,7 +225,9 @@ def test_get_result_from_task_and_backend_agree():
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("bad_id", ["999999999", "abc", "", "-1", "1.5", "٣", "9" * 40])
+@pytest.mark.parametrize(
+    "bad_id", ["999999999", "abc", "", "-1", "1.5", "٣", str(2**63), "9" * 40, " 1"]
+)
 def test_unknown_or_malformed_id_does_not_exist(bad_id):
     with pytest.raises(TaskResultDoesNotExist):
         task_backends["default"].get_result(bad_id)
@@ -419,3 +421,16 @@ def test_raising_task_enqueued_receiver_changes_nothing():
     finally:
         task_enqueued.disconnect(broken)
     assert Job.objects.get(pk=int(result.id)).status == JobStatus.READY
+
+
+# -- query budgets ---------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_enqueue_and_get_result_query_budgets(django_assert_max_num_queries):
+    # PostgreSQL: one INSERT ... RETURNING. SQLite: the insert in a savepoint.
+    budget = 1 if connection.vendor == "postgresql" else 3
+    with django_assert_max_num_queries(budget):
+        result = dtasks.add.enqueue(1, 2)
+    with django_assert_max_num_queries(1):
+        dtasks.add.get_result(result.id)

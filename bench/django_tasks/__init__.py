@@ -1,0 +1,1 @@
+"""The django.tasks benchmark: one task module, two backends (see bench/django_tasks_bench.py)."""
