@@ -42,6 +42,9 @@ PG = {
     "user": os.environ.get("BENCH_PGUSER", "root"),
     "port": os.environ.get("BENCH_PGPORT", "5432"),
 }
+# The section's heading comes first, then the markers: bench/report.py (make bench)
+# keeps every "## " section it does not own, heading and all.
+HEADING = "## django.tasks: JobsBackend vs django-tasks-db"
 START, END = "<!-- django-tasks-bench:start -->", "<!-- django-tasks-bench:end -->"
 SUMMARY = (
     "<!-- django-tasks-bench-summary:start -->",
@@ -327,8 +330,6 @@ def markdown(run: dict[str, Any]) -> str:
     return "\n".join(
         [
             START,
-            "## django.tasks: JobsBackend vs django-tasks-db",
-            "",
             "The same `django.tasks` task module (`bench/django_tasks/tasks.py`), the same API "
             "(`task.enqueue()`), two backends, one run: "
             "`python bench/django_tasks_bench.py`. Each backend has its own PostgreSQL "
@@ -380,7 +381,7 @@ def summary(run: dict[str, Any]) -> str:
 
 
 def replace_section(path: Path, text: str, markers: tuple[str, str] = (START, END)) -> bool:
-    """Replace the marked section of ``path``; append it if ``append`` markers are absent."""
+    """Replace the marked part of ``path``; without markers, append the RESULTS.md section."""
     if not path.exists():
         return False
     content = path.read_text()
@@ -389,7 +390,7 @@ def replace_section(path: Path, text: str, markers: tuple[str, str] = (START, EN
         before, rest = content.split(start, 1)
         content = before + text + rest.split(end, 1)[1]
     elif markers == (START, END):
-        content = content.rstrip("\n") + "\n\n" + text + "\n"
+        content = content.rstrip("\n") + f"\n\n{HEADING}\n\n{text}\n"
     else:
         return False
     path.write_text(content)
