@@ -177,13 +177,25 @@ def test_webhook_signed_retried_failed_and_redispatched_from_admin(receiver, sta
         assert "1 event(s) re-dispatched." in page.content.decode()
         detail = client.get(f"/admin/django_jobs/outboxevent/{created.pk}/change/")
         assert detail.status_code == 200 and "order.created" in detail.content.decode()
+    # Re-dispatch made the event DISPATCHED at once; wait for the new delivery to finish.
+    assert OutboxEvent.objects.get(pk=created.pk).status == OutboxStatus.DISPATCHED
     wait_until(
-        lambda: OutboxEvent.objects.get(pk=created.pk).status == OutboxStatus.DISPATCHED,
+        lambda: (
+            receiver.got("/down", created.pk, 200)
+            and not Job.objects.filter(
+                task_name=DELIVERY_TASK, status__in=[JobStatus.READY, JobStatus.RUNNING]
+            ).exists()
+        ),
         30,
         message="re-dispatched delivery",
     )
     assert [r["status"] for r in receiver.got("/down", created.pk)] == [500, 500, 500, 200]
-    assert OutboxEvent.objects.get(pk=created.pk).failed_publishers == []
+    final = OutboxEvent.objects.get(pk=created.pk)
+    assert (final.status, final.failed_publishers, final.attempts) == (
+        OutboxStatus.DISPATCHED,
+        [],
+        8,
+    )
     # Only the publisher that gave up got it again; subscribers did not run again.
     assert len(receiver.got("/ok", created.pk)) == 1
     assert len(receiver.got("/flaky", created.pk)) == 3
