@@ -7,7 +7,8 @@
     ├── InvalidJobOptions       (ValueError) bad option values: priority, run_after, queue...
     ├── UnknownTaskError        (LookupError) a job names a task that cannot be imported
     ├── JobTimeout                           a job ran past its timeout
-    └── WorkerLost                           recorded when a dead worker's job is recovered
+    ├── WorkerLost                           its worker stopped renewing the lease (recovered)
+    └── WorkerCrashed                        its child process died (--pool process)
 
     Retry     raise inside a task: retry at a chosen time (counts as an attempt)
     Discard   raise inside a task: give up now, straight to the dead letters
@@ -46,6 +47,11 @@ class WorkerLost(JobsError):
     Never raised: it names the error entry so that tools resolving
     ``exception_class`` (e.g. ``django.tasks.TaskError``) find a real class.
     """
+
+
+class WorkerCrashed(JobsError):
+    """Recorded in a job's errors when the child process running it died
+    (``--pool process``: exit code or signal). Never raised either."""
 
 
 class Retry(Exception):

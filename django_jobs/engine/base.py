@@ -122,11 +122,22 @@ class RecoveryReport:
     dead_lettered: int = 0
 
 
+# Texts of recovery, shared by every engine (PostgreSQL formats them in SQL).
+LOST_WORKER_MESSAGE = (
+    "worker {worker} stopped renewing its lease (killed, crashed, paused or cut off "
+    "from the database); job recovered"
+)
+LOST_WORKER_REASON = (
+    "worker lost during attempt {attempts} of {max_attempts} (killed, crashed, paused "
+    "or cut off from the database); no attempts left"
+)
+
+
 def lost_worker_error(job_id: int, attempts: int, worker_id: str | None) -> dict[str, Any]:
     return {
         "attempt": attempts,
         "exception_class": "django_jobs.exceptions.WorkerLost",
-        "message": f"worker {worker_id} stopped renewing its lease (killed or lost); job recovered",
+        "message": LOST_WORKER_MESSAGE.format(worker=worker_id or ""),
         "traceback": "",
         "at": timezone.now().isoformat(),
         "worker_id": worker_id,
@@ -191,12 +202,28 @@ class Engine(abc.ABC):
         """Hand unfinished jobs back to READY, attempt not counted (graceful shutdown)."""
 
     @abc.abstractmethod
-    def heartbeat(self, worker_id: uuid.UUID, lease_seconds: float) -> int:
-        """Renew the leases of this worker's RUNNING jobs and its Worker row."""
+    def heartbeat(self, jobs: Sequence[ClaimedJob], lease_seconds: float) -> int:
+        """Renew the leases of ``jobs``, the claims this worker still holds.
+
+        Renewal is by id AND claim token, never "every job of this worker": a
+        claim whose answer was lost with the connection is unknown to the
+        worker, is not renewed, and expires into recovery instead of staying
+        RUNNING forever. Returns the number of leases renewed.
+        """
 
     @abc.abstractmethod
     def recover_expired(self, limit: int = 500) -> RecoveryReport:
-        """Re-queue (or dead-letter) RUNNING jobs whose lease expired."""
+        """Re-queue (or dead-letter) RUNNING jobs whose lease expired.
+
+        The attempt that was running counts: a WorkerLost entry is appended to
+        the job's errors. Jobs being written right now (row locked) are skipped.
+        """
+
+    def drop_stale_connection(self) -> None:
+        """Before a job: close this thread's connection if it is broken or past
+        CONN_MAX_AGE, so the job starts on a fresh one instead of failing (and
+        spending an attempt) on its first query."""
+        self.connection.close_if_unusable_or_obsolete()
 
     # -- workers ---------------------------------------------------------
 
@@ -211,6 +238,15 @@ class Engine(abc.ABC):
             concurrency=info.concurrency,
             pool=info.pool,
         )
+
+    def touch_worker(self, info: WorkerInfo) -> None:
+        """Record a heartbeat on the Worker row; re-create the row if it was pruned
+        (a worker paused for longer than the pruning threshold comes back)."""
+        from django_jobs.models import Worker
+
+        workers = Worker.objects.using(self.alias)
+        if not workers.filter(id=info.id).update(last_heartbeat_at=Now()):
+            self.register_worker(info)
 
     def unregister_worker(self, worker_id: uuid.UUID) -> None:
         from django_jobs.models import Worker
@@ -293,17 +329,25 @@ class Engine(abc.ABC):
         return done
 
     def prune_finished(self, finished_before: datetime, batch_size: int) -> int:
-        """Delete up to ``batch_size`` finished jobs older than ``finished_before``."""
+        """Delete up to ``batch_size`` finished jobs older than ``finished_before``.
+
+        One bounded statement per call; callers loop (see ``django_jobs.pruning``).
+        """
         from django_jobs.models import Job
 
-        ids = list(
-            Job.objects.using(self.alias)
-            .finished()
-            .filter(finished_at__lt=finished_before)
-            .order_by("finished_at")
-            .values_list("pk", flat=True)[:batch_size]
-        )
+        old = Job.objects.using(self.alias).finished().filter(finished_at__lt=finished_before)
+        ids = list(old.order_by("finished_at").values_list("pk", flat=True)[:batch_size])
         if not ids:
             return 0
-        deleted, _ = Job.objects.using(self.alias).filter(pk__in=ids).delete()
+        # The conditions again: a job an operator retried since the read is READY
+        # now (finished_at cleared) and must survive.
+        deleted, _ = old.filter(pk__in=ids).delete()
         return deleted
+
+    def count_finished(self, finished_before: datetime) -> int:
+        """How many finished jobs are older than ``finished_before`` (for dry runs)."""
+        from django_jobs.models import Job
+
+        return (
+            Job.objects.using(self.alias).finished().filter(finished_at__lt=finished_before).count()
+        )

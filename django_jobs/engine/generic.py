@@ -20,6 +20,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from django_jobs.engine.base import (
+    LOST_WORKER_REASON,
     ClaimedJob,
     Completion,
     Engine,
@@ -242,17 +243,20 @@ class GenericEngine(Engine):
                 )
         return released
 
-    def heartbeat(self, worker_id: uuid.UUID, lease_seconds: float) -> int:
-        from django_jobs.models import Worker
-
-        now = timezone.now()
-        with transaction.atomic(using=self.alias):
-            Worker.objects.using(self.alias).filter(id=worker_id).update(last_heartbeat_at=now)
-            return (
-                self._jobs()
-                .filter(worker_id=worker_id, status=JobStatus.RUNNING)
-                .update(lease_expires_at=now + timedelta(seconds=lease_seconds))
+    def heartbeat(self, jobs: Sequence[ClaimedJob], lease_seconds: float) -> int:
+        if not jobs:
+            return 0
+        # Claim tokens are fresh per claim, so (id in ours, token in ours) only
+        # matches claims this worker made and still knows about.
+        return (
+            self._jobs()
+            .filter(
+                pk__in=[job.id for job in jobs],
+                claim_token__in={job.claim_token for job in jobs},
+                status=JobStatus.RUNNING,
             )
+            .update(lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds))
+        )
 
     def recover_expired(self, limit: int = 500) -> RecoveryReport:
         retried = dead = 0
@@ -270,9 +274,8 @@ class GenericEngine(Engine):
                 if row.attempts >= row.max_attempts:
                     row.status = JobStatus.FAILED
                     row.finished_at = now
-                    reason = (
-                        f"worker lost during attempt {row.attempts} of {row.max_attempts} "
-                        "(killed, crashed or lost its database connection); no attempts left"
+                    reason = LOST_WORKER_REASON.format(
+                        attempts=row.attempts, max_attempts=row.max_attempts
                     )
                     dead_letter_for(row, reason).save(using=self.alias)
                     dead += 1

@@ -8,17 +8,27 @@ under concurrency. Parameters are always bound, never formatted in.
 from __future__ import annotations
 
 import json
+import select
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self
 
 import psycopg
 from django.db import transaction
 
 from django_jobs.conf import jobs_settings
-from django_jobs.engine.base import ClaimedJob, Completion
+from django_jobs.engine.base import (
+    LOST_WORKER_MESSAGE,
+    LOST_WORKER_REASON,
+    ClaimedJob,
+    Completion,
+    RecoveryReport,
+    logger,
+)
 from django_jobs.engine.generic import GenericEngine
 from django_jobs.engine.instances import builder
+from django_jobs.status import JobStatus
 
 if TYPE_CHECKING:
     from django_jobs.models import Job
@@ -186,33 +196,107 @@ COMPLETE_AND_CLAIM_IN_QUEUES = (
     + _CLAIMED_THEN_DONE
 )
 
-# Renew the leases of this worker's running jobs. worker_id is only ever set
-# by this worker's own claims, and a recovered job is READY (or re-claimed
-# with another worker_id), so this can never extend a lease we lost. Rows
-# locked right now are skipped (SKIP LOCKED): they are being completed or
-# failed by this very worker, and locking them in another order than that
-# statement would deadlock; the next beat renews whatever is still running.
+# Renew the leases of the jobs this worker still holds, named by id AND claim
+# token. A claim the worker never heard back about (connection lost between the
+# claim's commit and its answer) is not in the list, is not renewed, and expires
+# into recovery instead of staying RUNNING forever under a live worker.
+# SKIP LOCKED: a row locked right now (a completion in flight from this very
+# worker, or an atomic task's own transaction after set_progress) is skipped
+# instead of waited for: locking in another order than that statement could
+# deadlock, and a heartbeat stalled behind a job would let every other lease of
+# this worker run out. The next beat renews whatever is still running.
 RENEW_LEASES = """
-WITH beat AS (
-    UPDATE django_jobs_worker SET last_heartbeat_at = now() WHERE id = %(worker_id)s
-), live AS (
-    SELECT id FROM django_jobs_job
-    WHERE status = 'RUNNING' AND worker_id = %(worker_id)s
-    FOR UPDATE SKIP LOCKED
+WITH held AS MATERIALIZED (
+    SELECT job.id FROM django_jobs_job AS job
+    JOIN unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS mine(id, claim_token)
+        ON job.id = mine.id AND job.claim_token = mine.claim_token
+    WHERE job.status = 'RUNNING'
+    FOR UPDATE OF job SKIP LOCKED
 )
 UPDATE django_jobs_job AS job SET lease_expires_at = now() + %(lease)s * interval '1 second'
-FROM live
-WHERE job.id = live.id
+FROM held
+WHERE job.id = held.id
 """
 
 # Hand unfinished jobs back on graceful shutdown, the attempt not counted.
-# Fenced like COMPLETE_JOBS.
+# Fenced like COMPLETE_JOBS. Each released job's queue is notified (on commit)
+# so an idle worker takes it at once.
 RELEASE_JOBS = """
 UPDATE django_jobs_job AS job
 SET status = 'READY', attempts = job.attempts - 1, started_at = NULL,
     lease_expires_at = NULL, worker_id = NULL, claim_token = NULL
 FROM unnest(%s::bigint[], %s::uuid[]) AS held(id, claim_token)
 WHERE job.id = held.id AND job.claim_token = held.claim_token AND job.status = 'RUNNING'
+RETURNING job.id, CASE WHEN %s THEN pg_notify('django_jobs', job.queue_name) END
+"""
+
+# Recover RUNNING jobs whose lease expired: their worker stopped renewing it
+# (killed, crashed, paused, cut off from the database). The attempt counts: a
+# WorkerLost entry joins the errors; the job is READY again now, or FAILED with
+# its dead letter (same statement, same commit) when no attempt is left.
+# FOR UPDATE SKIP LOCKED: two recovering workers take disjoint rows, and a row
+# being written right now (a fenced completion, an atomic task committing) is
+# skipped. After the lock PostgreSQL re-checks status and lease on the newest
+# row version (READ COMMITTED re-evaluation), so a lease renewed or a job
+# completed meanwhile is left alone. Only the database clock is used: lease
+# and expiry are both now() on one server, so host clock skew cannot expire a
+# live lease. Due queues are notified so idle workers re-claim at once.
+RECOVER_EXPIRED = """
+WITH expired AS MATERIALIZED (
+    SELECT id FROM django_jobs_job
+    WHERE status = 'RUNNING' AND lease_expires_at < now()
+    ORDER BY lease_expires_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), recovered AS (
+    UPDATE django_jobs_job AS job
+    SET status = CASE WHEN job.attempts >= job.max_attempts THEN 'FAILED' ELSE 'READY' END,
+        run_after = CASE WHEN job.attempts >= job.max_attempts THEN job.run_after ELSE now() END,
+        finished_at = CASE WHEN job.attempts >= job.max_attempts THEN now() END,
+        lease_expires_at = NULL,
+        errors = job.errors || jsonb_build_array(jsonb_build_object(
+            'attempt', job.attempts,
+            'exception_class', 'django_jobs.exceptions.WorkerLost',
+            'message', format(%(message)s, job.worker_id),
+            'traceback', '',
+            'at', to_jsonb(now()),
+            'worker_id', job.worker_id
+        ))
+    FROM expired
+    WHERE job.id = expired.id
+    RETURNING job.id, job.task_name, job.queue_name, job.priority, job.args, job.kwargs,
+        job.status, job.errors, job.attempts, job.max_attempts, job.worker_id
+), letters AS (
+    INSERT INTO django_jobs_deadletter (
+        job_id, task_name, queue_name, priority, args, kwargs, reason, errors,
+        attempts, max_attempts, created_at
+    )
+    SELECT id, task_name, queue_name, priority, args, kwargs,
+           format(%(reason)s, attempts, max_attempts), errors, attempts, max_attempts, now()
+    FROM recovered
+    WHERE status = 'FAILED'
+)
+SELECT id, task_name, status, attempts, max_attempts, worker_id,
+    CASE WHEN %(notify)s AND status = 'READY' THEN pg_notify('django_jobs', queue_name) END
+FROM recovered
+"""
+
+# Delete up to %(limit)s finished jobs that finished before %(before)s, oldest
+# first (partial index jobs_job_finished). SKIP LOCKED: the pruners of several
+# workers take disjoint rows instead of queueing on each other. Status and
+# finished_at are re-checked on the locked row, so a job an operator retried
+# since (READY, finished_at cleared) is never deleted.
+PRUNE_FINISHED = """
+WITH doomed AS MATERIALIZED (
+    SELECT id FROM django_jobs_job
+    WHERE status IN ('SUCCESSFUL', 'FAILED', 'CANCELLED') AND finished_at < %(before)s
+    ORDER BY finished_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM django_jobs_job AS job
+USING doomed
+WHERE job.id = doomed.id
 """
 
 
@@ -429,10 +513,85 @@ class PostgresEngine(GenericEngine):
         if not jobs:
             return 0
         with self.connection.cursor() as cursor:
-            cursor.execute(RELEASE_JOBS, [[j.id for j in jobs], [j.claim_token for j in jobs]])
+            cursor.execute(
+                RELEASE_JOBS,
+                [[j.id for j in jobs], [j.claim_token for j in jobs], self.notify_enabled],
+            )
+            return len(cursor.fetchall())
+
+    def heartbeat(self, jobs: Sequence[ClaimedJob], lease_seconds: float) -> int:
+        if not jobs:
+            return 0
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                RENEW_LEASES,
+                {
+                    "ids": [job.id for job in jobs],
+                    "tokens": [job.claim_token for job in jobs],
+                    "lease": lease_seconds,
+                },
+            )
             return int(cursor.rowcount)
 
-    def heartbeat(self, worker_id: uuid.UUID, lease_seconds: float) -> int:
+    def recover_expired(self, limit: int = 500) -> RecoveryReport:
         with self.connection.cursor() as cursor:
-            cursor.execute(RENEW_LEASES, {"worker_id": worker_id, "lease": lease_seconds})
+            cursor.execute(
+                RECOVER_EXPIRED,
+                {
+                    "limit": limit,
+                    "message": LOST_WORKER_MESSAGE.replace("{worker}", "%s"),
+                    "reason": LOST_WORKER_REASON.replace("{attempts}", "%s").replace(
+                        "{max_attempts}", "%s"
+                    ),
+                    "notify": self.notify_enabled,
+                },
+            )
+            rows = cursor.fetchall()
+        retried = dead = 0
+        for job_id, task_name, status, attempts, max_attempts, worker_id, _ in rows:
+            extra = {"job_id": job_id, "task_name": task_name}
+            if status == JobStatus.READY:
+                retried += 1
+                logger.warning(
+                    "job %s (%s) recovered from lost worker %s (attempt %s/%s counted)",
+                    job_id,
+                    task_name,
+                    worker_id,
+                    attempts,
+                    max_attempts,
+                    extra=extra,
+                )
+            else:
+                dead += 1
+                logger.error(
+                    "job %s (%s) dead-lettered: %s",
+                    job_id,
+                    task_name,
+                    LOST_WORKER_REASON.format(attempts=attempts, max_attempts=max_attempts),
+                    extra=extra,
+                )
+        return RecoveryReport(retried=retried, dead_lettered=dead)
+
+    def prune_finished(self, finished_before: datetime, batch_size: int) -> int:
+        with self.connection.cursor() as cursor:
+            cursor.execute(PRUNE_FINISHED, {"before": finished_before, "limit": batch_size})
             return int(cursor.rowcount)
+
+    def drop_stale_connection(self) -> None:
+        # A backend terminated while idle (pg_terminate_backend, server restart)
+        # has already sent its last message and closed the socket: it is
+        # readable although no query is pending. One poll() instead of a
+        # "SELECT 1" round trip before every job.
+        raw = self.connection.connection
+        if raw is not None and not self.connection.in_atomic_block:
+            try:
+                poller = select.poll()
+                poller.register(raw.fileno(), select.POLLIN | select.POLLHUP)
+                readable = bool(poller.poll(0))
+            except (OSError, ValueError, psycopg.Error):
+                readable = True
+            if readable:
+                logger.info("database connection was closed by the server; reconnecting")
+                self.connection.close()
+                return
+        super().drop_stale_connection()

@@ -2,13 +2,17 @@
 
 The worker loop talks to an executor through four calls: ``submit``,
 ``free_slots``, ``take_outcomes`` and ``expire_overdue``. The thread pool
-runs jobs in threads of this process; a thread stuck past its job's timeout
-is abandoned (Python cannot kill a thread) and replaced, so the worker keeps
-its full concurrency.
+(this module, the default) runs jobs in threads of this process; a thread
+stuck past its job's timeout is abandoned and replaced, so the worker keeps
+its full concurrency. Python cannot kill a thread: the abandoned one gets a
+JobTimeout raised asynchronously, which stops pure-Python code at its next
+bytecode but not a blocking C call. The process pool
+(:mod:`django_jobs.worker.process_pool`) kills instead.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import queue
 import threading
@@ -19,7 +23,8 @@ from typing import Protocol
 from django.db import connections
 
 from django_jobs.engine.base import ClaimedJob
-from django_jobs.worker.runner import Outcome, run_job
+from django_jobs.exceptions import JobTimeout
+from django_jobs.worker.runner import Outcome, in_task_body, run_job
 
 logger = logging.getLogger("django_jobs.worker")
 
@@ -39,6 +44,10 @@ class Executor(Protocol):
 
     def running_jobs(self) -> list[ClaimedJob]: ...
 
+    def held_jobs(self) -> list[ClaimedJob]:
+        """Running jobs plus finished ones whose outcome was not taken yet (leases to renew)."""
+        ...
+
     def take_outcomes(self) -> list[Finished]:
         """Outcomes of jobs finished since the last call (non-blocking)."""
         ...
@@ -48,6 +57,10 @@ class Executor(Protocol):
         ...
 
     def stop(self) -> None: ...
+
+    def abort(self) -> None:
+        """Exit now (second signal): kill whatever can be killed, wait for nothing."""
+        ...
 
 
 class _Slot:
@@ -107,6 +120,8 @@ class ThreadExecutor:
                     del self._in_flight[job.id]
                     self._outcomes.append((job, outcome))
                 self._on_finished()
+        except JobTimeout:
+            pass  # interrupted after its timeout, outside the task body: just end
         finally:
             connections.close_all()
 
@@ -124,6 +139,12 @@ class ThreadExecutor:
         with self._lock:
             return [slot.job for slot in self._in_flight.values()]
 
+    def held_jobs(self) -> list[ClaimedJob]:
+        with self._lock:
+            return [slot.job for slot in self._in_flight.values()] + [
+                job for job, _ in self._outcomes
+            ]
+
     def take_outcomes(self) -> list[Finished]:
         with self._lock:
             taken, self._outcomes = self._outcomes, []
@@ -140,6 +161,7 @@ class ThreadExecutor:
                     self._threads.discard(slot.thread)
                     expired.append(slot.job)
                     replacements += 1
+                    _interrupt(slot.thread)
         for _ in range(replacements):
             self._spawn()
         if expired:
@@ -154,6 +176,18 @@ class ThreadExecutor:
             count = len(self._threads)
         for _ in range(count):
             self._inbox.put(None)
+
+    def abort(self) -> None:
+        pass  # threads die with the process
+
+
+def _interrupt(thread: threading.Thread) -> None:
+    """Raise JobTimeout in ``thread`` at its next bytecode, if it is in a task body."""
+    if thread.ident is None or thread.ident not in in_task_body:
+        return
+    ident = ctypes.c_ulong(thread.ident)
+    if ctypes.pythonapi.PyThreadState_SetAsyncExc(ident, ctypes.py_object(JobTimeout)) > 1:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ident, None)  # never more than one
 
 
 # Placeholder owner of a slot reserved by submit() before a thread takes the job.

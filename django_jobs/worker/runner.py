@@ -14,11 +14,12 @@ import inspect
 import json
 import logging
 import sys
+import threading
 import traceback
 from datetime import timedelta
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
 from django_jobs import signals
@@ -34,6 +35,10 @@ from django_jobs.tasks import Task, resolve_task
 logger = logging.getLogger("django_jobs.worker")
 
 Outcome = Completion | Failure | None
+
+# Idents of the threads running a task body right now: the thread pool only
+# interrupts a timed-out thread while it is in user code, not in ours.
+in_task_body: set[int] = set()
 
 
 class ClaimLost(Exception):
@@ -121,9 +126,17 @@ def _check_shape(job: ClaimedJob) -> None:
         )
 
 
+def _drop_stale_connection(job: ClaimedJob) -> None:
+    try:
+        get_engine(job.database).drop_stale_connection()
+    except DatabaseError:
+        logger.debug("closing a broken connection failed", exc_info=True)
+
+
 def run_job(job: ClaimedJob) -> Outcome:
     """Run ``job`` in this thread; return its outcome (never raises)."""
     log_extra = {"job_id": job.id, "task_name": job.task_name, "queue_name": job.queue_name}
+    _drop_stale_connection(job)
     try:
         _check_shape(job)
         resolved = resolve_task(job.task_name)
@@ -141,6 +154,7 @@ def run_job(job: ClaimedJob) -> Outcome:
     outcome: Outcome
     written: Completion | None = None  # an atomic task's completion, already committed
     try:
+        in_task_body.add(threading.get_ident())
         with running(job):
             if task_obj is not None and task_obj.atomic:
                 written = _run_atomic(job, func)
@@ -170,6 +184,7 @@ def run_job(job: ClaimedJob) -> Outcome:
             extra=log_extra,
         )
     finally:
+        in_task_body.discard(threading.get_ident())
         _reset_connections()
     finished = outcome if outcome is not None else written
     if finished is not None and signals.job_finished.has_listeners():
@@ -214,6 +229,30 @@ def _send_finished(task_obj: Task[Any, Any] | None, job: ClaimedJob, outcome: Ou
     signals.job_finished.send_robust(
         sender=task_obj, job=job, status=status, result=result, error=error
     )
+
+
+def crash_failure(job: ClaimedJob, exc: BaseException) -> Failure:
+    """The outcome of an attempt that killed its process (``--pool process``).
+
+    Always retried while attempts remain, whatever retry_on says (the task
+    raised nothing); dead-lettered with the crash as the reason after the last.
+    """
+    error = error_entry(job, exc, tb="")
+    if job.attempts >= job.max_attempts:
+        reason = f"attempts exhausted ({job.attempts}/{job.max_attempts}): {exc}"
+        return Failure(job, error, None, reason)
+    try:
+        resolved = resolve_task(job.task_name)
+    except UnknownTaskError:
+        resolved = None
+    spec = resolved.effective_backoff if isinstance(resolved, Task) else None
+    delay = compute_delay(
+        spec or jobs_settings.DEFAULT_BACKOFF,
+        job.attempts,
+        base=float(jobs_settings.BACKOFF_BASE),
+        cap=float(jobs_settings.BACKOFF_MAX),
+    )
+    return Failure(job, error, timezone.now() + timedelta(seconds=delay))
 
 
 def timeout_failure(job: ClaimedJob) -> Failure:

@@ -24,9 +24,10 @@ from django.db import DatabaseError, connections
 
 from django_jobs.conf import jobs_settings
 from django_jobs.engine import get_engine
-from django_jobs.engine.base import Completion, Failure, WorkerInfo
+from django_jobs.engine.base import ClaimedJob, Completion, Failure, WorkerInfo
 from django_jobs.worker.executor import Executor, Finished, ThreadExecutor
 from django_jobs.worker.heartbeat import Heartbeat
+from django_jobs.worker.pruner import Pruner
 from django_jobs.worker.runner import timeout_failure
 
 logger = logging.getLogger("django_jobs.worker")
@@ -53,6 +54,8 @@ class WorkerOptions:
     database: str = "default"
     max_jobs: int | None = None  # exit after this many jobs (for recycling by a supervisor)
     lease_seconds: float | None = None  # None: DJANGO_JOBS["LEASE_SECONDS"]
+    max_tasks_per_child: int | None = None  # pool="process": recycle a child after N jobs
+    max_memory_per_child: float | None = None  # pool="process": recycle past N MiB resident
 
 
 class Worker:
@@ -68,11 +71,27 @@ class Worker:
         self._wake = threading.Event()
         self._stopping = False
         self._signals_received = 0
-        self.executor: Executor = executor or ThreadExecutor(options.concurrency, self._wake.set)
+        self.executor: Executor = executor or self._make_executor()
         self._pending: list[Finished] = []  # outcomes not yet written
         self._found_nothing = False  # the last claim asked for jobs and found none
         self.services: list[Service] = []
         self.processed = 0
+
+    def _make_executor(self) -> Executor:
+        if self.options.pool == "process":
+            from django_jobs.worker.process_pool import ProcessExecutor
+
+            return ProcessExecutor(
+                self.options.concurrency,
+                self._wake.set,
+                max_tasks_per_child=self.options.max_tasks_per_child,
+                max_memory_mb=self.options.max_memory_per_child,
+            )
+        return ThreadExecutor(self.options.concurrency, self._wake.set)
+
+    def held_jobs(self) -> list[ClaimedJob]:
+        """Claims this worker still owns: running, or finished with the outcome unwritten."""
+        return [*self.executor.held_jobs(), *(job for job, _ in list(self._pending))]
 
     # -- lifecycle -------------------------------------------------------
 
@@ -85,6 +104,7 @@ class Worker:
         self._signals_received += 1
         if self._signals_received > 1:
             logger.warning("second %s: exiting now", signal.Signals(signum).name)
+            self.executor.abort()
             os._exit(1)
         logger.info(
             "%s received: finishing running jobs (up to %.0fs), Ctrl+C again to exit now",
@@ -98,19 +118,27 @@ class Worker:
         signal.signal(signal.SIGINT, self._on_signal)
 
     def _start_services(self) -> None:
-        self.engine.register_worker(
-            WorkerInfo(
-                id=self.id,
-                hostname=socket.gethostname(),
-                pid=os.getpid(),
-                queues=list(self.options.queues or []),
-                concurrency=self.options.concurrency,
-                pool=self.options.pool,
-            )
+        info = WorkerInfo(
+            id=self.id,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            queues=list(self.options.queues or []),
+            concurrency=self.options.concurrency,
+            pool=self.options.pool,
         )
+        self.engine.register_worker(info)
         self.services.insert(
-            0, Heartbeat(self.id, self.options.database, lease_seconds=self.lease_seconds)
+            0,
+            Heartbeat(
+                info,
+                self.options.database,
+                lease_seconds=self.lease_seconds,
+                held_jobs=self.held_jobs,
+            ),
         )
+        pruner = Pruner.from_settings(self.options.database)
+        if pruner is not None:
+            self.services.append(pruner)
         if self.engine.supports_notify and jobs_settings.USE_NOTIFY:
             from django_jobs.worker.notify import NotifyListener
 

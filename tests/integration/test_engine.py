@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 from datetime import timedelta
@@ -128,15 +129,20 @@ def test_release_hands_back_without_counting_the_attempt():
     assert (stored.status, stored.attempts, stored.claim_token) == (JobStatus.READY, 0, None)
 
 
-def test_heartbeat_renews_only_this_workers_leases():
-    tasks.noop.enqueue_many([(), ()])
+def test_heartbeat_renews_only_the_claims_it_names():
+    tasks.noop.enqueue_many([(), (), ()])
     mine = claim(limit=1)
+    claim(limit=1)  # ours too, but its answer was "lost": the worker does not know it
     other = claim(limit=1, worker=uuid.uuid4())
     past = timezone.now() - timedelta(seconds=5)
     Job.objects.update(lease_expires_at=past)
-    assert get_engine().heartbeat(WORKER, 30) == 1
+    assert get_engine().heartbeat(mine, 30) == 1
+    assert get_engine().heartbeat([], 30) == 0
     assert Job.objects.get(pk=mine[0].id).lease_expires_at > timezone.now()
-    assert Job.objects.get(pk=other[0].id).lease_expires_at == past
+    assert Job.objects.filter(lease_expires_at=past).count() == 2
+    # Someone else's claim named with a stale token is not renewed either.
+    stale = dataclasses.replace(other[0], claim_token=uuid.uuid4())
+    assert get_engine().heartbeat([stale], 30) == 0
 
 
 def test_recover_expired_requeues_or_dead_letters():

@@ -112,4 +112,79 @@ async def async_add(a: int, b: int) -> int:
     return a + b
 
 
+# -- crash safety (tests/e2e/test_crash_*.py) ------------------------------------
+
+
+@task(atomic=True, max_attempts=25)
+def chaos_record(n: int) -> int:
+    """Exactly-once effect under chaos: many attempts allowed, unique job_id."""
+    job = current_job()
+    Execution.objects.create(job_id=job.id, attempt=job.attempt)
+    return n
+
+
+@task(max_attempts=5)
+def slow_first_attempt(seconds: float) -> int:
+    """Attempt 1 sleeps (no database connection held), then every attempt records."""
+    job = current_job()
+    if job.attempt == 1:
+        time.sleep(seconds)
+    Execution.objects.create(job_id=job.id, attempt=job.attempt)
+    return job.attempt
+
+
+@task(atomic=True, max_attempts=5)
+def stale_atomic(seconds: float) -> int:
+    """Writes first, sleeps, then completes: a stale run's write must roll back."""
+    job = current_job()
+    Event.objects.create(job_id=job.id, name="stale_atomic", value={"attempt": job.attempt})
+    time.sleep(seconds)
+    return job.attempt
+
+
+@task(max_attempts=5)
+def long_event(seconds: float) -> int:
+    """Logs each start (several rows if it ever ran twice), then runs long."""
+    job = current_job()
+    Event.objects.create(job_id=job.id, name="long_event", value={"attempt": job.attempt})
+    time.sleep(seconds)
+    return job.attempt
+
+
+@task(max_attempts=2, backoff="fixed")
+def crash_segfault() -> None:
+    import ctypes
+
+    ctypes.string_at(0)  # reads address 0: SIGSEGV
+
+
+@task(max_attempts=2, backoff="fixed")
+def crash_sigkill() -> None:
+    os.kill(os.getpid(), 9)  # what the OOM killer does
+
+
+@task(max_attempts=2, backoff="fixed")
+def crash_exit() -> None:
+    os._exit(1)
+
+
+@task
+def whoami() -> int:
+    """The pid of the process that ran the job."""
+    return os.getpid()
+
+
+_hoard: list[bytearray] = []
+
+
+@task
+def hog_memory(mib: int) -> int:
+    """Keeps ``mib`` MiB allocated in this process; returns its pid."""
+    size = mib * 1024 * 1024
+    buffer = bytearray(size)
+    buffer[::4096] = b"x" * (size // 4096)  # touch every page: really resident
+    _hoard.append(buffer)
+    return os.getpid()
+
+
 from tests.testapp import subscribers  # noqa: E402, F401 - registers the outbox subscribers

@@ -68,17 +68,34 @@ class Command(BaseCommand):
             dest="relay",
             help="Do not run the outbox relay in this worker (run `manage.py runrelay` instead).",
         )
+        parser.add_argument(
+            "--max-tasks-per-child",
+            type=int,
+            default=None,
+            help="With --pool process: replace a child process after this many jobs.",
+        )
+        parser.add_argument(
+            "--max-memory-per-child",
+            type=float,
+            default=None,
+            metavar="MIB",
+            help="With --pool process: replace a child process whose resident memory "
+            "passes this many MiB after a job.",
+        )
         parser.add_argument("--database", default="default", help="Database alias to use.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        for name in ("concurrency", "batch_size", "max_jobs"):
+        for name in ("concurrency", "batch_size", "max_jobs", "max_tasks_per_child"):
             if options[name] is not None and options[name] < 1:
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
+        if options["max_memory_per_child"] is not None and options["max_memory_per_child"] <= 0:
+            raise CommandError("--max-memory-per-child must be a positive number of MiB")
+        for name in ("max_tasks_per_child", "max_memory_per_child"):
+            if options[name] is not None and options["pool"] != "process":
+                raise CommandError(f"--{name.replace('_', '-')} needs --pool process")
         for name in ("poll_interval", "shutdown_timeout"):
             if options[name] is not None and options[name] < 0:
                 raise CommandError(f"--{name.replace('_', '-')} must not be negative")
-        if options["pool"] == "process":
-            raise CommandError("--pool process is not available yet; use --pool thread")
         _configure_logging(options["verbosity"])
         worker = Worker(
             WorkerOptions(
@@ -91,6 +108,8 @@ class Command(BaseCommand):
                 shutdown_timeout=options["shutdown_timeout"],
                 database=options["database"],
                 max_jobs=options["max_jobs"],
+                max_tasks_per_child=options["max_tasks_per_child"],
+                max_memory_per_child=options["max_memory_per_child"],
             )
         )
         if options["relay"]:

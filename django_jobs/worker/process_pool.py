@@ -1,0 +1,383 @@
+"""Process pool (``runworker --pool process``): every job runs in a child process.
+
+Children are forked from the worker after Django is set up (settings loaded,
+apps and task modules imported), so one starts in about a millisecond and
+shares the parent's memory copy-on-write. A child never uses the database
+connections it inherited: closing them would end the parent's sessions too,
+so it forgets them and opens its own.
+
+A supervisor thread in the parent forks the children, hands each one job at
+a time over a pipe (JSON, never pickle) and reads the outcomes back. The
+worker keeps its full concurrency whatever happens in a child:
+
+- past its job's timeout, the child is killed (SIGKILL) and replaced; the
+  worker loop records the timeout failure;
+- a child that dies while running a job (``os._exit``, a segfault, the OOM
+  killer) turns into a failed attempt of that job, with the exit status as the
+  error, and is replaced: a poison job ends in the dead letters after its
+  attempts and never takes the worker down;
+- a child retires after ``max_tasks_per_child`` jobs, or when its resident
+  memory passes ``max_memory_mb`` after a job, and is replaced.
+
+Children ignore SIGTERM/SIGINT (the parent runs the graceful shutdown and
+kills what it handed back) and exit on their own within half a second if the
+parent dies.
+
+Forking from a process that has threads is safe here because the child only
+runs its own loop: it touches none of the parent's locks or connections,
+logging's locks are re-initialised by Python at fork, and task modules were
+imported before the first fork.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from multiprocessing import Pipe
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from django_jobs.engine.base import ClaimedJob
+from django_jobs.exceptions import WorkerCrashed
+from django_jobs.worker.executor import Finished
+from django_jobs.worker.process_child import (
+    CHILD_BROKEN,
+    child_main,
+    decode_outcome,
+    encode_job,
+)
+from django_jobs.worker.runner import crash_failure
+
+logger = logging.getLogger("django_jobs.worker")
+
+# Seconds a stopping child gets to exit before it is killed.
+REAP_TIMEOUT = 5.0
+# Seconds a new child gets to report ready before it is killed and replaced
+# (a fork that hangs at start must not hold a slot forever).
+START_TIMEOUT = 10.0
+
+
+@dataclasses.dataclass(eq=False)
+class _Child:
+    pid: int
+    conn: Connection
+    started: float
+    job: ClaimedJob | None = None
+    deadline: float = math.inf
+    tasks: int = 0
+    ready: bool = False  # said hello: it can take a job
+    retiring: bool = False  # exiting on its own, or killed: a replacement is due
+
+
+class ProcessExecutor:
+    """Run each job in one of ``concurrency`` forked child processes."""
+
+    def __init__(
+        self,
+        concurrency: int,
+        on_finished: Callable[[], None],
+        *,
+        max_tasks_per_child: int | None = None,
+        max_memory_mb: float | None = None,
+    ) -> None:
+        self.concurrency = concurrency
+        self.max_tasks_per_child = max_tasks_per_child
+        self.max_memory_bytes = int(max_memory_mb * 1024 * 1024) if max_memory_mb else None
+        self._on_finished = on_finished
+        # Reentrant: abort() may run in a signal handler while the main thread holds it.
+        self._lock = threading.RLock()
+        self._children: dict[int, _Child] = {}
+        self._backlog: collections.deque[ClaimedJob] = collections.deque()
+        self._outcomes: list[Finished] = []
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._stopping = threading.Event()
+        self._spawn_delay = 0.0  # grows while children die right after they start
+        self._next_spawn = 0.0
+        self._supervisor = threading.Thread(
+            target=self._supervise, name="django_jobs-process-pool", daemon=True
+        )
+        # Python 3.12 warns on every fork of a threaded process; see the module
+        # docstring for why this one is safe.
+        warnings.filterwarnings(
+            "ignore", message=r"This process .* is multi-threaded", category=DeprecationWarning
+        )
+
+    # -- the worker loop's side --------------------------------------------
+
+    def start(self) -> None:
+        self._supervisor.start()
+
+    def submit(self, job: ClaimedJob) -> None:
+        with self._lock:
+            self._backlog.append(job)
+        self._poke()
+
+    def free_slots(self) -> int:
+        with self._lock:
+            busy = sum(1 for child in self._children.values() if child.job is not None)
+            return self.concurrency - busy - len(self._backlog)
+
+    def running_jobs(self) -> list[ClaimedJob]:
+        with self._lock:
+            running = [child.job for child in self._children.values() if child.job is not None]
+            return [*self._backlog, *running]
+
+    def held_jobs(self) -> list[ClaimedJob]:
+        with self._lock:
+            return self.running_jobs() + [job for job, _ in self._outcomes]
+
+    def take_outcomes(self) -> list[Finished]:
+        with self._lock:
+            taken, self._outcomes = self._outcomes, []
+        return taken
+
+    def expire_overdue(self) -> list[ClaimedJob]:
+        now = time.monotonic()
+        expired: list[ClaimedJob] = []
+        with self._lock:
+            for child in self._children.values():
+                if child.job is not None and child.deadline <= now:
+                    expired.append(child.job)
+                    child.job, child.retiring = None, True
+                    _kill(child.pid)
+        if expired:
+            logger.warning(
+                "%d job(s) passed their timeout; their child processes are killed and replaced",
+                len(expired),
+            )
+            self._poke()
+        return expired
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._poke()
+        self._supervisor.join(REAP_TIMEOUT + 5)
+
+    def abort(self) -> None:
+        for pid in list(self._children):
+            _kill(pid)
+
+    def _poke(self) -> None:
+        with contextlib.suppress(OSError):  # full: a wake-up is already pending
+            os.write(self._wake_w, b"!")
+
+    # -- the supervisor thread ---------------------------------------------
+
+    def _supervise(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                try:
+                    self._supervise_once()
+                except Exception:
+                    logger.exception("process pool supervisor error; carrying on")
+                    time.sleep(1.0)
+        finally:
+            self._shutdown_children()
+
+    def _supervise_once(self) -> None:
+        self._fill()
+        self._kill_unready()
+        self._dispatch()
+        with self._lock:
+            by_conn: dict[Any, _Child] = {c.conn: c for c in self._children.values()}
+        timeout = 0.5
+        if self._next_spawn > time.monotonic():
+            timeout = min(timeout, self._next_spawn - time.monotonic())
+        for ready in wait([self._wake_r, *by_conn], timeout=max(timeout, 0.0)):
+            if ready == self._wake_r:
+                os.read(self._wake_r, 4096)
+            else:
+                self._receive(by_conn[ready])
+
+    def _kill_unready(self) -> None:
+        limit = time.monotonic() - START_TIMEOUT
+        with self._lock:
+            for child in self._children.values():
+                if not child.ready and not child.retiring and child.started < limit:
+                    logger.warning("child process %s did not start; replacing it", child.pid)
+                    child.retiring = True
+                    _kill(child.pid)
+
+    def _fill(self) -> None:
+        """Fork children until ``concurrency`` of them can take jobs."""
+        with self._lock:
+            missing = self.concurrency - sum(1 for c in self._children.values() if not c.retiring)
+        for _ in range(missing):
+            if time.monotonic() < self._next_spawn:
+                return
+            try:
+                self._spawn()
+            except OSError:
+                self._back_off()
+                logger.exception(
+                    "could not fork a child process; retrying in %.1fs", self._spawn_delay
+                )
+                return
+
+    def _dispatch(self) -> None:
+        """Hand backlog jobs to idle children."""
+        while True:
+            with self._lock:
+                idle = [
+                    c
+                    for c in self._children.values()
+                    if c.ready and c.job is None and not c.retiring
+                ]
+                if not idle or not self._backlog:
+                    return
+                child, job = idle[0], self._backlog.popleft()
+                child.job, child.deadline = job, time.monotonic() + job.timeout
+            try:
+                child.conn.send_bytes(encode_job(job))
+            except OSError:
+                # The child died before it got the job: not that job's fault.
+                with self._lock:
+                    child.job, child.retiring = None, True
+                    self._backlog.appendleft(job)
+
+    def _spawn(self) -> None:
+        parent_end, child_end = Pipe()
+        with self._lock:
+            inherited = [c.conn for c in self._children.values()]
+        parent_pid = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            code = CHILD_BROKEN
+            try:
+                for conn in (parent_end, *inherited):
+                    conn.close()
+                os.close(self._wake_r)
+                os.close(self._wake_w)
+                code = child_main(
+                    child_end, parent_pid, self.max_tasks_per_child, self.max_memory_bytes
+                )
+            except BaseException:
+                logger.exception("worker child process failed")
+            finally:
+                os._exit(code)
+        child_end.close()
+        with self._lock:
+            self._children[pid] = _Child(pid, parent_end, time.monotonic())
+        logger.debug("forked child process %s", pid)
+
+    def _receive(self, child: _Child) -> None:
+        try:
+            message = json.loads(child.conn.recv_bytes())
+        except (EOFError, OSError):
+            self._reap(child)
+            return
+        except ValueError:
+            logger.error("child process %s sent garbage; killing it", child.pid)
+            _kill(child.pid)  # its job becomes a crash when the pipe closes
+            return
+        if message.get("ready"):
+            child.ready = True
+            return
+        with self._lock:
+            job, child.job = child.job, None
+            child.tasks += 1
+            child.retiring = child.retiring or bool(message.get("retire"))
+            if job is not None:  # None: timed out meanwhile, its outcome is decided
+                self._outcomes.append((job, decode_outcome(job, message)))
+        self._spawn_delay = 0.0
+        if message.get("retire"):
+            logger.info("child process %s retires after %d job(s)", child.pid, child.tasks)
+        if job is not None:
+            self._on_finished()
+
+    def _reap(self, child: _Child) -> None:
+        """A child's pipe closed: it exited or was killed. Wait for it, account for its job."""
+        child.conn.close()
+        code = _wait(child.pid)
+        with self._lock:
+            self._children.pop(child.pid, None)
+            job, child.job = child.job, None
+        if job is not None:
+            crash = WorkerCrashed(f"{describe_exit(child.pid, code)} while running job {job.id}")
+            outcome = crash_failure(job, crash)
+            logger.log(
+                logging.ERROR if outcome.retry_at is None else logging.WARNING,
+                "job %s (%s) attempt %s/%s: %s%s",
+                job.id,
+                job.task_name,
+                job.attempts,
+                job.max_attempts,
+                crash,
+                "; dead-lettered" if outcome.retry_at is None else "; will retry",
+                extra={"job_id": job.id, "task_name": job.task_name},
+            )
+            with self._lock:
+                self._outcomes.append((job, outcome))
+            self._on_finished()
+        elif not child.retiring:
+            if time.monotonic() - child.started < 1.0 and child.tasks == 0:
+                self._back_off()  # dies at start: do not fork in a tight loop
+            logger.warning("%s while idle; replacing it", describe_exit(child.pid, code))
+
+    def _back_off(self) -> None:
+        self._spawn_delay = min(30.0, max(0.1, self._spawn_delay * 2))
+        self._next_spawn = time.monotonic() + self._spawn_delay
+
+    def _shutdown_children(self) -> None:
+        with self._lock:
+            children = list(self._children.values())
+        for child in children:
+            if child.job is None:
+                child.conn.close()  # an idle child exits when its pipe closes
+            else:
+                _kill(child.pid)  # its job was handed back (or the worker is aborting)
+        for child in children:
+            _wait(child.pid)
+            if not child.conn.closed:
+                child.conn.close()
+        with self._lock:
+            self._children.clear()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+
+# -- helpers --------------------------------------------------------------------
+
+
+def describe_exit(pid: int, code: int) -> str:
+    """``worker child (pid 12) exited with code 1`` / ``... was killed by SIGSEGV``."""
+    if code >= 0:
+        return f"worker child (pid {pid}) exited with code {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    hint = " (out of memory? the OOM killer sends SIGKILL)" if -code == signal.SIGKILL else ""
+    return f"worker child (pid {pid}) was killed by {name}{hint}"
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _wait(pid: int) -> int:
+    """Reap ``pid``; kill it if it has not exited within REAP_TIMEOUT. Its exit code."""
+    deadline = time.monotonic() + REAP_TIMEOUT
+    while True:
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return 0
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            _kill(pid)
+            deadline = math.inf
+        time.sleep(0.01)
