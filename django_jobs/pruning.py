@@ -56,7 +56,7 @@ class JobPruner:
 
     def __init__(self, database: str = "default", batch_size: int | None = None) -> None:
         self.database = database
-        self.batch_size = int(batch_size or jobs_settings.PRUNE_BATCH_SIZE)
+        self.batch_size = int(jobs_settings.PRUNE_BATCH_SIZE if batch_size is None else batch_size)
         if self.batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
 

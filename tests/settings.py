@@ -43,6 +43,8 @@ DJANGO_JOBS = {
     "LEASE_SECONDS": float(os.environ.get("DJANGO_JOBS_TEST_LEASE", "30")),
     "HEARTBEAT_INTERVAL": float(os.environ.get("DJANGO_JOBS_TEST_HEARTBEAT", "5")),
     "RECOVERY_INTERVAL": float(os.environ.get("DJANGO_JOBS_TEST_RECOVERY", "10")),
+    "PRUNE_INTERVAL": float(os.environ.get("DJANGO_JOBS_TEST_PRUNE_INTERVAL", "600")),
+    "PRUNE_BATCH_SIZE": int(os.environ.get("DJANGO_JOBS_TEST_PRUNE_BATCH", "1000")),
 }
 TASKS = {
     "default": {

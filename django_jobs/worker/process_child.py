@@ -2,7 +2,8 @@
 
 A child is forked by :class:`~django_jobs.worker.process_pool.ProcessExecutor`
 and never returns into the parent's code: it runs :func:`child_main` and
-exits. Messages are JSON (never pickle): a job one way, its outcome back.
+exits. On SQLite children are spawned instead and enter through :func:`main`.
+Messages are JSON (never pickle): a job one way, its outcome back.
 """
 
 from __future__ import annotations
@@ -138,3 +139,17 @@ def decode_outcome(job: ClaimedJob, message: dict[str, Any]) -> Outcome:
             message["reason"],
         )
     return None
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of a spawned child: ``python -m django_jobs.worker.process_child
+    FD PARENT_PID MAX_TASKS MAX_MEMORY_BYTES`` (0: no limit)."""
+    import django
+
+    django.setup()
+    fd, parent_pid, max_tasks, max_memory = (int(arg) for arg in argv)
+    return child_main(Connection(fd), parent_pid, max_tasks or None, max_memory or None)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -39,6 +39,8 @@ import logging
 import math
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -46,6 +48,8 @@ from collections.abc import Callable
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection, wait
 from typing import Any
+
+from django.db import connections
 
 from django_jobs.engine.base import ClaimedJob
 from django_jobs.exceptions import WorkerCrashed
@@ -63,8 +67,9 @@ logger = logging.getLogger("django_jobs.worker")
 # Seconds a stopping child gets to exit before it is killed.
 REAP_TIMEOUT = 5.0
 # Seconds a new child gets to report ready before it is killed and replaced
-# (a fork that hangs at start must not hold a slot forever).
-START_TIMEOUT = 10.0
+# (a fork that hangs at start must not hold a slot forever; a spawned child
+# imports Django first, which takes seconds on a busy machine).
+START_TIMEOUT = 30.0
 
 
 @dataclasses.dataclass(eq=False)
@@ -102,8 +107,14 @@ class ProcessExecutor:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._stopping = threading.Event()
+        self._spawned: dict[int, subprocess.Popen[bytes]] = {}
         self._spawn_delay = 0.0  # grows while children die right after they start
         self._next_spawn = 0.0
+        # SQLite keeps per-process lock state that a fork copies but cannot
+        # use: a forked child can wait forever for a lock "held" by its parent.
+        # With SQLite, children are fresh interpreters instead (slower start).
+        sqlite = any(connections[alias].vendor == "sqlite" for alias in connections)
+        self.start_method = "spawn" if sqlite else "fork"
         self._supervisor = threading.Thread(
             target=self._supervise, name="django_jobs-process-pool", daemon=True
         )
@@ -248,6 +259,27 @@ class ProcessExecutor:
 
     def _spawn(self) -> None:
         parent_end, child_end = Pipe()
+        if self.start_method == "spawn":
+            pid = self._spawn_fresh(child_end)
+        else:
+            pid = self._fork(parent_end, child_end)
+        child_end.close()
+        with self._lock:
+            self._children[pid] = _Child(pid, parent_end, time.monotonic())
+        logger.debug("started child process %s (%s)", pid, self.start_method)
+
+    def _spawn_fresh(self, child_end: Connection) -> int:
+        """A new interpreter that sets Django up itself (SQLite: no fork)."""
+        fd = child_end.fileno()
+        command = [sys.executable, "-m", "django_jobs.worker.process_child", str(fd)]
+        command += [str(os.getpid()), str(self.max_tasks_per_child or 0)]
+        command += [str(self.max_memory_bytes or 0)]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        child = subprocess.Popen(command, pass_fds=[fd], env=env)
+        self._spawned[child.pid] = child  # reaped through it, not behind its back
+        return child.pid
+
+    def _fork(self, parent_end: Connection, child_end: Connection) -> int:
         with self._lock:
             inherited = [c.conn for c in self._children.values()]
         parent_pid = os.getpid()
@@ -266,10 +298,7 @@ class ProcessExecutor:
                 logger.exception("worker child process failed")
             finally:
                 os._exit(code)
-        child_end.close()
-        with self._lock:
-            self._children[pid] = _Child(pid, parent_end, time.monotonic())
-        logger.debug("forked child process %s", pid)
+        return pid
 
     def _receive(self, child: _Child) -> None:
         try:
@@ -299,7 +328,7 @@ class ProcessExecutor:
     def _reap(self, child: _Child) -> None:
         """A child's pipe closed: it exited or was killed. Wait for it, account for its job."""
         child.conn.close()
-        code = _wait(child.pid)
+        code = self._wait(child.pid)
         with self._lock:
             self._children.pop(child.pid, None)
             job, child.job = child.job, None
@@ -325,6 +354,27 @@ class ProcessExecutor:
                 self._back_off()  # dies at start: do not fork in a tight loop
             logger.warning("%s while idle; replacing it", describe_exit(child.pid, code))
 
+    def _wait(self, pid: int) -> int:
+        """Reap ``pid``; kill it if it has not exited within REAP_TIMEOUT. Its exit code."""
+        spawned = self._spawned.pop(pid, None)
+        deadline = time.monotonic() + REAP_TIMEOUT
+        while True:
+            if spawned is not None:
+                code = spawned.poll()
+                if code is not None:
+                    return code
+            else:
+                try:
+                    done, status = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    return 0
+                if done:
+                    return os.waitstatus_to_exitcode(status)
+            if time.monotonic() > deadline:
+                _kill(pid)
+                deadline = math.inf
+            time.sleep(0.01)
+
     def _back_off(self) -> None:
         self._spawn_delay = min(30.0, max(0.1, self._spawn_delay * 2))
         self._next_spawn = time.monotonic() + self._spawn_delay
@@ -338,7 +388,7 @@ class ProcessExecutor:
             else:
                 _kill(child.pid)  # its job was handed back (or the worker is aborting)
         for child in children:
-            _wait(child.pid)
+            self._wait(child.pid)
             if not child.conn.closed:
                 child.conn.close()
         with self._lock:
@@ -365,19 +415,3 @@ def describe_exit(pid: int, code: int) -> str:
 def _kill(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-
-
-def _wait(pid: int) -> int:
-    """Reap ``pid``; kill it if it has not exited within REAP_TIMEOUT. Its exit code."""
-    deadline = time.monotonic() + REAP_TIMEOUT
-    while True:
-        try:
-            done, status = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return 0
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        if time.monotonic() > deadline:
-            _kill(pid)
-            deadline = math.inf
-        time.sleep(0.01)

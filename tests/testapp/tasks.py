@@ -187,4 +187,13 @@ def hog_memory(mib: int) -> int:
     return os.getpid()
 
 
+@task(atomic=True, max_attempts=10)
+def record_atomic_slowly(seconds: float) -> int:
+    """Records, then keeps its transaction open for a while (a kill aborts it)."""
+    job = current_job()
+    Execution.objects.create(job_id=job.id, attempt=job.attempt)
+    time.sleep(seconds)
+    return job.attempt
+
+
 from tests.testapp import subscribers  # noqa: E402, F401 - registers the outbox subscribers
