@@ -26,12 +26,15 @@ DEFAULTS: dict[str, Any] = {
     "BACKOFF_BASE": 2.0,
     # Largest retry delay in seconds, whatever the strategy says.
     "BACKOFF_MAX": 3600.0,
-    # Seconds a claimed job stays owned by its worker without a heartbeat.
+    # Seconds a claimed job stays owned by its worker without a heartbeat. It
+    # must outlast any stall of a live worker's heartbeat thread; a dead
+    # worker's jobs run again about this long after it died (see README,
+    # "Operations: crash safety").
     "LEASE_SECONDS": 30.0,
-    # Seconds between heartbeats; must be well below LEASE_SECONDS.
+    # Seconds between heartbeats; at most half of LEASE_SECONDS (5 tries per lease here).
     "HEARTBEAT_INTERVAL": 5.0,
-    # Seconds between scans for jobs whose lease expired (their worker died).
-    "RECOVERY_INTERVAL": 10.0,
+    # Seconds between each worker's scans for jobs whose lease expired (their worker died).
+    "RECOVERY_INTERVAL": 5.0,
     # Seconds between polls when no notification arrives (jittered +-25%).
     "POLL_INTERVAL": 1.0,
     # Use LISTEN/NOTIFY on PostgreSQL. Turn off behind PgBouncer in transaction mode.

@@ -18,6 +18,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres, pyt
 
 TOTAL = 5000
 WORKERS = 3
+MAX_KILLS = 15
 
 
 def test_random_sigkills_every_job_succeeds_and_its_effect_exists_once(start_worker):
@@ -29,10 +30,10 @@ def test_random_sigkills_every_job_succeeds_and_its_effect_exists_once(start_wor
     workers = [start() for _ in range(WORKERS)]
     kills, began = 0, time.monotonic()
     while not nothing_active():
-        assert time.monotonic() - began < 120, f"not drained after {kills} kills"
-        time.sleep(rng.uniform(1.5, 3.0))
-        if nothing_active():
-            break
+        assert time.monotonic() - began < 180, f"not drained after {kills} kills"
+        time.sleep(rng.uniform(1.5, 2.5))
+        if nothing_active() or kills == MAX_KILLS:
+            continue  # chaos over (each restart costs a second of CPU): let them drain
         victim = rng.randrange(WORKERS)
         workers[victim].kill()
         kills += 1
