@@ -80,7 +80,8 @@ def test_complete_and_claim_is_one_statement_on_postgres():
 def test_heartbeat_skips_rows_locked_by_a_completion_instead_of_waiting():
     tasks.noop.enqueue_many([(), ()])
     engine = get_engine()
-    busy, _idle = engine.claim_jobs(WORKER, None, 2, 30)
+    held = engine.claim_jobs(WORKER, None, 2, 30)
+    busy = held[0]
     settings = connection.settings_dict
     other = psycopg.connect(
         dbname=settings["NAME"], user=settings["USER"], host=settings["HOST"], port=settings["PORT"]
@@ -88,10 +89,10 @@ def test_heartbeat_skips_rows_locked_by_a_completion_instead_of_waiting():
     try:
         other.execute("SELECT 1 FROM django_jobs_job WHERE id = %s FOR UPDATE", [busy.id])
         started = time.monotonic()
-        assert engine.heartbeat(WORKER, 30) == 1  # the idle job only, without waiting
+        assert engine.heartbeat(held, 30) == 1  # the idle job only, without waiting
         assert time.monotonic() - started < 5
         other.rollback()
-        assert engine.heartbeat(WORKER, 30) == 2
+        assert engine.heartbeat(held, 30) == 2
     finally:
         other.close()
 
