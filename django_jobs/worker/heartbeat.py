@@ -79,7 +79,7 @@ class Heartbeat(threading.Thread):
                         "heartbeat failed (%d in a row); retrying in %.1fs",
                         failures,
                         wait,
-                        exc_info=True,
+                        exc_info=failures == 1,  # one traceback per outage is enough
                     )
                     connections[self.database].close()
                 self._stop_event.wait(wait)

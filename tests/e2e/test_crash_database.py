@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import psycopg
+import psycopg.sql
 import pytest
 from django.db import connection
 from django.utils import timezone
@@ -11,9 +13,9 @@ from django.utils import timezone
 from django_jobs.models import DeadLetter, Job, Worker
 from django_jobs.status import JobStatus
 from tests.conftest import wait_until
-from tests.e2e.crash_support import ids, wait_for, worker_id
+from tests.e2e.crash_support import FAST_LEASES, LEASE, ids, wait_for, worker_id
 from tests.testapp import tasks
-from tests.testapp.models import Execution
+from tests.testapp.models import Event, Execution
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
@@ -67,3 +69,43 @@ def test_terminated_connections_worker_carries_on_and_no_job_is_lost_or_doubled(
     later = tasks.add.enqueue(2, 3)
     wait_for([later.pk], JobStatus.SUCCESSFUL, 20, "a job after the outage")
     assert worker.terminate() == 0
+
+
+def test_outage_longer_than_the_lease_does_not_rescue_live_jobs(start_worker):
+    """Every lease expires during the outage; live workers renew before anyone recovers."""
+    jobs = tasks.long_event.enqueue_many([(LEASE * 4,)] * 4)
+    # The owner renews slowly, the bystander scans fast: without the recovery
+    # gate the bystander would win the race after the outage.
+    owner = start_worker(
+        "--concurrency", "4", env={**FAST_LEASES, "DJANGO_JOBS_TEST_HEARTBEAT": "1.0"}
+    )
+    owner_id = worker_id(owner)
+    wait_until(lambda: Event.objects.filter(job_id__in=ids(jobs)).count() == 4, 20)
+    eager = {**FAST_LEASES, "DJANGO_JOBS_TEST_HEARTBEAT": "0.2", "DJANGO_JOBS_TEST_RECOVERY": "0.2"}
+    bystander = start_worker("--concurrency", "4", env=eager)
+    worker_id(bystander)
+    time.sleep(LEASE)  # the bystander may recover by now: its heartbeats are healthy
+    settings = connection.settings_dict
+    database = psycopg.sql.Identifier(settings["NAME"])
+    with psycopg.connect(
+        dbname="postgres",
+        user=settings["USER"],
+        host=settings["HOST"],
+        port=settings["PORT"],
+        autocommit=True,
+    ) as admin:
+        admin.execute(psycopg.sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(database))
+        try:
+            sql(TERMINATE_OTHERS)
+            time.sleep(LEASE * 1.5)  # nobody can renew: every lease expires
+            assert Job.objects.filter(lease_expires_at__lt=timezone.now()).count() == 4
+        finally:
+            admin.execute(
+                psycopg.sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(database)
+            )
+    wait_for(ids(jobs), JobStatus.SUCCESSFUL, 30, "the long jobs, on their first attempt")
+    for job in Job.objects.filter(pk__in=ids(jobs)):
+        assert (job.attempts, job.errors, job.worker_id) == (1, [], owner_id)
+    assert Event.objects.filter(job_id__in=ids(jobs)).count() == 4, "each ran once"
+    assert "heartbeat failed" in bystander.output()
+    assert owner.terminate() == 0 and bystander.terminate() == 0
