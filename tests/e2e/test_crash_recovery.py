@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from django_jobs.models import Job, Worker
+from django_jobs.models import DeadLetter, Job, Worker
 from django_jobs.status import JobStatus
 from tests.conftest import wait_until
 from tests.e2e.crash_support import FAST_LEASES, LEASE, count, ids, wait_for, worker_id
@@ -98,3 +98,29 @@ def test_long_job_on_a_healthy_worker_is_never_rescued(start_worker):
     assert Event.objects.filter(job_id=job.pk).count() == 1, "it ran exactly once"
     assert count([job.pk], JobStatus.SUCCESSFUL) == 1
     assert all(proc.terminate() == 0 for proc in [owner, *idle])
+
+
+def test_poison_job_in_the_thread_pool_is_dead_lettered_after_its_attempts(start_worker):
+    """os._exit takes a thread-pool worker down; a supervisor restarts it; the
+    job is recovered with the attempt counted, then dead-lettered: no crash loop."""
+    poison = tasks.crash_exit.enqueue()  # max_attempts=2
+    good = tasks.add.enqueue_many([(n, n) for n in range(10)])
+    worker, crashes = start_worker("--concurrency", "2", env=FAST_LEASES), 0
+    deadline = time.monotonic() + 60
+    while Job.objects.get(pk=poison.pk).status != JobStatus.FAILED:
+        assert time.monotonic() < deadline, f"not dead-lettered after {crashes} crashes"
+        if worker.popen.poll() is not None:  # what systemd/Kubernetes would do
+            assert worker.popen.returncode == 1
+            crashes += 1
+            worker = start_worker("--concurrency", "2", env=FAST_LEASES)
+        time.sleep(0.1)
+    assert crashes == 2
+    poison.refresh_from_db()
+    assert poison.attempts == 2
+    assert [e["exception_class"] for e in poison.errors] == [
+        "django_jobs.exceptions.WorkerLost"
+    ] * 2
+    reason = DeadLetter.objects.get(job_id=poison.pk).reason
+    assert reason.startswith("worker lost during attempt 2 of 2")
+    wait_for(ids(good), JobStatus.SUCCESSFUL, 30, "the other jobs")
+    assert worker.terminate() == 0
