@@ -192,9 +192,10 @@ def _wait_zero(counter: Counter, timeout: float) -> None:
 
 def history(system: System, rows: int) -> Result | None:
     """Insert ``rows`` finished jobs (not measured); None if the system has no such hook."""
-    log(f"{system.label}: inserting {rows:,} finished jobs of history")
     reset(system)
     out = run_json(system.client_cmd("prefill-finished", "--n", str(rows)), system.env(), 1800)
     if not out["ok"]:
+        log(f"  {rows:,} finished jobs of history: n/a")
         return None
+    log(f"  inserted {rows:,} finished jobs of history in {out['seconds']:.0f}s (not measured)")
     return {"seconds": out["seconds"]}
