@@ -159,10 +159,12 @@ database on the same PostgreSQL server, with a no-op task.
 
 How each number is taken (see `bench/workloads.py`):
 
-- **drain**: 10,000 no-op jobs are inserted, then the worker processes start;
-  the clock runs from the first job seen finished to the last (polled every
-  50 ms), so start-up is not counted. A system still running after 30 s is
-  stopped and rated on what it finished (the note says how many).
+- **drain**: the worker processes start and idle (until registered, or 6 s
+  for systems without a worker table), then 10,000 no-op jobs are inserted in
+  one transaction; the clock runs from the first job seen finished to the
+  last (polled every 50 ms), so start-up is not counted. A system still
+  running after 30 s is stopped and rated on what it finished (the note says
+  how many).
 - **enqueue**: 2 client processes, each enqueueing 1,000 jobs one per
   transaction with the library's own enqueue call, started together
   (cap 15 s). **bulk**: one call with 20,000 jobs.

@@ -14,6 +14,7 @@ import django
 django.setup()
 
 from django.core.management import call_command  # noqa: E402
+from django.db import transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from bench.clients.base import System, main  # noqa: E402
@@ -62,10 +63,11 @@ class DjangoQ(System):
         for _ in range(n):
             async_task(NOOP, broker=collector)
         now = timezone.now()
-        OrmQ.objects.bulk_create(
-            [OrmQ(key=Conf.CLUSTER_NAME, payload=p, lock=now) for p in collector.packages],
-            batch_size=5000,
-        )
+        with transaction.atomic():  # one commit: the workers see every job at once
+            OrmQ.objects.bulk_create(
+                [OrmQ(key=Conf.CLUSTER_NAME, payload=p, lock=now) for p in collector.packages],
+                batch_size=5000,
+            )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import django
 django.setup()
 
 from django.core.management import call_command  # noqa: E402
+from django.db import transaction  # noqa: E402
 
 from bench.clients.base import System, main  # noqa: E402
 from bench.clients.tasksdb_tasks import latency, noop  # noqa: E402
@@ -46,7 +47,8 @@ class TasksDB(System):
             )
             for _ in range(n)
         ]
-        DBTaskResult.objects.bulk_create(rows, batch_size=5000)
+        with transaction.atomic():  # one commit: the workers see every job at once
+            DBTaskResult.objects.bulk_create(rows, batch_size=5000)
 
 
 if __name__ == "__main__":
