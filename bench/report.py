@@ -157,7 +157,9 @@ database on the same PostgreSQL server, with a no-op task.
 
 {settings}
 
-How each number is taken (see `bench/workloads.py`):
+How each number is taken (see `bench/workloads.py`). The systems take turns
+within each workload, in alternating order, so that a change in the
+machine's load (other work on it) hits them alike:
 
 - **drain**: the worker processes start and idle (until registered, or 6 s
   for systems without a worker table), then 10,000 no-op jobs are inserted in

@@ -63,40 +63,60 @@ def _measure(name: str, func: Any, *args: Any, **kwargs: Any) -> dict[str, Any] 
     return result
 
 
-def run_system(system: systems.System, args: argparse.Namespace) -> dict[str, Any]:
-    log(f"== {system.label}: setting up database {system.db}")
-    versions = workloads.setup(system)
-    log(f"  versions: {versions}")
+def _steps(args: argparse.Namespace) -> list[tuple[str, str, Any, tuple[Any, ...]]]:
+    """(result key, label, workload, arguments after the system), in run order."""
     n, cap = args.jobs, args.cap
-    results: dict[str, Any] = {}
+    return [
+        ("enqueue_one", "enqueue one per transaction", workloads.enqueue_one, (args.enqueue,)),
+        ("enqueue_bulk", "bulk enqueue", workloads.enqueue_bulk, (args.bulk,)),
+        ("drain1", "drain, 1 worker", workloads.drain, (1, n, cap)),
+        ("drain2", "drain, 2 workers", workloads.drain, (2, n, cap)),
+        ("latency", "latency", workloads.latency, (args.latency,)),
+    ]
+
+
+def run_all(chosen: list[systems.System], args: argparse.Namespace) -> dict[str, Any]:
+    """Every workload for every system, workload by workload.
+
+    The systems take turns within each workload, in alternating order, so a
+    change in the machine's load hits them alike rather than whichever system
+    happened to run then.
+    """
+    out: dict[str, Any] = {}
+    for system in chosen:
+        log(f"== {system.label}: setting up database {system.db}")
+        versions = workloads.setup(system)
+        log(f"  versions: {versions}")
+        out[system.key] = {
+            "label": system.label,
+            "versions": versions,
+            "settings": system.settings,
+            "results": {},
+        }
     try:
-        results["enqueue_one"] = _measure(
-            "enqueue one per transaction", workloads.enqueue_one, system, n=args.enqueue
-        )
-        results["enqueue_bulk"] = _measure(
-            "bulk enqueue", workloads.enqueue_bulk, system, n=args.bulk
-        )
-        results["drain1"] = _measure("drain, 1 worker", workloads.drain, system, 1, n, cap)
-        results["drain2"] = _measure("drain, 2 workers", workloads.drain, system, 2, n, cap)
-        results["latency"] = _measure("latency", workloads.latency, system, n=args.latency)
-        if args.history and workloads.history(system, args.history):
-            results["drain1_history"] = _measure(
-                "drain, 1 worker, with history", workloads.drain, system, 1, n, cap,
-                keep_history=True,
-            )  # fmt: skip
-            results["drain1_prune"] = _measure(
-                "drain, 1 worker, with history, while pruning", workloads.drain, system, 1,
-                n, cap, keep_history=True, prune=True,
-            )  # fmt: skip
+        for index, (key, label, func, extra) in enumerate(_steps(args)):
+            log(f"== {label}")
+            order = chosen if index % 2 == 0 else list(reversed(chosen))
+            for system in order:
+                name = f"{system.label}: {label}"
+                out[system.key]["results"][key] = _measure(name, func, system, *extra)
+        for system in chosen:
+            if args.history and workloads.history(system, args.history):
+                results = out[system.key]["results"]
+                n, cap = args.jobs, args.cap
+                results["drain1_history"] = _measure(
+                    f"{system.label}: drain, 1 worker, with history", workloads.drain,
+                    system, 1, n, cap, keep_history=True,
+                )  # fmt: skip
+                results["drain1_prune"] = _measure(
+                    f"{system.label}: drain, 1 worker, with history, while pruning",
+                    workloads.drain, system, 1, n, cap, keep_history=True, prune=True,
+                )  # fmt: skip
     finally:
         if not args.keep_databases:
-            drop_database(system.db)
-    return {
-        "label": system.label,
-        "versions": versions,
-        "settings": system.settings,
-        "results": results,
-    }
+            for system in chosen:
+                drop_database(system.db)
+    return out
 
 
 def main() -> int:
@@ -138,8 +158,7 @@ def main() -> int:
         systems.ensure_peers_venv()
     if not args.skip_pgbench:
         run["pgbench"] = pgbench_ceiling.run(seconds=5 if quick else 10)
-    for system in chosen:
-        run["systems"][system.key] = run_system(system, args)
+    run["systems"] = run_all(chosen, args)
     run["load_end"] = load()
     run["duration"] = time.monotonic() - started
 
