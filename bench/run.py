@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import sys
 import time
 import traceback
@@ -130,6 +131,8 @@ def main() -> int:
     parser.add_argument("--skip-pgbench", action="store_true")
     parser.add_argument("--keep-databases", action="store_true")
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl+C: the finally blocks stop workers and drop databases.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     quick = args.quick
     args.jobs = 2_000 if quick else 10_000
     args.cap = 10.0 if quick else 30.0
