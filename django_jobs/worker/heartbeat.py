@@ -26,6 +26,10 @@ from django_jobs.engine.base import ClaimedJob, WorkerInfo
 
 logger = logging.getLogger("django_jobs.worker")
 
+# Jobs recovered per statement, and statements per recovery pass.
+RECOVERY_BATCH_SIZE = 500
+RECOVERY_BATCHES = 10
+
 
 class Heartbeat(threading.Thread):
     """Renews held leases every HEARTBEAT_INTERVAL and recovers expired ones."""
@@ -99,11 +103,12 @@ class Heartbeat(threading.Thread):
 
     def recover(self) -> None:
         engine = get_engine(self.database)
-        report = engine.recover_expired()
-        if report.retried or report.dead_lettered:
-            logger.warning(
-                "recovered %d job(s) of dead workers, %d dead-lettered",
-                report.retried,
-                report.dead_lettered,
-            )
+        retried = dead = 0
+        for _ in range(RECOVERY_BATCHES):  # bounded: the next beat is due
+            report = engine.recover_expired(RECOVERY_BATCH_SIZE)
+            retried, dead = retried + report.retried, dead + report.dead_lettered
+            if report.retried + report.dead_lettered < RECOVERY_BATCH_SIZE:
+                break
+        if retried or dead:
+            logger.warning("recovered %d job(s) of dead workers, %d dead-lettered", retried, dead)
         engine.prune_dead_workers(max(self.lease_seconds * 4, 300))

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from django.core.management import CommandError, call_command
 
-from django_jobs.models import DeadLetter, Job
+from django_jobs.models import DeadLetter, Job, Worker
 from django_jobs.status import JobStatus
 from tests.conftest import wait_until
 from tests.e2e.crash_support import alive, children_of, ids, wait_for
@@ -77,3 +78,18 @@ def test_children_exit_when_the_worker_is_killed(start_worker):
     children = children_of(worker.pid)
     worker.kill()
     wait_until(lambda: not any(alive(pid) for pid in children), 10, message="orphans exit")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-tasks-per-child", "5"], "--max-tasks-per-child needs --pool process"),
+        (["--max-memory-per-child", "100"], "--max-memory-per-child needs --pool process"),
+        (["--pool", "process", "--max-tasks-per-child", "0"], "must be at least 1"),
+        (["--pool", "process", "--max-memory-per-child", "-1"], "positive number of MiB"),
+    ],
+)
+def test_bad_pool_options_are_refused_before_anything_starts(args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("runworker", *args)
+    assert not Worker.objects.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -90,6 +91,8 @@ class Command(BaseCommand):
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
         if options["max_memory_per_child"] is not None and options["max_memory_per_child"] <= 0:
             raise CommandError("--max-memory-per-child must be a positive number of MiB")
+        if options["pool"] == "process" and not hasattr(os, "fork"):
+            raise CommandError("--pool process needs fork(), which this platform lacks")
         for name in ("max_tasks_per_child", "max_memory_per_child"):
             if options[name] is not None and options["pool"] != "process":
                 raise CommandError(f"--{name.replace('_', '-')} needs --pool process")
