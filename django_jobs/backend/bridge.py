@@ -36,6 +36,8 @@ class BridgedTask(Task[..., Any]):
     """A django_jobs Task that runs a ``django.tasks`` Task."""
 
     django_task: Any = None
+    # The backend class: sender of task_started / task_finished (looked up once).
+    sender: Any = None
 
 
 _bridges: dict[str, BridgedTask] = {}
@@ -51,6 +53,7 @@ def _backend_defaults(django_task: DjangoTask[..., Any]) -> dict[str, Any]:
         "max_attempts": getattr(backend, "default_max_attempts", None),
         "timeout": getattr(backend, "default_timeout", None),
         "backoff": getattr(backend, "default_backoff", None),
+        "sender": type(backend),
     }
 
 
@@ -78,6 +81,7 @@ def bridged_task(django_task: DjangoTask[..., Any]) -> BridgedTask:
         retry_on=tuple(getattr(django_task, "retry_on", ())),
         discard_on=tuple(getattr(django_task, "discard_on", ())),
         django_task=django_task,
+        sender=defaults["sender"],
     )
     with _lock:
         _bridges[name] = created
@@ -128,10 +132,6 @@ def _running_result(django_task: DjangoTask[..., Any], job: Any) -> TaskResult[.
     )
 
 
-def _sender(django_task: DjangoTask[..., Any]) -> type[Any]:
-    return type(task_backends[django_task.backend])
-
-
 @receiver(signals.job_started, dispatch_uid="django_jobs.backend.task_started")
 def _send_task_started(sender: Any, job: Any, **kwargs: Any) -> None:
     if not isinstance(sender, BridgedTask):
@@ -140,7 +140,7 @@ def _send_task_started(sender: Any, job: Any, **kwargs: Any) -> None:
 
     result = _running_result(sender.django_task, job)
     _running[(job.id, job.claim_token)] = result
-    task_started.send_robust(sender=_sender(sender.django_task), task_result=result)
+    task_started.send_robust(sender=sender.sender, task_result=result)
 
 
 @receiver(signals.job_finished, dispatch_uid="django_jobs.backend.task_finished")
@@ -167,4 +167,4 @@ def _send_task_finished(
     object.__setattr__(task_result, "finished_at", timezone.now() if final else None)
     if status == JobStatus.SUCCESSFUL:
         object.__setattr__(task_result, "_return_value", result)
-    task_finished.send_robust(sender=_sender(sender.django_task), task_result=task_result)
+    task_finished.send_robust(sender=sender.sender, task_result=task_result)
