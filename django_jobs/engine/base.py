@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -220,10 +221,23 @@ class Engine(abc.ABC):
         """
 
     def drop_stale_connection(self) -> None:
-        """Before a job: close this thread's connection if it is broken or past
-        CONN_MAX_AGE, so the job starts on a fresh one instead of failing (and
-        spending an attempt) on its first query."""
-        self.connection.close_if_unusable_or_obsolete()
+        """Before a job: close this thread's connection if it is broken, or older
+        than a positive CONN_MAX_AGE, so the job starts on a working one instead
+        of failing (and spending an attempt) on its first query.
+
+        CONN_MAX_AGE = 0 (Django's default, "close after each request") is not
+        applied per job: reconnecting for every job would cost more than the job.
+        """
+        conn = self.connection
+        if conn.connection is None or conn.in_atomic_block:
+            return
+        aged = bool(conn.settings_dict.get("CONN_MAX_AGE")) and conn.close_at is not None
+        if (conn.errors_occurred and not conn.is_usable()) or (
+            aged and time.monotonic() >= conn.close_at
+        ):
+            conn.close()
+        else:
+            conn.errors_occurred = False
 
     # -- workers ---------------------------------------------------------
 

@@ -393,8 +393,10 @@ class ProcessExecutor:
                 child.conn.close()
         with self._lock:
             self._children.clear()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        wake_r, wake_w = self._wake_r, self._wake_w
+        self._wake_r = self._wake_w = -1  # a late _poke() must not hit a reused fd
+        os.close(wake_r)
+        os.close(wake_w)
 
 
 # -- helpers --------------------------------------------------------------------

@@ -109,3 +109,12 @@ def test_outage_longer_than_the_lease_does_not_rescue_live_jobs(start_worker):
     assert Event.objects.filter(job_id__in=ids(jobs)).count() == 4, "each ran once"
     assert "heartbeat failed" in bystander.output()
     assert owner.terminate() == 0 and bystander.terminate() == 0
+
+
+@pytest.mark.parametrize("pool", ["thread", "process"])
+def test_jobs_reuse_their_connection_when_it_is_healthy(run_burst, pool):
+    """The per-job connection check must not turn into a reconnect per job."""
+    jobs = tasks.backend_pid.enqueue_many([()] * 10)
+    run_burst("--pool", pool, "--concurrency", "1")
+    pids = {Job.objects.get(pk=job.pk).result for job in jobs}
+    assert len(pids) == 1

@@ -196,4 +196,14 @@ def record_atomic_slowly(seconds: float) -> int:
     return job.attempt
 
 
+@task
+def backend_pid() -> int:
+    """The PostgreSQL backend serving this job's connection."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return int(cursor.fetchone()[0])
+
+
 from tests.testapp import subscribers  # noqa: E402, F401 - registers the outbox subscribers
