@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from django_jobs.models import Job
+from django_jobs.models import Job, Worker
 from django_jobs.status import JobStatus
 from tests.conftest import wait_until
 from tests.e2e.crash_support import FAST_LEASES, alive, children_of, ids, wait_for
@@ -40,6 +40,7 @@ def test_sigterm_finishes_short_jobs_and_hands_back_long_ones(start_worker, pool
         assert (job.worker_id, job.claim_token, job.started_at) == (None, None, None)
     assert not any(alive(pid) for pid in pool_children)
     assert "handed back 2 unfinished job(s)" in worker.output()
+    assert not Worker.objects.filter(pid=worker.pid).exists(), "its row goes on a clean exit"
 
 
 def test_second_signal_exits_at_once_and_jobs_are_recovered(start_worker):
