@@ -7,7 +7,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -18,6 +18,7 @@ from django_jobs.admin.actions import MAX_SELECTION, ObjectAction, ObjectActions
 from django_jobs.admin.changelist import IndexedChangeList
 from django_jobs.admin.counts import EstimatedCountPaginator
 from django_jobs.admin.filters import DeadLetterQueueFilter, DeadLetterTaskFilter, RetriedFilter
+from django_jobs.admin.readonly import ReadOnlyDetailMixin
 from django_jobs.engine import get_engine
 from django_jobs.models import DeadLetter, Job
 
@@ -34,7 +35,7 @@ def job_link(job_id: int | None, exists: bool = True) -> SafeString | str:
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(ObjectActionsMixin):
+class DeadLetterAdmin(ReadOnlyDetailMixin, ObjectActionsMixin):
     list_display = ("id", "job", "task", "queue", "short_reason", "created", "retried")
     list_display_links = ("id",)
     list_filter = (RetriedFilter, DeadLetterQueueFilter, DeadLetterTaskFilter)
@@ -106,43 +107,23 @@ class DeadLetterAdmin(ObjectActionsMixin):
             "{} as {}", display.relative_time(obj.retried_at), job_link(obj.retried_job_id)
         )
 
-    def get_fields(self, request: HttpRequest, obj: DeadLetter | None = None) -> tuple[()]:
-        return ()
-
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        if request.method == "POST":
-            return HttpResponseNotAllowed(["GET"])
-        context = dict(extra_context or {})
-        context.update(
-            show_save=False, show_save_and_continue=False, show_save_and_add_another=False
-        )
-        letter = self.get_object(request, object_id)
-        if letter is not None:
-            alias = letter._state.db or "default"
-            job_ids = {letter.job_id, letter.retried_job_id} - {None}
-            existing = set(
-                Job.objects.using(alias).filter(pk__in=job_ids).values_list("pk", flat=True)
-            )
-            context.update(
-                letter=letter,
-                original_job=job_link(letter.job_id, letter.job_id in existing),
-                retried_job=job_link(letter.retried_job_id, letter.retried_job_id in existing),
-                attempt_errors=display.attempt_errors(letter.errors),
-                json_blocks=[
-                    ("Arguments", display.pretty_json(letter.args)),
-                    ("Keyword arguments", display.pretty_json(letter.kwargs)),
-                ],
-                object_actions=self.available_object_actions(
-                    request, lambda name: letter.retried_at is None, OBJECT_ACTIONS
-                ),
-            )
-        return super().change_view(request, object_id, form_url, context)
+    def detail_context(self, request: HttpRequest, letter: DeadLetter) -> dict[str, Any]:
+        alias = letter._state.db or "default"
+        job_ids = [pk for pk in (letter.job_id, letter.retried_job_id) if pk is not None]
+        existing = set(Job.objects.using(alias).filter(pk__in=job_ids).values_list("pk", flat=True))
+        return {
+            "letter": letter,
+            "original_job": job_link(letter.job_id, letter.job_id in existing),
+            "retried_job": job_link(letter.retried_job_id, letter.retried_job_id in existing),
+            "attempt_errors": display.attempt_errors(letter.errors),
+            "json_blocks": [
+                ("Arguments", display.pretty_json(letter.args)),
+                ("Keyword arguments", display.pretty_json(letter.kwargs)),
+            ],
+            "object_actions": self.available_object_actions(
+                request, lambda name: letter.retried_at is None, OBJECT_ACTIONS
+            ),
+        }
 
     @admin.action(
         description="Retry selected dead letters (enqueue a new job)", permissions=["change"]

@@ -19,7 +19,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -30,6 +30,7 @@ from django_jobs.admin.actions import MAX_SELECTION, ObjectAction, ObjectActions
 from django_jobs.admin.changelist import IndexedChangeList
 from django_jobs.admin.counts import EstimatedCountPaginator
 from django_jobs.admin.filters import JobQueueFilter, JobStatusFilter, JobTaskFilter
+from django_jobs.admin.readonly import ReadOnlyDetailMixin
 from django_jobs.engine import get_engine
 from django_jobs.models import DeadLetter, Job, Worker
 from django_jobs.status import JobStatus
@@ -113,7 +114,7 @@ def _admin_link(model: str, pk: Any, text: str) -> SafeString | str:
 
 
 @admin.register(Job)
-class JobAdmin(ObjectActionsMixin):
+class JobAdmin(ReadOnlyDetailMixin, ObjectActionsMixin):
     list_display = (
         "id",
         "task",
@@ -206,29 +207,6 @@ class JobAdmin(ObjectActionsMixin):
         return "-"
 
     # -- detail page -----------------------------------------------------
-
-    def get_fields(self, request: HttpRequest, obj: Job | None = None) -> tuple[()]:
-        return ()  # the template renders the job; there is no form to fill
-
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        if request.method == "POST":
-            # Jobs are changed by actions only: a form save would write stale
-            # copies of fields a worker may be updating.
-            return HttpResponseNotAllowed(["GET"])
-        context = dict(extra_context or {})
-        context.update(
-            show_save=False, show_save_and_continue=False, show_save_and_add_another=False
-        )
-        job = self.get_object(request, object_id)
-        if job is not None:
-            context.update(self.detail_context(request, job))
-        return super().change_view(request, object_id, form_url, context)
 
     def detail_context(self, request: HttpRequest, job: Job) -> dict[str, Any]:
         now = timezone.now()

@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING, Any
 from django.contrib import admin
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from django_jobs.admin import display
+from django_jobs.admin.readonly import ReadOnlyDetailMixin
 from django_jobs.conf import jobs_settings
 from django_jobs.models import Job, Worker
 from django_jobs.status import JobStatus
@@ -36,7 +37,7 @@ def running_jobs_url(worker_id: Any) -> str:
 
 
 @admin.register(Worker)
-class WorkerAdmin(ModelAdmin):
+class WorkerAdmin(ReadOnlyDetailMixin, ModelAdmin):
     list_display = (
         "hostname",
         "pid",
@@ -68,10 +69,9 @@ class WorkerAdmin(ModelAdmin):
             .annotate(n=Count("pk"))
             .values("n")
         )
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(running_count=Coalesce(Subquery(running, output_field=IntegerField()), 0))
+        workers: QuerySet[Worker] = super().get_queryset(request)
+        return workers.annotate(
+            running_count=Coalesce(Subquery(running, output_field=IntegerField()), 0)
         )
 
     @admin.display(description="queues")
@@ -99,39 +99,21 @@ class WorkerAdmin(ModelAdmin):
             '<a href="{}">{} / {}</a>', running_jobs_url(obj.pk), count, obj.concurrency
         )
 
-    def get_fields(self, request: HttpRequest, obj: Worker | None = None) -> tuple[()]:
-        return ()
-
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        if request.method == "POST":
-            return HttpResponseNotAllowed(["GET"])
-        context = dict(extra_context or {})
-        context.update(
-            show_save=False, show_save_and_continue=False, show_save_and_add_another=False
+    def detail_context(self, request: HttpRequest, worker: Worker) -> dict[str, Any]:
+        jobs = (
+            Job.objects.using(worker._state.db)
+            .filter(status=JobStatus.RUNNING, worker_id=worker.pk)
+            .defer("args", "kwargs", "result", "errors", "progress", "meta")
+            .order_by("started_at")[:200]
         )
-        worker = self.get_object(request, object_id)
-        if worker is not None:
-            jobs = (
-                Job.objects.using(worker._state.db)
-                .filter(status=JobStatus.RUNNING, worker_id=worker.pk)
-                .defer("args", "kwargs", "result", "errors", "progress", "meta")
-                .order_by("started_at")[:200]
-            )
-            context.update(
-                worker=worker,
-                heartbeat=self.heartbeat(worker),
-                started=display.relative_time(worker.started_at),
-                queues=self.queue_list(worker),
-                running_jobs=[
-                    (job, display.short_task(job.task_name), display.relative_time(job.started_at))
-                    for job in jobs
-                ],
-                running_jobs_url=running_jobs_url(worker.pk),
-            )
-        return super().change_view(request, object_id, form_url, context)
+        return {
+            "worker": worker,
+            "heartbeat": self.heartbeat(worker),
+            "started": display.relative_time(worker.started_at),
+            "queues": self.queue_list(worker),
+            "running_jobs": [
+                (job, display.short_task(job.task_name), display.relative_time(job.started_at))
+                for job in jobs
+            ],
+            "running_jobs_url": running_jobs_url(worker.pk),
+        }
