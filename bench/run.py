@@ -136,7 +136,7 @@ def main() -> int:
     quick = args.quick
     args.jobs = 2_000 if quick else 10_000
     args.cap = 10.0 if quick else 30.0
-    args.enqueue = 400 if quick else 2_000
+    args.enqueue = 2_000 if quick else 20_000
     args.bulk = 2_000 if quick else 20_000
     args.latency = 50 if quick else 300
     args.history = 100_000 if quick else 1_000_000

@@ -1,7 +1,8 @@
 """Executor pools: where claimed jobs actually run.
 
-The worker loop talks to an executor through four calls: ``submit``,
-``free_slots``, ``take_outcomes`` and ``expire_overdue``. The thread pool
+The worker loop talks to an executor through a few calls (:class:`Executor`):
+``submit``, ``free_slots``, ``take_outcomes``, ``take_unstarted`` and
+``expire_overdue``. The thread pool
 (this module, the default) runs jobs in threads of this process; a thread
 stuck past its job's timeout is abandoned and replaced, so the worker keeps
 its full concurrency. Python cannot kill a thread: the abandoned one gets a
@@ -14,16 +15,16 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from django.db import connections
 
 from django_jobs.engine.base import ClaimedJob
 from django_jobs.exceptions import JobTimeout
+from django_jobs.worker.backlog import Backlog, RuntimeMeter
 from django_jobs.worker.runner import Outcome, in_task_body, run_job
 
 logger = logging.getLogger("django_jobs.worker")
@@ -32,24 +33,42 @@ Finished = tuple[ClaimedJob, Outcome]
 
 
 class Executor(Protocol):
-    """What the worker loop needs from a pool."""
+    """What the worker loop needs from a pool.
+
+    A pool holds claimed jobs in two places: running, and a backlog of jobs
+    claimed ahead (prefetch) that start as soon as a slot frees up.
+    """
 
     concurrency: int
 
     def start(self) -> None: ...
 
-    def submit(self, job: ClaimedJob) -> None: ...
+    def submit(self, jobs: Sequence[ClaimedJob]) -> None:
+        """Queue claimed jobs; each starts when a slot is free, most urgent first."""
+        ...
 
-    def free_slots(self) -> int: ...
+    def free_slots(self) -> int:
+        """Slots minus running and backlog jobs (negative while jobs wait in the backlog)."""
+        ...
 
-    def running_jobs(self) -> list[ClaimedJob]: ...
+    def running_jobs(self) -> list[ClaimedJob]:
+        """Unfinished jobs: running or waiting in the backlog."""
+        ...
 
     def held_jobs(self) -> list[ClaimedJob]:
-        """Running jobs plus finished ones whose outcome was not taken yet (leases to renew)."""
+        """Unfinished jobs plus finished ones whose outcome was not taken yet (leases to renew)."""
         ...
 
     def take_outcomes(self) -> list[Finished]:
         """Outcomes of jobs finished since the last call (non-blocking)."""
+        ...
+
+    def take_unstarted(self, waited_longer_than: float = 0.0) -> list[ClaimedJob]:
+        """Remove backlog jobs that have waited longer than this (seconds) and return them."""
+        ...
+
+    def mean_runtime(self) -> float | None:
+        """Recent mean run time of a job in seconds; None before the first one finished."""
         ...
 
     def expire_overdue(self) -> list[ClaimedJob]:
@@ -73,16 +92,24 @@ class _Slot:
 
 
 class ThreadExecutor:
-    """Run jobs in ``concurrency`` threads of this process."""
+    """Run jobs in ``concurrency`` threads of this process.
+
+    The threads take jobs straight from the backlog, so a prefetched job
+    starts the moment a thread is free, even while the worker loop is
+    waiting on the database.
+    """
 
     def __init__(self, concurrency: int, on_finished: Callable[[], None]) -> None:
         self.concurrency = concurrency
         self._on_finished = on_finished
-        self._inbox: queue.SimpleQueue[ClaimedJob | None] = queue.SimpleQueue()
-        self._outcomes: list[Finished] = []
         self._lock = threading.Lock()
+        self._job_waiting = threading.Condition(self._lock)
+        self._backlog = Backlog()
+        self._outcomes: list[Finished] = []
         self._in_flight: dict[int, _Slot] = {}
         self._threads: set[threading.Thread] = set()
+        self._runtime = RuntimeMeter()
+        self._stopping = False
         self._serial = 0
 
     def start(self) -> None:
@@ -98,20 +125,28 @@ class ThreadExecutor:
             self._threads.add(thread)
         thread.start()
 
+    def _next_job(self, me: threading.Thread) -> ClaimedJob | None:
+        """Block until a job is in the backlog; None when this thread should end."""
+        with self._job_waiting:
+            while not self._backlog:
+                if self._stopping or me not in self._threads:
+                    return None
+                self._job_waiting.wait()
+            if me not in self._threads:  # abandoned: leave the job to a live thread
+                self._job_waiting.notify()
+                return None
+            job = self._backlog.pop()
+            self._in_flight[job.id] = _Slot(job, me, time.monotonic() + job.timeout)
+            return job
+
     def _loop(self) -> None:
         me = threading.current_thread()
         try:
-            while True:
-                job = self._inbox.get()
-                if job is None:
-                    return
-                with self._lock:
-                    if me not in self._threads:  # abandoned while waiting: hand the job on
-                        self._inbox.put(job)
-                        return
-                    self._in_flight[job.id] = _Slot(job, me, time.monotonic() + job.timeout)
+            while (job := self._next_job(me)) is not None:
+                started = time.monotonic()
                 outcome = run_job(job)
                 with self._lock:
+                    self._runtime.add(time.monotonic() - started)
                     slot = self._in_flight.get(job.id)
                     if slot is None or slot.thread is not me:
                         # Timed out meanwhile: its outcome was already decided.
@@ -125,30 +160,36 @@ class ThreadExecutor:
         finally:
             connections.close_all()
 
-    def submit(self, job: ClaimedJob) -> None:
-        with self._lock:
-            # Reserve the slot now so free_slots() is right before a thread picks it up.
-            self._in_flight[job.id] = _Slot(job, _PENDING, time.monotonic() + job.timeout)
-        self._inbox.put(job)
+    def submit(self, jobs: Sequence[ClaimedJob]) -> None:
+        with self._job_waiting:
+            for job in jobs:
+                self._backlog.push(job)
+            self._job_waiting.notify(len(jobs))
 
     def free_slots(self) -> int:
         with self._lock:
-            return self.concurrency - len(self._in_flight)
+            return self.concurrency - len(self._in_flight) - len(self._backlog)
 
     def running_jobs(self) -> list[ClaimedJob]:
         with self._lock:
-            return [slot.job for slot in self._in_flight.values()]
+            return [slot.job for slot in self._in_flight.values()] + self._backlog.jobs()
 
     def held_jobs(self) -> list[ClaimedJob]:
         with self._lock:
-            return [slot.job for slot in self._in_flight.values()] + [
-                job for job, _ in self._outcomes
-            ]
+            running = [slot.job for slot in self._in_flight.values()] + self._backlog.jobs()
+            return running + [job for job, _ in self._outcomes]
 
     def take_outcomes(self) -> list[Finished]:
         with self._lock:
             taken, self._outcomes = self._outcomes, []
         return taken
+
+    def take_unstarted(self, waited_longer_than: float = 0.0) -> list[ClaimedJob]:
+        with self._lock:
+            return self._backlog.take_waiting(waited_longer_than)
+
+    def mean_runtime(self) -> float | None:
+        return self._runtime.mean
 
     def expire_overdue(self) -> list[ClaimedJob]:
         now = time.monotonic()
@@ -156,7 +197,7 @@ class ThreadExecutor:
         replacements = 0
         with self._lock:
             for job_id, slot in list(self._in_flight.items()):
-                if slot.deadline <= now and slot.thread is not _PENDING:
+                if slot.deadline <= now:
                     del self._in_flight[job_id]
                     self._threads.discard(slot.thread)
                     expired.append(slot.job)
@@ -172,10 +213,10 @@ class ThreadExecutor:
         return expired
 
     def stop(self) -> None:
-        with self._lock:
-            count = len(self._threads)
-        for _ in range(count):
-            self._inbox.put(None)
+        """Let the threads end once the backlog is empty."""
+        with self._job_waiting:
+            self._stopping = True
+            self._job_waiting.notify_all()
 
     def abort(self) -> None:
         pass  # threads die with the process
@@ -188,7 +229,3 @@ def _interrupt(thread: threading.Thread) -> None:
     ident = ctypes.c_ulong(thread.ident)
     if ctypes.pythonapi.PyThreadState_SetAsyncExc(ident, ctypes.py_object(JobTimeout)) > 1:
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ident, None)  # never more than one
-
-
-# Placeholder owner of a slot reserved by submit() before a thread takes the job.
-_PENDING = threading.Thread(name="django_jobs-pending")

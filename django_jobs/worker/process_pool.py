@@ -31,7 +31,6 @@ imported before the first fork.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
 import json
@@ -44,7 +43,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -53,6 +52,7 @@ from django.db import connections
 
 from django_jobs.engine.base import ClaimedJob
 from django_jobs.exceptions import WorkerCrashed
+from django_jobs.worker.backlog import Backlog, RuntimeMeter
 from django_jobs.worker.executor import Finished
 from django_jobs.worker.process_child import (
     CHILD_BROKEN,
@@ -79,6 +79,7 @@ class _Child:
     started: float
     job: ClaimedJob | None = None
     deadline: float = math.inf
+    job_started: float = 0.0
     tasks: int = 0
     ready: bool = False  # said hello: it can take a job
     retiring: bool = False  # exiting on its own, or killed: a replacement is due
@@ -102,7 +103,8 @@ class ProcessExecutor:
         # Reentrant: abort() may run in a signal handler while the main thread holds it.
         self._lock = threading.RLock()
         self._children: dict[int, _Child] = {}
-        self._backlog: collections.deque[ClaimedJob] = collections.deque()
+        self._backlog = Backlog()
+        self._runtime = RuntimeMeter()
         self._outcomes: list[Finished] = []
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -129,9 +131,10 @@ class ProcessExecutor:
     def start(self) -> None:
         self._supervisor.start()
 
-    def submit(self, job: ClaimedJob) -> None:
+    def submit(self, jobs: Sequence[ClaimedJob]) -> None:
         with self._lock:
-            self._backlog.append(job)
+            for job in jobs:
+                self._backlog.push(job)
         self._poke()
 
     def free_slots(self) -> int:
@@ -142,7 +145,7 @@ class ProcessExecutor:
     def running_jobs(self) -> list[ClaimedJob]:
         with self._lock:
             running = [child.job for child in self._children.values() if child.job is not None]
-            return [*self._backlog, *running]
+            return [*self._backlog.jobs(), *running]
 
     def held_jobs(self) -> list[ClaimedJob]:
         with self._lock:
@@ -152,6 +155,13 @@ class ProcessExecutor:
         with self._lock:
             taken, self._outcomes = self._outcomes, []
         return taken
+
+    def take_unstarted(self, waited_longer_than: float = 0.0) -> list[ClaimedJob]:
+        with self._lock:
+            return self._backlog.take_waiting(waited_longer_than)
+
+    def mean_runtime(self) -> float | None:
+        return self._runtime.mean
 
     def expire_overdue(self) -> list[ClaimedJob]:
         now = time.monotonic()
@@ -247,15 +257,16 @@ class ProcessExecutor:
                 ]
                 if not idle or not self._backlog:
                     return
-                child, job = idle[0], self._backlog.popleft()
-                child.job, child.deadline = job, time.monotonic() + job.timeout
+                child, job = idle[0], self._backlog.pop()
+                child.job, child.job_started = job, time.monotonic()
+                child.deadline = child.job_started + job.timeout
             try:
                 child.conn.send_bytes(encode_job(job))
             except OSError:
                 # The child died before it got the job: not that job's fault.
                 with self._lock:
                     child.job, child.retiring = None, True
-                    self._backlog.appendleft(job)
+                    self._backlog.push(job)
 
     def _spawn(self) -> None:
         parent_end, child_end = Pipe()
@@ -316,6 +327,7 @@ class ProcessExecutor:
         with self._lock:
             job, child.job = child.job, None
             child.tasks += 1
+            self._runtime.add(time.monotonic() - child.job_started)
             child.retiring = child.retiring or bool(message.get("retire"))
             if job is not None:  # None: timed out meanwhile, its outcome is decided
                 self._outcomes.append((job, decode_outcome(job, message)))

@@ -33,6 +33,14 @@ from django_jobs.worker.runner import timeout_failure
 logger = logging.getLogger("django_jobs.worker")
 T = TypeVar("T")
 
+# Prefetch keeps about this many seconds of work waiting in the pool's backlog
+# (from the recent mean run time): enough to keep threads busy through a
+# database round trip when jobs are quick, nothing when they are slow.
+PREFETCH_WINDOW = 0.05
+# A prefetched job still waiting for a slot after this many seconds (the jobs
+# ahead of it turned out slow) is handed back for another worker to run.
+HAND_BACK_AFTER = 1.0
+
 
 class Service(Protocol):
     """A background component run alongside the worker (heartbeat, relay...)."""
@@ -48,7 +56,8 @@ class WorkerOptions:
     concurrency: int = 10
     pool: str = "thread"
     burst: bool = False
-    batch_size: int | None = None  # None: as many as free slots
+    batch_size: int | None = None  # None: concurrency + prefetch
+    prefetch: int | None = None  # None: DJANGO_JOBS["PREFETCH"]; 0 claims free slots only
     poll_interval: float | None = None  # None: DJANGO_JOBS["POLL_INTERVAL"]
     shutdown_timeout: float = 30.0
     database: str = "default"
@@ -67,7 +76,10 @@ class Worker:
         self.engine = get_engine(options.database)
         self.lease_seconds = float(options.lease_seconds or jobs_settings.LEASE_SECONDS)
         self.poll_interval = float(options.poll_interval or jobs_settings.POLL_INTERVAL)
-        self.batch_size = options.batch_size or options.concurrency
+        prefetch = jobs_settings.PREFETCH if options.prefetch is None else options.prefetch
+        self.prefetch = int(prefetch)
+        self.batch_size = options.batch_size or options.concurrency + self.prefetch
+        self._prefetch_paused = False  # after a hand-back, until a slot frees up
         self._wake = threading.Event()
         self._stopping = False
         self._signals_received = 0
@@ -179,6 +191,7 @@ class Worker:
             self._wake.clear()
             try:
                 self._expire_overdue()
+                self._hand_back_stale()
                 claimed = self._flush_and_claim()
                 failures = 0
             except DatabaseError:  # OperationalError, InterfaceError included
@@ -207,10 +220,12 @@ class Worker:
             ):
                 logger.info("burst: nothing left to run")
                 break
-            if self.executor.free_slots() and not self._pending:
+            if self._pending:
+                continue
+            if self.executor.free_slots() > 0:
                 self._wake.wait(self.poll_interval * random.uniform(0.75, 1.25))
-            elif not self._pending:
-                self._wake.wait(min(self.poll_interval, 1.0))
+            else:  # every slot busy: woken when a job finishes; check hand-backs meanwhile
+                self._wake.wait(min(self.poll_interval, HAND_BACK_AFTER / 2))
 
     def _flush_and_claim(self) -> int:
         """Write finished jobs' outcomes and claim for the free slots.
@@ -221,7 +236,7 @@ class Worker:
         self._pending.extend(self.executor.take_outcomes())
         self._write_failures()
         completions = [o for _, o in self._pending if isinstance(o, Completion)]
-        limit = 0 if self._stopping else min(self.executor.free_slots(), self.batch_size)
+        limit = self._claim_limit()
         if not completions and limit <= 0:
             self._found_nothing = False
             return 0
@@ -232,9 +247,52 @@ class Worker:
         # (--burst); with no free slot we did not ask.
         self._found_nothing = limit > 0 and not jobs
         self._acknowledged(completions, done)
-        for job in jobs:
-            self.executor.submit(job)
+        if jobs:
+            self.executor.submit(jobs)
         return len(jobs)
+
+    def _claim_limit(self) -> int:
+        """How many jobs to claim now: free slots, plus prefetch while jobs are quick."""
+        if self._stopping:
+            return 0
+        limit = min(self.executor.free_slots() + self._prefetch_budget(), self.batch_size)
+        if self.options.max_jobs:
+            unfinished = len(self.executor.running_jobs()) + len(self._pending)
+            limit = min(limit, self.options.max_jobs - self.processed - unfinished)
+        return max(limit, 0)
+
+    def _prefetch_budget(self) -> int:
+        """Jobs to claim beyond the free slots: about PREFETCH_WINDOW seconds of work."""
+        if self._prefetch_paused:
+            if self.executor.free_slots() <= 0:
+                return 0  # the slow jobs that made us hand back still hold every slot
+            self._prefetch_paused = False
+        mean = self.executor.mean_runtime()
+        if not self.prefetch or mean is None:
+            return 0
+        return min(self.prefetch, int(self.options.concurrency * PREFETCH_WINDOW / max(mean, 1e-6)))
+
+    def _hand_back_stale(self) -> None:
+        """Release prefetched jobs that waited too long for a slot.
+
+        Slow jobs ahead of them hold every slot while another worker may be
+        idle. No more prefetching until a slot frees up, so the jobs are not
+        claimed straight back.
+        """
+        stale = self.executor.take_unstarted(HAND_BACK_AFTER)
+        if not stale:
+            return
+        self._prefetch_paused = True
+        try:
+            released = self.engine.release_jobs(stale)
+        except DatabaseError:
+            self.executor.submit(stale)  # still ours: run them or try again
+            raise
+        logger.info(
+            "handed back %d prefetched job(s) that waited over %.0fs for a free slot",
+            released,
+            HAND_BACK_AFTER,
+        )
 
     def _flush(self) -> None:
         """Write finished jobs' outcomes: successes in one batch, failures one by one."""
@@ -274,6 +332,10 @@ class Worker:
             self._flush()
 
     def _drain_on_shutdown(self) -> None:
+        unstarted = self.executor.take_unstarted()
+        if unstarted:
+            released = self._safely(self.engine.release_jobs, unstarted) or 0
+            logger.info("shutdown: handed back %d job(s) that had not started", released)
         deadline = time.monotonic() + self.options.shutdown_timeout
         while self.executor.running_jobs() and time.monotonic() < deadline:
             self._wake.wait(0.05)

@@ -43,7 +43,14 @@ class Command(BaseCommand):
             "--batch-size",
             type=int,
             default=None,
-            help="Most jobs claimed per statement (default: free slots).",
+            help="Most jobs claimed per statement (default: concurrency + prefetch).",
+        )
+        parser.add_argument(
+            "--prefetch",
+            type=int,
+            default=None,
+            help="Most jobs claimed beyond the free slots while jobs are quick "
+            "(default: DJANGO_JOBS['PREFETCH'], 40; 0 turns it off).",
         )
         parser.add_argument(
             "--poll-interval",
@@ -96,7 +103,7 @@ class Command(BaseCommand):
         for name in ("max_tasks_per_child", "max_memory_per_child"):
             if options[name] is not None and options["pool"] != "process":
                 raise CommandError(f"--{name.replace('_', '-')} needs --pool process")
-        for name in ("poll_interval", "shutdown_timeout"):
+        for name in ("poll_interval", "shutdown_timeout", "prefetch"):
             if options[name] is not None and options[name] < 0:
                 raise CommandError(f"--{name.replace('_', '-')} must not be negative")
         _configure_logging(options["verbosity"])
@@ -107,6 +114,7 @@ class Command(BaseCommand):
                 pool=options["pool"],
                 burst=options["burst"],
                 batch_size=options["batch_size"],
+                prefetch=options["prefetch"],
                 poll_interval=options["poll_interval"],
                 shutdown_timeout=options["shutdown_timeout"],
                 database=options["database"],

@@ -1,0 +1,65 @@
+"""Claimed jobs waiting for a free thread or child, and how long jobs take.
+
+Both executor pools keep their not-yet-started jobs in a :class:`Backlog`:
+the worker claims a little more than its free slots (prefetch) so threads
+never sit idle while it talks to the database. A backlog is ordered like the
+claim (priority, then run_after, then id), so a later claim of more urgent
+jobs still runs first, and it knows how long each job has waited, so the
+worker can hand back jobs it is hoarding (see ``Worker._hand_back_stale``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from datetime import datetime
+
+from django_jobs.engine.base import ClaimedJob
+
+_Entry = tuple[tuple[int, datetime, int], int, float, ClaimedJob]
+
+
+class Backlog:
+    """Claimed jobs not started yet, most urgent first. Not thread-safe: the
+    executor holds its own lock around every call."""
+
+    def __init__(self) -> None:
+        self._heap: list[_Entry] = []
+        self._serial = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, job: ClaimedJob) -> None:
+        key = (-job.priority, job.run_after, job.id)
+        heapq.heappush(self._heap, (key, next(self._serial), time.monotonic(), job))
+
+    def pop(self) -> ClaimedJob:
+        return heapq.heappop(self._heap)[3]
+
+    def jobs(self) -> list[ClaimedJob]:
+        return [entry[3] for entry in self._heap]
+
+    def take_waiting(self, longer_than: float) -> list[ClaimedJob]:
+        """Remove and return the jobs queued more than ``longer_than`` seconds ago."""
+        cutoff = time.monotonic() - longer_than
+        stale = [entry for entry in self._heap if entry[2] <= cutoff]
+        if stale:
+            self._heap = [entry for entry in self._heap if entry[2] > cutoff]
+            heapq.heapify(self._heap)
+        return [entry[3] for entry in sorted(stale)]
+
+
+class RuntimeMeter:
+    """Exponentially weighted mean of recent job run times, in seconds."""
+
+    WEIGHT = 0.1  # each new sample moves the mean by 10%: about the last 20 jobs count
+
+    def __init__(self) -> None:
+        self.mean: float | None = None
+
+    def add(self, seconds: float) -> None:
+        self.mean = (
+            seconds if self.mean is None else self.mean + self.WEIGHT * (seconds - self.mean)
+        )

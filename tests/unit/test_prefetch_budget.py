@@ -1,0 +1,96 @@
+"""The backlog's order and ages, and how much a worker prefetches for a given job speed."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from django_jobs.engine.base import ClaimedJob
+from django_jobs.worker.backlog import Backlog, RuntimeMeter
+from django_jobs.worker.executor import ThreadExecutor
+from django_jobs.worker.worker import PREFETCH_WINDOW, Worker, WorkerOptions
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def claimed(job_id: int, priority: int = 0, run_after: datetime = NOW) -> ClaimedJob:
+    return ClaimedJob(
+        id=job_id,
+        task_name="tests.testapp.tasks.noop",
+        queue_name="default",
+        priority=priority,
+        args=[],
+        kwargs={},
+        attempts=1,
+        max_attempts=3,
+        timeout=60.0,
+        claim_token=uuid.uuid4(),
+        worker_id=uuid.uuid4(),
+        run_after=run_after,
+        enqueued_at=run_after,
+        started_at=NOW,
+    )
+
+
+def test_backlog_runs_the_most_urgent_first_whatever_the_claim_order():
+    backlog = Backlog()
+    for job in (claimed(5), claimed(3, run_after=NOW + timedelta(seconds=1)), claimed(9, 10)):
+        backlog.push(job)
+    backlog.push(claimed(4))  # a later claim: older run_after ties broken by id
+    assert [backlog.pop().id for _ in range(len(backlog))] == [9, 4, 5, 3]
+
+
+def test_backlog_hands_out_only_jobs_that_waited_long_enough():
+    backlog = Backlog()
+    backlog.push(claimed(1))
+    time.sleep(0.05)
+    backlog.push(claimed(2))
+    assert [job.id for job in backlog.take_waiting(0.04)] == [1]
+    assert [job.id for job in backlog.jobs()] == [2]
+    assert [job.id for job in backlog.take_waiting(0.0)] == [2]
+    assert len(backlog) == 0
+
+
+def test_runtime_meter_follows_recent_jobs():
+    meter = RuntimeMeter()
+    assert meter.mean is None
+    meter.add(1.0)
+    for _ in range(60):
+        meter.add(0.001)
+    assert meter.mean is not None and meter.mean < 0.01
+
+
+@pytest.mark.parametrize(
+    ("mean_runtime", "expected"),
+    [
+        (None, 0),  # nothing ran yet: claim free slots only
+        (0.0001, 40),  # no-op jobs: the whole prefetch
+        (0.01, 40),  # 10 slots x 50 ms / 10 ms = 50, capped at 40
+        (0.1, 5),  # 10 x 0.05 / 0.1
+        (2.0, 0),  # slow jobs: never hold one back behind them
+    ],
+)
+def test_prefetch_is_about_fifty_milliseconds_of_work(mean_runtime, expected):
+    executor = ThreadExecutor(10, lambda: None)
+    if mean_runtime is not None:
+        executor._runtime.add(mean_runtime)
+    worker = Worker(WorkerOptions(concurrency=10, prefetch=40), executor=executor)
+    assert PREFETCH_WINDOW == 0.05
+    assert worker._prefetch_budget() == expected
+    assert worker._claim_limit() == 10 + expected  # every slot is free
+    assert worker.batch_size == 50
+
+
+def test_no_prefetch_after_a_hand_back_until_a_slot_frees_up():
+    executor = ThreadExecutor(1, lambda: None)  # not started: submitted jobs stay queued
+    executor._runtime.add(0.0001)
+    worker = Worker(WorkerOptions(concurrency=1, prefetch=40), executor=executor)
+    worker._prefetch_paused = True
+    executor.submit([claimed(1)])  # the one slot is taken
+    assert worker._prefetch_budget() == 0
+    assert executor.take_unstarted() != []  # the slot is free again
+    assert worker._prefetch_budget() == 40
+    assert not worker._prefetch_paused
