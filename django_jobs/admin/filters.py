@@ -7,7 +7,8 @@ indexed column, so the filtered page reads ~one page of index entries.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from django.contrib import admin
 from django.db.models import QuerySet
@@ -44,15 +45,19 @@ class JobStatusFilter(admin.SimpleListFilter):
 
 
 class _NameFilter(admin.SimpleListFilter):
-    """Exact match on an indexed name column; choices from a skip scan."""
+    """Exact match on an indexed name column; choices from a skip scan.
 
-    field: str
+    A subclass names the column (``field``) and where its distinct values come
+    from (``distinct_names``, a :mod:`~django_jobs.admin.stats` function of the
+    database alias).
+    """
 
-    def names(self, request: HttpRequest, model_admin: Any) -> list[str]:
-        raise NotImplementedError
+    field: ClassVar[str]
+    distinct_names: ClassVar[Callable[[str], list[str]]]
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        names = self.names(request, model_admin)
+        # Through the class: a function stored on it is not bound to the filter.
+        names = type(self).distinct_names(model_admin.get_queryset(request).db)
         current = self.value()
         if current and current not in names:
             names.append(current)  # a value typed into the URL stays selectable
@@ -63,40 +68,32 @@ class _NameFilter(admin.SimpleListFilter):
         return queryset.filter(**{self.field: value}) if value else queryset
 
 
-class JobQueueFilter(_NameFilter):
+class _QueueFilter(_NameFilter):
     title = "queue"
     parameter_name = "queue"
     field = "queue_name"
 
-    def names(self, request: HttpRequest, model_admin: Any) -> list[str]:
-        return stats.queue_names(model_admin.get_queryset(request).db)
 
-
-class JobTaskFilter(_NameFilter):
+class _TaskFilter(_NameFilter):
     title = "task"
     parameter_name = "task"
     field = "task_name"
 
-    def names(self, request: HttpRequest, model_admin: Any) -> list[str]:
-        return stats.task_names(model_admin.get_queryset(request).db)
+
+class JobQueueFilter(_QueueFilter):
+    distinct_names = stats.queue_names
 
 
-class DeadLetterQueueFilter(_NameFilter):
-    title = "queue"
-    parameter_name = "queue"
-    field = "queue_name"
-
-    def names(self, request: HttpRequest, model_admin: Any) -> list[str]:
-        return stats.dead_letter_queue_names(model_admin.get_queryset(request).db)
+class JobTaskFilter(_TaskFilter):
+    distinct_names = stats.task_names
 
 
-class DeadLetterTaskFilter(_NameFilter):
-    title = "task"
-    parameter_name = "task"
-    field = "task_name"
+class DeadLetterQueueFilter(_QueueFilter):
+    distinct_names = stats.dead_letter_queue_names
 
-    def names(self, request: HttpRequest, model_admin: Any) -> list[str]:
-        return stats.dead_letter_task_names(model_admin.get_queryset(request).db)
+
+class DeadLetterTaskFilter(_TaskFilter):
+    distinct_names = stats.dead_letter_task_names
 
 
 class RetriedFilter(admin.SimpleListFilter):
