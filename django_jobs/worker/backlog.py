@@ -41,14 +41,18 @@ class Backlog:
     def jobs(self) -> list[ClaimedJob]:
         return [entry[3] for entry in self._heap]
 
-    def take_waiting(self, longer_than: float) -> list[ClaimedJob]:
-        """Remove and return the jobs queued more than ``longer_than`` seconds ago."""
+    def take_waiting(self, longer_than: float, *, keep: int = 0) -> list[ClaimedJob]:
+        """Remove and return jobs queued more than ``longer_than`` seconds ago,
+        except the ``keep`` most urgent ones (they start as soon as a slot that
+        is free right now is ready, e.g. a child process still starting)."""
+        ordered = sorted(self._heap)
+        kept, rest = ordered[: max(keep, 0)], ordered[max(keep, 0) :]
         cutoff = time.monotonic() - longer_than
-        stale = [entry for entry in self._heap if entry[2] <= cutoff]
+        stale = [entry for entry in rest if entry[2] <= cutoff]
         if stale:
-            self._heap = [entry for entry in self._heap if entry[2] > cutoff]
+            self._heap = kept + [entry for entry in rest if entry[2] > cutoff]
             heapq.heapify(self._heap)
-        return [entry[3] for entry in sorted(stale)]
+        return [entry[3] for entry in stale]
 
 
 class RuntimeMeter:

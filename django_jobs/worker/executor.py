@@ -64,7 +64,8 @@ class Executor(Protocol):
         ...
 
     def take_unstarted(self, waited_longer_than: float = 0.0) -> list[ClaimedJob]:
-        """Remove backlog jobs that have waited longer than this (seconds) and return them."""
+        """Remove and return backlog jobs that have waited longer than this (seconds)
+        and have no free slot to start in: the surplus claimed ahead (prefetch)."""
         ...
 
     def mean_runtime(self) -> float | None:
@@ -186,7 +187,8 @@ class ThreadExecutor:
 
     def take_unstarted(self, waited_longer_than: float = 0.0) -> list[ClaimedJob]:
         with self._lock:
-            return self._backlog.take_waiting(waited_longer_than)
+            free = self.concurrency - len(self._in_flight)
+            return self._backlog.take_waiting(waited_longer_than, keep=free)
 
     def mean_runtime(self) -> float | None:
         return self._runtime.mean

@@ -158,7 +158,8 @@ class ProcessExecutor:
 
     def take_unstarted(self, waited_longer_than: float = 0.0) -> list[ClaimedJob]:
         with self._lock:
-            return self._backlog.take_waiting(waited_longer_than)
+            busy = sum(1 for child in self._children.values() if child.job is not None)
+            return self._backlog.take_waiting(waited_longer_than, keep=self.concurrency - busy)
 
     def mean_runtime(self) -> float | None:
         return self._runtime.mean

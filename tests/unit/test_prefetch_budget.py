@@ -54,6 +54,15 @@ def test_backlog_hands_out_only_jobs_that_waited_long_enough():
     assert len(backlog) == 0
 
 
+def test_backlog_keeps_the_jobs_that_have_a_free_slot_waiting_for_them():
+    backlog = Backlog()
+    for job_id in (1, 2, 3):
+        backlog.push(claimed(job_id, priority=job_id))
+    # One slot is free (a child process still starting): the most urgent job stays.
+    assert [job.id for job in backlog.take_waiting(0.0, keep=1)] == [2, 1]
+    assert [job.id for job in backlog.jobs()] == [3]
+
+
 def test_runtime_meter_follows_recent_jobs():
     meter = RuntimeMeter()
     assert meter.mean is None
@@ -89,8 +98,10 @@ def test_no_prefetch_after_a_hand_back_until_a_slot_frees_up():
     executor._runtime.add(0.0001)
     worker = Worker(WorkerOptions(concurrency=1, prefetch=40), executor=executor)
     worker._prefetch_paused = True
-    executor.submit([claimed(1)])  # the one slot is taken
+    executor.submit([claimed(1), claimed(2)])  # the slot is taken, one job waits
     assert worker._prefetch_budget() == 0
-    assert executor.take_unstarted() != []  # the slot is free again
+    assert [job.id for job in executor.take_unstarted()] == [2]  # the surplus only
+    assert worker._prefetch_budget() == 0
+    executor._backlog.pop()  # the slot frees up
     assert worker._prefetch_budget() == 40
     assert not worker._prefetch_paused
