@@ -117,18 +117,14 @@ def _running_result(django_task: DjangoTask[..., Any], job: Any) -> TaskResult[.
     alias = django_task.backend
     task = task_for_row(django_task, alias, job.priority, job.queue_name, None, None)
     return build_result(
-        task=task,
-        job_id=job.id,
+        job,
+        task,
+        alias,
         status=JobStatus.RUNNING,
-        alias=alias,
-        args=job.args,
-        kwargs=job.kwargs,
         attempts=job.attempts,
         errors=_previous_errors(job),
         worker_id=job.worker_id,
-        enqueued_at=job.enqueued_at,
         started_at=job.started_at,
-        finished_at=None,
     )
 
 

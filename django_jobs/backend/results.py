@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from django.tasks import Task, TaskResult, TaskResultStatus
 from django.tasks.base import TaskError
@@ -95,33 +95,50 @@ def task_for_row(
     return unvalidated_replace(base, **changes) if changes else base
 
 
+class JobRow(Protocol):
+    """What a result reads from the job itself: a :class:`~django_jobs.models.Job`
+    or a worker's :class:`~django_jobs.engine.base.ClaimedJob`."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def args(self) -> Any: ...
+    @property
+    def kwargs(self) -> Any: ...
+    @property
+    def enqueued_at(self) -> datetime | None: ...
+
+
 def build_result(
-    *,
+    job: JobRow,
     task: Task[..., Any],
-    job_id: int,
-    status: str,
     alias: str,
-    args: Any,
-    kwargs: Any,
-    attempts: int,
-    errors: Sequence[dict[str, Any]],
-    worker_id: Any,
-    enqueued_at: datetime | None,
-    started_at: datetime | None,
-    finished_at: datetime | None,
+    *,
+    status: str,
+    attempts: int = 0,
+    errors: Sequence[dict[str, Any]] = (),
+    worker_id: Any = None,
+    started_at: datetime | None = None,
+    finished_at: datetime | None = None,
     return_value: Any = None,
 ) -> TaskResult[..., Any]:
+    """A ``TaskResult`` for ``job`` whose current run is in ``status``.
+
+    The keywords describe that run; their defaults are those of a run that
+    has not started. ``return_value`` is kept only when ``status`` is
+    SUCCESSFUL.
+    """
     task_errors, worker_ids = current_run(status, attempts, errors, worker_id)
     result = TaskResult(
         task=task,
-        id=str(job_id),
+        id=str(job.id),
         status=STATUS_MAP[status],
-        enqueued_at=enqueued_at,
+        enqueued_at=job.enqueued_at,
         started_at=started_at,
         finished_at=finished_at,
         last_attempted_at=started_at,
-        args=list(args),
-        kwargs=dict(kwargs),
+        args=list(job.args),
+        kwargs=dict(job.kwargs),
         backend=alias,
         errors=task_errors,
         worker_ids=worker_ids,
@@ -136,16 +153,13 @@ def result_for_job(job: Any, alias: str) -> TaskResult[..., Any]:
     base = django_task_named(job.task_name)
     task = task_for_row(base, alias, job.priority, job.queue_name, job.run_after, job.enqueued_at)
     return build_result(
-        task=task,
-        job_id=job.pk,
+        job,
+        task,
+        alias,
         status=job.status,
-        alias=alias,
-        args=job.args,
-        kwargs=job.kwargs,
         attempts=job.attempts,
         errors=job.errors or [],
         worker_id=job.worker_id,
-        enqueued_at=job.enqueued_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
         return_value=job.result,
@@ -154,17 +168,4 @@ def result_for_job(job: Any, alias: str) -> TaskResult[..., Any]:
 
 def result_for_new_job(job: Any, task: Task[..., Any], alias: str) -> TaskResult[..., Any]:
     """The ``TaskResult`` returned by ``enqueue``: the task exactly as given."""
-    return build_result(
-        task=task,
-        job_id=job.pk,
-        status=JobStatus.READY,
-        alias=alias,
-        args=job.args,
-        kwargs=job.kwargs,
-        attempts=0,
-        errors=(),
-        worker_id=None,
-        enqueued_at=job.enqueued_at,
-        started_at=None,
-        finished_at=None,
-    )
+    return build_result(job, task, alias, status=JobStatus.READY)
