@@ -305,6 +305,9 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
+_EXPLICIT_PREPARE_ONLY = 2**62
+
+
 class _PreparedCursor(psycopg.Cursor[Any]):
     """Server-side binding, and every statement prepared on first use: the hot
     path runs the same few statements thousands of times per connection."""
@@ -333,8 +336,14 @@ class PostgresEngine(GenericEngine):
             return conn.cursor()
         conn.close_if_health_check_failed()
         conn.ensure_connection()
+        raw = conn.connection
+        if raw.prepare_threshold is None:
+            # Django turns psycopg's preparing off (prepare_threshold=None), which
+            # also ignores prepare=True. A threshold no statement reaches prepares
+            # exactly the statements that ask for it: ours, not the project's.
+            raw.prepare_threshold = _EXPLICIT_PREPARE_ONLY
         with conn.wrap_database_errors:
-            return conn._prepare_cursor(_PreparedCursor(conn.connection))
+            return conn._prepare_cursor(_PreparedCursor(raw))
 
     @property
     def notify_enabled(self) -> bool:

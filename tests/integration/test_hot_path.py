@@ -104,3 +104,36 @@ def test_jobs_table_has_queue_friendly_autovacuum_settings():
         (options,) = cursor.fetchone()
     assert "autovacuum_vacuum_scale_factor=0.01" in options
     assert "autovacuum_vacuum_threshold=1000" in options
+
+
+def _prepared_statements() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+@pytest.mark.postgres
+def test_hot_path_statements_are_prepared_and_the_projects_queries_are_not():
+    connection.close()  # a fresh session: no prepared statement yet
+    tasks.noop.enqueue()
+    tasks.noop.enqueue_many([(), ()])
+    engine = get_engine()
+    (job,) = engine.claim_jobs(WORKER, None, 1, 30)
+    engine.complete_and_claim([Completion(job, "null")], WORKER, None, 1, 30)
+    for _ in range(10):  # psycopg's own threshold would prepare these after 5 runs
+        list(Job.objects.filter(status=JobStatus.READY).values_list("pk", flat=True))
+    prepared = _prepared_statements()
+    assert len(prepared) == 4, prepared  # INSERT one, INSERT many, claim, complete+claim
+    assert all("django_jobs_job" in text for text in prepared)
+    assert not any('"django_jobs_job"."id"' in text for text in prepared), "an ORM query"
+
+
+@pytest.mark.postgres
+def test_prepared_statements_setting_off_prepares_nothing(settings):
+    settings.DJANGO_JOBS = {"PREPARED_STATEMENTS": False}  # PgBouncer < 1.21
+    connection.close()
+    tasks.noop.enqueue()
+    engine = get_engine()
+    (job,) = engine.claim_jobs(WORKER, None, 1, 30)
+    engine.complete_and_claim([Completion(job, "null")], WORKER, None, 1, 30)
+    assert _prepared_statements() == []
