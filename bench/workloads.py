@@ -98,6 +98,11 @@ def _wait_ready(system: System, counter: Counter | None, workers: int, timeout: 
         time.sleep(0.05)
 
 
+# Progress polls during a drain: a 10,000-job drain may take well under a
+# second now, so a coarse poll would be a large share of the measurement.
+POLL_SECONDS = 0.01
+
+
 def drain(
     system: System,
     workers: int,
@@ -112,7 +117,7 @@ def drain(
     The workers start first and idle (until they are registered, or for
     SETTLE_SECONDS); then the jobs are inserted in one transaction and the
     clock runs from the first job seen finished to the last (polled every
-    50 ms), so start-up is never counted. Slow systems are stopped after
+    POLL_SECONDS), so start-up is never counted. Slow systems are stopped after
     ``cap`` seconds and rated on what they finished.
     """
     if not keep_history:
@@ -136,11 +141,11 @@ def drain(
         while left >= n and time.monotonic() < start_deadline:
             if all(proc.poll() is not None for proc in procs):
                 raise RuntimeError(f"{system.label} workers exited; see bench/out/worker-*.log")
-            time.sleep(0.05)
+            time.sleep(POLL_SECONDS)
             left = remaining()
         started, first_left = time.monotonic(), left
         while left > 0 and time.monotonic() - started < cap:
-            time.sleep(0.05)
+            time.sleep(POLL_SECONDS)
             left = remaining()
         elapsed = time.monotonic() - started
     finally:

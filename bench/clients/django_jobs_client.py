@@ -59,19 +59,15 @@ class DjangoJobs(System):
         return True
 
     def prune(self, seconds: float) -> int | None:
-        from datetime import timedelta
+        # The worker's own pruning pass (batches of PRUNE_BATCH_SIZE with its
+        # breather in between), repeated for ``seconds``.
+        from django_jobs.worker.pruner import Pruner
 
-        from django.utils import timezone
-
-        from django_jobs.conf import jobs_settings
-        from django_jobs.engine import get_engine
-
-        engine = get_engine()
+        pruner = Pruner("default", interval=seconds)
         deleted = 0
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            before = timezone.now() - timedelta(seconds=float(jobs_settings.FINISHED_JOB_RETENTION))
-            batch = engine.prune_finished(before, int(jobs_settings.PRUNE_BATCH_SIZE))
+            batch = pruner.prune_once()
             if not batch:
                 break
             deleted += batch

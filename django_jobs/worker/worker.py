@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any, Protocol, TypeVar
 
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, InterfaceError, OperationalError, connections
 
 from django_jobs.conf import jobs_settings
 from django_jobs.engine import get_engine
@@ -40,6 +40,12 @@ PREFETCH_WINDOW = 0.05
 # A prefetched job still waiting for a slot after this many seconds (the jobs
 # ahead of it turned out slow) is handed back for another worker to run.
 HAND_BACK_AFTER = 1.0
+# A database error that is not a lost connection (OperationalError,
+# InterfaceError) means the database rejects the worker's statements: a schema
+# not migrated, a bug. A reconnect cures the passing kind (a prepared statement
+# after a migration); this many in a row stop the worker with exit code 1
+# rather than retrying forever under a misleading "database unavailable".
+REJECTED_IN_A_ROW_LIMIT = 3
 
 
 class Service(Protocol):
@@ -88,6 +94,7 @@ class Worker:
         self._found_nothing = False  # the last claim asked for jobs and found none
         self.services: list[Service] = []
         self.processed = 0
+        self.exit_code = 0
 
     def _make_executor(self) -> Executor:
         if self.options.pool == "process":
@@ -181,20 +188,20 @@ class Worker:
             self._safely(self.engine.unregister_worker, self.id)
             connections.close_all()
         logger.info("worker %s stopped after %d job(s)", self.id, self.processed)
-        return 0
+        return self.exit_code
 
     # -- the loop ----------------------------------------------------------
 
     def _loop(self) -> None:
-        failures = 0
+        failures = rejected = 0
         while not self._stopping:
             self._wake.clear()
             try:
                 self._expire_overdue()
                 self._hand_back_stale()
                 claimed = self._flush_and_claim()
-                failures = 0
-            except DatabaseError:  # OperationalError, InterfaceError included
+                failures = rejected = 0
+            except (OperationalError, InterfaceError):
                 failures += 1
                 delay = min(30.0, 0.25 * 2**failures) * random.uniform(0.8, 1.2)
                 logger.warning(
@@ -205,6 +212,27 @@ class Worker:
                 )
                 connections[self.options.database].close()
                 self._wake.wait(delay)
+                continue
+            except DatabaseError as exc:
+                rejected += 1
+                connections[self.options.database].close()
+                if rejected >= REJECTED_IN_A_ROW_LIMIT:
+                    logger.critical(
+                        "the database rejected the worker's statements %d times in a row "
+                        "(%s: %s); is the schema migrated (manage.py migrate)? Stopping",
+                        rejected,
+                        type(exc).__name__,
+                        exc,
+                    )
+                    self.exit_code = 1
+                    self.request_stop()
+                    break
+                logger.exception(
+                    "the database rejected a statement (%s: %s); reconnecting and retrying",
+                    type(exc).__name__,
+                    exc,
+                )
+                self._wake.wait(1.0)
                 continue
             if self.options.max_jobs and self.processed >= self.options.max_jobs:
                 logger.info("processed %d jobs (--max-jobs): stopping", self.processed)

@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import ProgrammingError
 
 from django_jobs.worker.worker import Worker, WorkerOptions
 
@@ -134,7 +135,13 @@ class Command(BaseCommand):
                 )
             )
         worker.install_signal_handlers()
-        code = worker.run()
+        try:
+            code = worker.run()
+        except ProgrammingError as exc:
+            raise CommandError(
+                f"the database {options['database']!r} rejects django_jobs' statements "
+                f"({str(exc).strip()}): is the schema migrated? Run `manage.py migrate`."
+            ) from exc
         if code:
             raise SystemExit(code)
 
