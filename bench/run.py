@@ -70,8 +70,8 @@ def _steps(args: argparse.Namespace) -> list[tuple[str, str, Any, tuple[Any, ...
     return [
         ("enqueue_one", "enqueue one per transaction", workloads.enqueue_one, (args.enqueue,)),
         ("enqueue_bulk", "bulk enqueue", workloads.enqueue_bulk, (args.bulk,)),
-        ("drain1", "drain, 1 worker", workloads.drain, (1, n, cap)),
-        ("drain2", "drain, 2 workers", workloads.drain, (2, n, cap)),
+        ("drain1", "drain, 1 worker", workloads.drain_median, (1, n, cap)),
+        ("drain2", "drain, 2 workers", workloads.drain_median, (2, n, cap)),
         ("latency", "latency", workloads.latency, (args.latency,)),
     ]
 
@@ -106,12 +106,12 @@ def run_all(chosen: list[systems.System], args: argparse.Namespace) -> dict[str,
                 results = out[system.key]["results"]
                 n, cap = args.jobs, args.cap
                 results["drain1_history"] = _measure(
-                    f"{system.label}: drain, 1 worker, with history", workloads.drain,
+                    f"{system.label}: drain, 1 worker, with history", workloads.drain_median,
                     system, 1, n, cap, keep_history=True,
                 )  # fmt: skip
                 results["drain1_prune"] = _measure(
                     f"{system.label}: drain, 1 worker, with history, while pruning",
-                    workloads.drain, system, 1, n, cap, keep_history=True, prune=True,
+                    workloads.drain_median, system, 1, n, cap, keep_history=True, prune=True,
                 )  # fmt: skip
     finally:
         if not args.keep_databases:

@@ -39,7 +39,7 @@ DEFAULTS: dict[str, Any] = {
     # database between quick jobs. The worker only prefetches about 50 ms of work (from
     # recent run times): nothing when jobs are slow. A prefetched job still waiting for a
     # slot after 1 s is handed back for another worker. 0 turns prefetch off.
-    "PREFETCH": 40,
+    "PREFETCH": 90,
     # Seconds between polls when no notification arrives (jittered +-25%).
     "POLL_INTERVAL": 1.0,
     # Use LISTEN/NOTIFY on PostgreSQL. Turn off behind PgBouncer in transaction mode.

@@ -51,7 +51,7 @@ class Command(BaseCommand):
             type=int,
             default=None,
             help="Most jobs claimed beyond the free slots while jobs are quick "
-            "(default: DJANGO_JOBS['PREFETCH'], 40; 0 turns it off).",
+            "(default: DJANGO_JOBS['PREFETCH'], 90; 0 turns it off).",
         )
         parser.add_argument(
             "--poll-interval",
