@@ -24,10 +24,11 @@ STORAGE_PARAMETERS = {
 }
 
 
-def _alter(apps: Any, schema_editor: Any, reset: bool) -> None:
+def set_autovacuum(apps: Any, schema_editor: Any, model_name: str, *, reset: bool) -> None:
+    """Set (or reset) STORAGE_PARAMETERS on a model's table; used by 0005 as well."""
     if schema_editor.connection.vendor != "postgresql":
         return
-    table = schema_editor.quote_name(apps.get_model("django_jobs", "Job")._meta.db_table)
+    table = schema_editor.quote_name(apps.get_model("django_jobs", model_name)._meta.db_table)
     if reset:
         schema_editor.execute(f"ALTER TABLE {table} RESET ({', '.join(STORAGE_PARAMETERS)})")
     else:
@@ -36,11 +37,11 @@ def _alter(apps: Any, schema_editor: Any, reset: bool) -> None:
 
 
 def forwards(apps: Any, schema_editor: Any) -> None:
-    _alter(apps, schema_editor, reset=False)
+    set_autovacuum(apps, schema_editor, "Job", reset=False)
 
 
 def backwards(apps: Any, schema_editor: Any) -> None:
-    _alter(apps, schema_editor, reset=True)
+    set_autovacuum(apps, schema_editor, "Job", reset=True)
 
 
 class Migration(migrations.Migration):

@@ -98,10 +98,12 @@ def test_heartbeat_skips_rows_locked_by_a_completion_instead_of_waiting():
 
 
 @pytest.mark.postgres
-def test_jobs_table_has_queue_friendly_autovacuum_settings():
+@pytest.mark.parametrize("table", ["django_jobs_job", "django_jobs_outboxevent"])
+def test_queue_tables_have_queue_friendly_autovacuum_settings(table):
     with connection.cursor() as cursor:
-        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = 'django_jobs_job'")
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = %s", [table])
         (options,) = cursor.fetchone()
+    assert options is not None, f"{table} has default autovacuum settings"
     assert "autovacuum_vacuum_scale_factor=0.01" in options
     assert "autovacuum_vacuum_threshold=1000" in options
 
