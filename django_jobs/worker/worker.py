@@ -1,5 +1,6 @@
-"""The worker loop: claim as many jobs as there are free slots, hand them to
-the executor, write outcomes back in batches, sleep until woken.
+"""The worker loop: claim jobs for the free slots (plus a prefetch while jobs
+are quick), hand them to the executor, write outcomes back in batches, sleep
+until woken.
 
 Wake-ups come from LISTEN/NOTIFY (PostgreSQL), from finished jobs, from
 signals, and from the jittered poll timer that backs them up.
@@ -256,7 +257,7 @@ class Worker:
                 self._wake.wait(min(self.poll_interval, HAND_BACK_AFTER / 2))
 
     def _flush_and_claim(self) -> int:
-        """Write finished jobs' outcomes and claim for the free slots.
+        """Write finished jobs' outcomes and claim for the free slots (and prefetch).
 
         Failures are written one by one first; the successes and the claim go
         in ONE round trip and one commit (``engine.complete_and_claim``).
