@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -29,7 +29,7 @@ from django_jobs.admin import display
 from django_jobs.admin.actions import MAX_SELECTION, ObjectAction, ObjectActionsMixin
 from django_jobs.admin.changelist import IndexedChangeList
 from django_jobs.admin.counts import EstimatedCountPaginator
-from django_jobs.admin.filters import JobQueueFilter, JobStatusFilter, JobTaskFilter
+from django_jobs.admin.filters import JobQueueFilter, JobStatusFilter, JobTaskFilter, exact_search
 from django_jobs.admin.readonly import ReadOnlyDetailMixin
 from django_jobs.engine import get_engine
 from django_jobs.models import DeadLetter, Job, Worker
@@ -161,14 +161,7 @@ class JobAdmin(ReadOnlyDetailMixin, ObjectActionsMixin):
         self, request: HttpRequest, queryset: QuerySet[Job], search_term: str
     ) -> tuple[QuerySet[Job], bool]:
         """Exact id or exact idempotency key: both indexed (no ILIKE scans)."""
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        match = Q(idempotency_key=term)
-        digits = term.removeprefix("#")
-        if digits.isdigit() and len(digits) < 19:
-            match |= Q(pk=int(digits))
-        return queryset.filter(match), False
+        return exact_search(queryset, search_term, "idempotency_key"), False
 
     # -- list columns ----------------------------------------------------
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.safestring import SafeString
 
 from django_jobs.admin import display
 from django_jobs.admin.changelist import IndexedChangeList
 from django_jobs.admin.counts import EstimatedCountPaginator
+from django_jobs.admin.filters import exact_search
 from django_jobs.engine.outbox import get_outbox_engine
 from django_jobs.models import OutboxEvent
 from django_jobs.status import OutboxStatus
@@ -86,14 +87,7 @@ class OutboxEventAdmin(ModelAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[OutboxEvent], search_term: str
     ) -> tuple[QuerySet[OutboxEvent], bool]:
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        match = Q(key=term)
-        number = term.removeprefix("#")
-        if number.isdigit() and len(number) < 19:
-            match |= Q(pk=int(number))
-        return queryset.filter(match), False
+        return exact_search(queryset, search_term, "key"), False
 
     @admin.display(description="last error")
     def short_error(self, obj: OutboxEvent) -> str:
