@@ -45,7 +45,7 @@ DEFAULTS: dict[str, Any] = {
     # Use LISTEN/NOTIFY on PostgreSQL. Turn off behind PgBouncer in transaction mode.
     "USE_NOTIFY": True,
     # Prepare the hot-path statements on PostgreSQL (claim, complete, enqueue). Turn off
-    # behind PgBouncer in transaction mode older than 1.21 (no prepared statement support).
+    # behind PgBouncer in transaction mode older than 1.22, or without max_prepared_statements.
     "PREPARED_STATEMENTS": True,
     # Seconds finished jobs (SUCCESSFUL, FAILED, CANCELLED) are kept; None keeps them forever.
     "FINISHED_JOB_RETENTION": 7 * 24 * 3600.0,

@@ -12,6 +12,7 @@ import dataclasses
 import inspect
 import json
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
@@ -90,16 +91,29 @@ def _json_dumps(value: Any, what: str) -> str:
         raise TypeError(f"{what} must be JSON-serializable: {exc}") from exc
 
 
+# An escaped NUL (\u0000) not preceded by an escaping backslash.
+_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def reject_nul(encoded: str, what: str) -> str:
+    """``encoded`` unchanged, or TypeError if it holds a NUL character.
+
+    JSON allows ``\u0000``; PostgreSQL's jsonb rejects it, so the row (or a
+    whole batch of completions) would fail to write.
+    """
+    if "\\u0000" in encoded and _ESCAPED_NUL.search(encoded):
+        raise TypeError(f"{what} contains a NUL character (\\x00), which PostgreSQL cannot store")
+    return encoded
+
+
 def _encode_arguments(
     task_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]
 ) -> tuple[str, str]:
     # Encode each argument on its own first only when the whole fails, so the
     # error names the culprit without slowing the common path.
     try:
-        return (
-            _encode(list(args)) if args else "[]",
-            _encode(dict(kwargs)) if kwargs else "{}",
-        )
+        args_json = _encode(list(args)) if args else "[]"
+        kwargs_json = _encode(dict(kwargs)) if kwargs else "{}"
     except (TypeError, ValueError):
         for index, value in enumerate(args):
             _json_dumps(value, f"{task_name}: positional argument {index} ({type(value).__name__})")
@@ -110,6 +124,8 @@ def _encode_arguments(
                 ) from None
             _json_dumps(value, f"{task_name}: keyword argument {key!r} ({type(value).__name__})")
         raise
+    what = f"{task_name}: an argument"
+    return reject_nul(args_json, what), reject_nul(kwargs_json, what)
 
 
 def validate_priority(priority: Any) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import select
 import uuid
+import weakref
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self
@@ -308,9 +309,17 @@ def _json(value: Any) -> Any:
 _EXPLICIT_PREPARE_ONLY = 2**62
 
 
+# Runs of each hot statement per connection, to prepare it on its second run.
+_statement_runs: weakref.WeakKeyDictionary[psycopg.Connection[Any], dict[str, int]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 class _PreparedCursor(psycopg.Cursor[Any]):
-    """Server-side binding, and every statement prepared on first use: the hot
-    path runs the same few statements thousands of times per connection."""
+    """Server-side binding; each statement prepared on its second run on a
+    connection. The worker runs the same few statements thousands of times per
+    connection; a web request with CONN_MAX_AGE=0 enqueues on a fresh
+    connection and would pay preparing's extra round trip for nothing."""
 
     def execute(
         self,
@@ -320,7 +329,12 @@ class _PreparedCursor(psycopg.Cursor[Any]):
         prepare: bool | None = None,
         binary: bool | None = None,
     ) -> Self:
-        prepare = True if prepare is None else prepare
+        if prepare is None:
+            runs = _statement_runs.setdefault(self.connection, {})
+            count = runs.get(query, 0)
+            if count < 2:
+                runs[query] = count + 1
+            prepare = count >= 1
         return super().execute(query, params, prepare=prepare, binary=binary)
 
 
@@ -330,7 +344,7 @@ class PostgresEngine(GenericEngine):
     def _hot_cursor(self) -> Any:
         """A cursor for the hot path: Django's wrapper (errors, query logging,
         thread checks) around a prepared-statement psycopg cursor, unless
-        PREPARED_STATEMENTS is off (PgBouncer < 1.21 in transaction mode)."""
+        PREPARED_STATEMENTS is off (PgBouncer in transaction mode before 1.22)."""
         conn = self.connection
         if not jobs_settings.PREPARED_STATEMENTS:
             return conn.cursor()

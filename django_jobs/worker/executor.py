@@ -63,9 +63,12 @@ class Executor(Protocol):
         """Outcomes of jobs finished since the last call (non-blocking)."""
         ...
 
-    def take_unstarted(self, waited_longer_than: float = 0.0) -> list[ClaimedJob]:
+    def take_unstarted(
+        self, waited_longer_than: float = 0.0, *, keep_free: bool = True
+    ) -> list[ClaimedJob]:
         """Remove and return backlog jobs that have waited longer than this (seconds)
-        and have no free slot to start in: the surplus claimed ahead (prefetch)."""
+        and have no free slot to start in: the surplus claimed ahead (prefetch).
+        With ``keep_free=False``, every backlog job (final shutdown)."""
         ...
 
     def mean_runtime(self) -> float | None:
@@ -185,9 +188,11 @@ class ThreadExecutor:
             taken, self._outcomes = self._outcomes, []
         return taken
 
-    def take_unstarted(self, waited_longer_than: float = 0.0) -> list[ClaimedJob]:
+    def take_unstarted(
+        self, waited_longer_than: float = 0.0, *, keep_free: bool = True
+    ) -> list[ClaimedJob]:
         with self._lock:
-            free = self.concurrency - len(self._in_flight)
+            free = self.concurrency - len(self._in_flight) if keep_free else 0
             return self._backlog.take_waiting(waited_longer_than, keep=free)
 
     def mean_runtime(self) -> float | None:

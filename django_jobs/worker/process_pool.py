@@ -156,10 +156,13 @@ class ProcessExecutor:
             taken, self._outcomes = self._outcomes, []
         return taken
 
-    def take_unstarted(self, waited_longer_than: float = 0.0) -> list[ClaimedJob]:
+    def take_unstarted(
+        self, waited_longer_than: float = 0.0, *, keep_free: bool = True
+    ) -> list[ClaimedJob]:
         with self._lock:
             busy = sum(1 for child in self._children.values() if child.job is not None)
-            return self._backlog.take_waiting(waited_longer_than, keep=self.concurrency - busy)
+            keep = self.concurrency - busy if keep_free else 0
+            return self._backlog.take_waiting(waited_longer_than, keep=keep)
 
     def mean_runtime(self) -> float | None:
         return self._runtime.mean

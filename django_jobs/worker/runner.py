@@ -30,7 +30,7 @@ from django_jobs.engine import get_engine
 from django_jobs.engine.base import ClaimedJob, Completion, Failure
 from django_jobs.exceptions import Discard, JobTimeout, Retry, UnknownTaskError
 from django_jobs.status import JobStatus
-from django_jobs.tasks import Task, resolve_task
+from django_jobs.tasks import Task, reject_nul, resolve_task
 
 logger = logging.getLogger("django_jobs.worker")
 
@@ -45,13 +45,20 @@ class ClaimLost(Exception):
     """The job's lease was taken over; roll back the atomic body."""
 
 
+def storable(text: str) -> str:
+    """``text`` with NUL characters written out: PostgreSQL stores none in text or
+    jsonb, and an error quoting binary data must not make its failure unwritable."""
+    return text.replace("\x00", "\\x00") if "\x00" in text else text
+
+
 def error_entry(job: ClaimedJob, exc: BaseException, *, tb: str | None = None) -> dict[str, Any]:
     cls = type(exc)
+    text = tb if tb is not None else "".join(traceback.format_exception(exc))
     return {
         "attempt": job.attempts,
         "exception_class": f"{cls.__module__}.{cls.__qualname__}",
-        "message": str(exc),
-        "traceback": tb if tb is not None else "".join(traceback.format_exception(exc)),
+        "message": storable(str(exc)),
+        "traceback": storable(text),
         "at": timezone.now().isoformat(),
         "worker_id": str(job.worker_id),
     }
@@ -59,19 +66,20 @@ def error_entry(job: ClaimedJob, exc: BaseException, *, tb: str | None = None) -
 
 def _encode_result(value: Any) -> str:
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        encoded = json.dumps(value, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(
             f"task returned a value that is not JSON-serializable ({type(value).__name__}): {exc}"
         ) from exc
+    return reject_nul(encoded, "the task's return value")
 
 
 def decide_failure(job: ClaimedJob, task_obj: Task[Any, Any] | None, exc: BaseException) -> Failure:
     """Retry (with the task's backoff) or give up, from the exception and attempts."""
     error = error_entry(job, exc)
-    name = f"{type(exc).__name__}: {exc}"
+    name = storable(f"{type(exc).__name__}: {exc}")
     if isinstance(exc, Discard):
-        return Failure(job, error, None, f"discarded by the task: {exc.reason}")
+        return Failure(job, error, None, storable(f"discarded by the task: {exc.reason}"))
     if task_obj is not None and task_obj.discard_on and isinstance(exc, task_obj.discard_on):
         return Failure(job, error, None, f"discarded: {name} is in discard_on")
     if job.attempts >= job.max_attempts:
@@ -239,7 +247,7 @@ def crash_failure(job: ClaimedJob, exc: BaseException) -> Failure:
     """
     error = error_entry(job, exc, tb="")
     if job.attempts >= job.max_attempts:
-        reason = f"attempts exhausted ({job.attempts}/{job.max_attempts}): {exc}"
+        reason = storable(f"attempts exhausted ({job.attempts}/{job.max_attempts}): {exc}")
         return Failure(job, error, None, reason)
     try:
         resolved = resolve_task(job.task_name)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any, Protocol, TypeVar
 
-from django.db import DatabaseError, InterfaceError, OperationalError, connections
+from django.db import DatabaseError, ProgrammingError, connections
 
 from django_jobs.conf import jobs_settings
 from django_jobs.engine import get_engine
@@ -41,12 +41,27 @@ PREFETCH_WINDOW = 0.05
 # A prefetched job still waiting for a slot after this many seconds (the jobs
 # ahead of it turned out slow) is handed back for another worker to run.
 HAND_BACK_AFTER = 1.0
-# A database error that is not a lost connection (OperationalError,
-# InterfaceError) means the database rejects the worker's statements: a schema
-# not migrated, a bug. A reconnect cures the passing kind (a prepared statement
-# after a migration); this many in a row stop the worker with exit code 1
-# rather than retrying forever under a misleading "database unavailable".
+# A statement the database rejects for good (a table or column that is not
+# there, a prepared statement PgBouncer lost) is not an outage: after this many
+# in a row the worker stops with exit code 1 and says why, rather than retrying
+# forever under a misleading "database unavailable". Everything else (lost
+# connections, deadlocks, timeouts, a read-only node after a failover) is
+# retried with backoff for as long as it lasts.
 REJECTED_IN_A_ROW_LIMIT = 3
+
+
+def rejection_hint(exc: DatabaseError) -> str | None:
+    """What to do about a statement the database rejects for good; None for a passing error."""
+    sqlstate = str(getattr(exc.__cause__, "sqlstate", None) or "")
+    if sqlstate == "26000":  # invalid_sql_statement_name
+        return (
+            "a prepared statement is missing: behind PgBouncer in transaction mode set "
+            "DJANGO_JOBS['PREPARED_STATEMENTS'] = False (or use PgBouncer 1.22+ with "
+            "max_prepared_statements)"
+        )
+    if sqlstate.startswith("42") or (not sqlstate and isinstance(exc, ProgrammingError)):
+        return "is the schema migrated (manage.py migrate)?"  # undefined table/column...
+    return None
 
 
 class Service(Protocol):
@@ -87,6 +102,7 @@ class Worker:
         self.prefetch = int(prefetch)
         self.batch_size = options.batch_size or options.concurrency + self.prefetch
         self._prefetch_paused = False  # after a hand-back, until a slot frees up
+        self._releasing: list[ClaimedJob] = []  # handed back, release not confirmed yet
         self._wake = threading.Event()
         self._stopping = False
         self._signals_received = 0
@@ -111,7 +127,8 @@ class Worker:
 
     def held_jobs(self) -> list[ClaimedJob]:
         """Claims this worker still owns: running, or finished with the outcome unwritten."""
-        return [*self.executor.held_jobs(), *(job for job, _ in list(self._pending))]
+        pending = [job for job, _ in list(self._pending)]
+        return [*self.executor.held_jobs(), *pending, *list(self._releasing)]
 
     # -- lifecycle -------------------------------------------------------
 
@@ -202,36 +219,36 @@ class Worker:
                 self._hand_back_stale()
                 claimed = self._flush_and_claim()
                 failures = rejected = 0
-            except (OperationalError, InterfaceError):
-                failures += 1
-                delay = min(30.0, 0.25 * 2**failures) * random.uniform(0.8, 1.2)
-                logger.warning(
-                    "database unavailable (%d in a row); retrying in %.1fs",
-                    failures,
-                    delay,
-                    exc_info=True,
-                )
-                connections[self.options.database].close()
-                self._wake.wait(delay)
-                continue
             except DatabaseError as exc:
-                rejected += 1
+                hint = rejection_hint(exc)
                 connections[self.options.database].close()
+                if hint is None:  # an outage (or a passing error): back off and retry
+                    failures, rejected = failures + 1, 0
+                    delay = min(30.0, 0.25 * 2**failures) * random.uniform(0.8, 1.2)
+                    logger.warning(
+                        "database unavailable (%d in a row); retrying in %.1fs",
+                        failures,
+                        delay,
+                        exc_info=True,
+                    )
+                    self._wake.wait(delay)
+                    continue
+                rejected += 1
                 if rejected >= REJECTED_IN_A_ROW_LIMIT:
                     logger.critical(
                         "the database rejected the worker's statements %d times in a row "
-                        "(%s: %s); is the schema migrated (manage.py migrate)? Stopping",
+                        "(%s: %s); %s Stopping",
                         rejected,
                         type(exc).__name__,
-                        exc,
+                        str(exc).strip(),
+                        hint,
                     )
                     self.exit_code = 1
                     self.request_stop()
                     break
                 logger.exception(
-                    "the database rejected a statement (%s: %s); reconnecting and retrying",
+                    "the database rejected a statement (%s); reconnecting and retrying",
                     type(exc).__name__,
-                    exc,
                 )
                 self._wake.wait(1.0)
                 continue
@@ -309,19 +326,21 @@ class Worker:
         claimed straight back.
         """
         stale = self.executor.take_unstarted(HAND_BACK_AFTER)
-        if not stale:
+        if stale:
+            self._prefetch_paused = True
+            self._releasing.extend(stale)
+        if not self._releasing:
             return
-        self._prefetch_paused = True
-        try:
-            released = self.engine.release_jobs(stale)
-        except DatabaseError:
-            self.executor.submit(stale)  # still ours: run them or try again
-            raise
+        # Kept (and their leases renewed) until the release is confirmed, and
+        # never run: a release whose answer was lost may have committed, and
+        # another worker may be running them already.
+        released = self.engine.release_jobs(self._releasing)
         logger.info(
             "handed back %d prefetched job(s) that waited over %.0fs for a free slot",
             released,
             HAND_BACK_AFTER,
         )
+        self._releasing = []
 
     def _flush(self) -> None:
         """Write finished jobs' outcomes: successes in one batch, failures one by one."""
@@ -361,17 +380,20 @@ class Worker:
             self._flush()
 
     def _drain_on_shutdown(self) -> None:
-        unstarted = self.executor.take_unstarted()
+        unstarted = self._releasing + self.executor.take_unstarted()
         if unstarted:
             released = self._safely(self.engine.release_jobs, unstarted) or 0
             logger.info("shutdown: handed back %d job(s) that had not started", released)
+            self._releasing = []
         deadline = time.monotonic() + self.options.shutdown_timeout
         while self.executor.running_jobs() and time.monotonic() < deadline:
             self._wake.wait(0.05)
             self._wake.clear()
             self._safely(self._flush)
         self._safely(self._flush)
-        unfinished = self.executor.running_jobs()
+        # Everything still queued goes back too (a child process that never
+        # became ready), taken out of the backlog so it is not started now.
+        unfinished = [*self.executor.take_unstarted(keep_free=False), *self.executor.running_jobs()]
         if unfinished:
             released = self._safely(self.engine.release_jobs, unfinished) or 0
             logger.warning("shutdown timeout: handed back %d unfinished job(s) to READY", released)

@@ -11,10 +11,11 @@ import contextlib
 from collections.abc import Iterator
 
 import pytest
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 
 from django_jobs.models import Job
 from django_jobs.status import JobStatus
+from django_jobs.worker.worker import rejection_hint
 from tests.e2e.crash_support import ids, wait_for
 from tests.testapp import tasks
 
@@ -54,3 +55,29 @@ def test_runworker_on_an_unmigrated_database_says_so(start_worker):
     assert 'relation "django_jobs_worker" does not exist' in output
     assert "Run `manage.py migrate`" in output
     assert "Traceback" not in output
+
+
+def _error_of(*statements: str) -> DatabaseError:
+    """The Django-wrapped error the real server raises for ``statements`` (rolled back)."""
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+    except DatabaseError as exc:
+        return exc
+    raise AssertionError(f"no error from {statements}")
+
+
+def test_only_statements_rejected_for_good_stop_a_worker():
+    missing = _error_of("SELECT * FROM no_such_table")
+    assert "manage.py migrate" in (rejection_hint(missing) or "")
+    lost_prepared = _error_of("EXECUTE no_such_prepared_statement")
+    assert "PREPARED_STATEMENTS" in (rejection_hint(lost_prepared) or "")
+    # Passing states are outages, retried with backoff: never a reason to exit.
+    read_only = _error_of(
+        "SET TRANSACTION READ ONLY",
+        "INSERT INTO django_jobs_worker (id) VALUES (gen_random_uuid())",
+    )
+    timeout = _error_of("SET LOCAL statement_timeout = 1", "SELECT pg_sleep(1)")
+    for passing in (read_only, timeout):
+        assert rejection_hint(passing) is None, passing

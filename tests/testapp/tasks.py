@@ -206,4 +206,15 @@ def backend_pid() -> int:
         return int(cursor.fetchone()[0])
 
 
+@task(max_attempts=1)
+def returns_nul() -> str:
+    """A result PostgreSQL's jsonb cannot hold (it must not block other outcomes)."""
+    return "binary\x00data"
+
+
+@task(max_attempts=1)
+def raises_nul() -> None:
+    raise ValueError("bad byte \x00 in input")
+
+
 from tests.testapp import subscribers  # noqa: E402, F401 - registers the outbox subscribers
