@@ -166,8 +166,10 @@ machine's load (other work on it) hits them alike:
   one transaction; the clock runs from the first job seen finished to the
   last (polled every 10 ms), so start-up is not counted. A system still
   running after 30 s is stopped and rated on what it finished (the note says
-  how many). A drain that takes under 5 s is run three times (fresh workers
-  each time) and the median reported, with the range in the note.
+  how many).
+- **repeats**: a drain or an enqueue run that takes under 5 s is run three
+  times (fresh workers and clients each time) and the median reported, with
+  the range in the note; slower systems run once.
 - **enqueue**: 2 client processes, each enqueueing 10,000 jobs one per
   transaction with the library's own enqueue call, started together
   (cap 15 s). **bulk**: one call with 20,000 jobs.

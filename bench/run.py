@@ -68,7 +68,12 @@ def _steps(args: argparse.Namespace) -> list[tuple[str, str, Any, tuple[Any, ...
     """(result key, label, workload, arguments after the system), in run order."""
     n, cap = args.jobs, args.cap
     return [
-        ("enqueue_one", "enqueue one per transaction", workloads.enqueue_one, (args.enqueue,)),
+        (
+            "enqueue_one",
+            "enqueue one per transaction",
+            workloads.enqueue_one_median,
+            (args.enqueue,),
+        ),
         ("enqueue_bulk", "bulk enqueue", workloads.enqueue_bulk, (args.bulk,)),
         ("drain1", "drain, 1 worker", workloads.drain_median, (1, n, cap)),
         ("drain2", "drain, 2 workers", workloads.drain_median, (2, n, cap)),
