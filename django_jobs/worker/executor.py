@@ -86,6 +86,59 @@ class Executor(Protocol):
         ...
 
 
+class PoolBookkeeping:
+    """What both pools track the same way: the backlog, the outcomes not taken
+    yet, recent run times, and the slot arithmetic built on them.
+
+    A pool says which of its jobs have started (:meth:`_started_jobs`, called
+    with ``_lock`` held) and pushes to ``_backlog`` / ``_outcomes`` under it.
+    """
+
+    def __init__(
+        self,
+        concurrency: int,
+        on_finished: Callable[[], None],
+        lock: threading.Lock | threading.RLock,
+    ) -> None:
+        self.concurrency = concurrency
+        self._on_finished = on_finished
+        self._lock = lock
+        self._backlog = Backlog()
+        self._outcomes: list[Finished] = []
+        self._runtime = RuntimeMeter()
+
+    def _started_jobs(self) -> list[ClaimedJob]:
+        raise NotImplementedError
+
+    def free_slots(self) -> int:
+        with self._lock:
+            return self.concurrency - len(self._started_jobs()) - len(self._backlog)
+
+    def running_jobs(self) -> list[ClaimedJob]:
+        with self._lock:
+            return [*self._started_jobs(), *self._backlog.jobs()]
+
+    def held_jobs(self) -> list[ClaimedJob]:
+        with self._lock:
+            finished = [job for job, _ in self._outcomes]
+            return [*self._started_jobs(), *self._backlog.jobs(), *finished]
+
+    def take_outcomes(self) -> list[Finished]:
+        with self._lock:
+            taken, self._outcomes = self._outcomes, []
+        return taken
+
+    def take_unstarted(
+        self, waited_longer_than: float = 0.0, *, keep_free: bool = True
+    ) -> list[ClaimedJob]:
+        with self._lock:
+            keep = self.concurrency - len(self._started_jobs()) if keep_free else 0
+            return self._backlog.take_waiting(waited_longer_than, keep=keep)
+
+    def mean_runtime(self) -> float | None:
+        return self._runtime.mean
+
+
 class _Slot:
     __slots__ = ("deadline", "job", "thread")
 
@@ -95,7 +148,7 @@ class _Slot:
         self.deadline = deadline
 
 
-class ThreadExecutor:
+class ThreadExecutor(PoolBookkeeping):
     """Run jobs in ``concurrency`` threads of this process.
 
     The threads take jobs straight from the backlog, so a prefetched job
@@ -104,15 +157,10 @@ class ThreadExecutor:
     """
 
     def __init__(self, concurrency: int, on_finished: Callable[[], None]) -> None:
-        self.concurrency = concurrency
-        self._on_finished = on_finished
-        self._lock = threading.Lock()
+        super().__init__(concurrency, on_finished, threading.Lock())
         self._job_waiting = threading.Condition(self._lock)
-        self._backlog = Backlog()
-        self._outcomes: list[Finished] = []
         self._in_flight: dict[int, _Slot] = {}
         self._threads: set[threading.Thread] = set()
-        self._runtime = RuntimeMeter()
         self._stopping = False
         self._serial = 0
 
@@ -170,33 +218,8 @@ class ThreadExecutor:
                 self._backlog.push(job)
             self._job_waiting.notify(len(jobs))
 
-    def free_slots(self) -> int:
-        with self._lock:
-            return self.concurrency - len(self._in_flight) - len(self._backlog)
-
-    def running_jobs(self) -> list[ClaimedJob]:
-        with self._lock:
-            return [slot.job for slot in self._in_flight.values()] + self._backlog.jobs()
-
-    def held_jobs(self) -> list[ClaimedJob]:
-        with self._lock:
-            running = [slot.job for slot in self._in_flight.values()] + self._backlog.jobs()
-            return running + [job for job, _ in self._outcomes]
-
-    def take_outcomes(self) -> list[Finished]:
-        with self._lock:
-            taken, self._outcomes = self._outcomes, []
-        return taken
-
-    def take_unstarted(
-        self, waited_longer_than: float = 0.0, *, keep_free: bool = True
-    ) -> list[ClaimedJob]:
-        with self._lock:
-            free = self.concurrency - len(self._in_flight) if keep_free else 0
-            return self._backlog.take_waiting(waited_longer_than, keep=free)
-
-    def mean_runtime(self) -> float | None:
-        return self._runtime.mean
+    def _started_jobs(self) -> list[ClaimedJob]:
+        return [slot.job for slot in self._in_flight.values()]
 
     def expire_overdue(self) -> list[ClaimedJob]:
         now = time.monotonic()

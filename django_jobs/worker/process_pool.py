@@ -52,8 +52,7 @@ from django.db import connections
 
 from django_jobs.engine.base import ClaimedJob
 from django_jobs.exceptions import WorkerCrashed
-from django_jobs.worker.backlog import Backlog, RuntimeMeter
-from django_jobs.worker.executor import Finished
+from django_jobs.worker.executor import PoolBookkeeping
 from django_jobs.worker.process_child import (
     CHILD_BROKEN,
     child_main,
@@ -85,7 +84,7 @@ class _Child:
     retiring: bool = False  # exiting on its own, or killed: a replacement is due
 
 
-class ProcessExecutor:
+class ProcessExecutor(PoolBookkeeping):
     """Run each job in one of ``concurrency`` forked child processes."""
 
     def __init__(
@@ -96,16 +95,11 @@ class ProcessExecutor:
         max_tasks_per_child: int | None = None,
         max_memory_mb: float | None = None,
     ) -> None:
-        self.concurrency = concurrency
+        # Reentrant: abort() may run in a signal handler while the main thread holds it.
+        super().__init__(concurrency, on_finished, threading.RLock())
         self.max_tasks_per_child = max_tasks_per_child
         self.max_memory_bytes = int(max_memory_mb * 1024 * 1024) if max_memory_mb else None
-        self._on_finished = on_finished
-        # Reentrant: abort() may run in a signal handler while the main thread holds it.
-        self._lock = threading.RLock()
         self._children: dict[int, _Child] = {}
-        self._backlog = Backlog()
-        self._runtime = RuntimeMeter()
-        self._outcomes: list[Finished] = []
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._stopping = threading.Event()
@@ -137,35 +131,8 @@ class ProcessExecutor:
                 self._backlog.push(job)
         self._poke()
 
-    def free_slots(self) -> int:
-        with self._lock:
-            busy = sum(1 for child in self._children.values() if child.job is not None)
-            return self.concurrency - busy - len(self._backlog)
-
-    def running_jobs(self) -> list[ClaimedJob]:
-        with self._lock:
-            running = [child.job for child in self._children.values() if child.job is not None]
-            return [*self._backlog.jobs(), *running]
-
-    def held_jobs(self) -> list[ClaimedJob]:
-        with self._lock:
-            return self.running_jobs() + [job for job, _ in self._outcomes]
-
-    def take_outcomes(self) -> list[Finished]:
-        with self._lock:
-            taken, self._outcomes = self._outcomes, []
-        return taken
-
-    def take_unstarted(
-        self, waited_longer_than: float = 0.0, *, keep_free: bool = True
-    ) -> list[ClaimedJob]:
-        with self._lock:
-            busy = sum(1 for child in self._children.values() if child.job is not None)
-            keep = self.concurrency - busy if keep_free else 0
-            return self._backlog.take_waiting(waited_longer_than, keep=keep)
-
-    def mean_runtime(self) -> float | None:
-        return self._runtime.mean
+    def _started_jobs(self) -> list[ClaimedJob]:
+        return [child.job for child in self._children.values() if child.job is not None]
 
     def expire_overdue(self) -> list[ClaimedJob]:
         now = time.monotonic()
