@@ -19,6 +19,8 @@ from typing import Any
 
 from django.utils.dateparse import parse_datetime
 
+from django_jobs.tasks import reject_nul
+
 MAX_TOPIC_LENGTH = 255
 MAX_KEY_LENGTH = 255
 _WILDCARDS = frozenset("*#")
@@ -76,14 +78,17 @@ class Event:
 
 def _dumps(value: Any, what: str) -> str:
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        encoded = json.dumps(value, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{what} must be JSON-serializable: {exc}") from exc
+    return reject_nul(encoded, what)
 
 
 def validate_topic(topic: Any) -> str:
     if not isinstance(topic, str) or not topic.strip():
         raise ValueError(f"outbox topic must be a non-empty string, got {topic!r}")
+    if "\x00" in topic:
+        raise ValueError(f"outbox topic {topic!r} contains a NUL character")
     if len(topic) > MAX_TOPIC_LENGTH:
         raise ValueError(f"outbox topic is longer than {MAX_TOPIC_LENGTH} characters")
     if _WILDCARDS & set(topic):
@@ -105,6 +110,8 @@ def new_event(topic: Any, payload: Any, key: Any = None, headers: Any = None) ->
             )
         if len(key) > MAX_KEY_LENGTH:
             raise ValueError(f"outbox key is longer than {MAX_KEY_LENGTH} characters")
+        if "\x00" in key:
+            raise ValueError(f"outbox key {key!r} contains a NUL character")
     if headers is None:
         headers = {}
     if not isinstance(headers, Mapping):

@@ -82,6 +82,10 @@ def test_publish_commits_and_rolls_back_with_the_transaction():
             "field(s) x",
         ),
         (lambda: outbox.publish_many(["t"]), TypeError, "item 0: must be a (topic"),
+        # PostgreSQL stores no NUL character in jsonb or text.
+        (lambda: outbox.publish("t", {"raw": "a\x00b"}), TypeError, "payload of event 't'"),
+        (lambda: outbox.publish("t\x00", {}), ValueError, "contains a NUL character"),
+        (lambda: outbox.publish("t", {}, key="k\x00"), ValueError, "contains a NUL character"),
     ],
 )
 def test_bad_input_names_the_problem_and_writes_nothing(call, error, message):
