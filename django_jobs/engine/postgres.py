@@ -310,6 +310,8 @@ _EXPLICIT_PREPARE_ONLY = 2**62
 
 
 # Runs of each hot statement per connection, to prepare it on its second run.
+# Not psycopg's own prepare_threshold=2: that is per connection, and would also
+# prepare the project's queries on a server-side-binding connection.
 _statement_runs: weakref.WeakKeyDictionary[psycopg.Connection[Any], dict[str, int]] = (
     weakref.WeakKeyDictionary()
 )

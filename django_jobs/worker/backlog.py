@@ -45,9 +45,11 @@ class Backlog:
         """Remove and return jobs queued more than ``longer_than`` seconds ago,
         except the ``keep`` most urgent ones (they start as soon as a slot that
         is free right now is ready, e.g. a child process still starting)."""
+        cutoff = time.monotonic() - longer_than
+        if not any(entry[2] <= cutoff for entry in self._heap):
+            return []  # the common case, checked on every worker loop: nothing to sort
         ordered = sorted(self._heap)
         kept, rest = ordered[: max(keep, 0)], ordered[max(keep, 0) :]
-        cutoff = time.monotonic() - longer_than
         stale = [entry for entry in rest if entry[2] <= cutoff]
         if stale:
             self._heap = kept + [entry for entry in rest if entry[2] > cutoff]
