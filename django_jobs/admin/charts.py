@@ -59,6 +59,11 @@ class Chart:
     failed: int
     cancelled: int
 
+    @property
+    def legend(self) -> tuple[str, str]:
+        """The succeeded and failed totals as shown ("12,345")."""
+        return f"{self.succeeded:,}", f"{self.failed:,}"
+
 
 def nice_max(value: int) -> int:
     """A round axis maximum at or above ``value`` (1, 2, 5 x 10^n)."""
