@@ -420,7 +420,7 @@ def main() -> None:
     text += (
         "\nWall times include Django rendering the page; *CPU* is this process's CPU per "
         "request (what the page costs without the other runs on the machine), *SQL* the time "
-        "spent waiting for PostgreSQL. Counts above `ADMIN_EXACT_COUNT_LIMIT` (1,000) are "
+        "spent waiting for PostgreSQL. Counts above `ADMIN_EXACT_COUNT_LIMIT` (10,000) are "
         "planner estimates; the *cold* overview recounts the last 24 hours of finished jobs "
         "(about 143,000 rows here), later loads only the current minute.\n"
     )

@@ -53,9 +53,10 @@ DEFAULTS: dict[str, Any] = {
     "PRUNE_BATCH_SIZE": 1000,
     # Seconds between pruning passes run by workers; None disables worker pruning.
     "PRUNE_INTERVAL": 600.0,
-    # Admin: counts up to this many rows are exact; above it, PostgreSQL's planner
-    # estimate is shown ("about 1,000,000") so no page ever counts a big table.
-    "ADMIN_EXACT_COUNT_LIMIT": 1_000,
+    # Admin: counts up to this many rows are exact (a count reads at most this many
+    # + 1 rows); above it, PostgreSQL's planner estimate, never below this, is shown
+    # ("about 1,000,000") so no page ever counts a big table.
+    "ADMIN_EXACT_COUNT_LIMIT": 10_000,
     # Admin: seconds between automatic refreshes of the overview page; 0 turns it off.
     "ADMIN_REFRESH_SECONDS": 10,
     # -- transactional outbox ------------------------------------------------

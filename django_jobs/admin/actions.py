@@ -17,6 +17,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import (
     Http404,
     HttpRequest,
@@ -35,8 +36,16 @@ else:
 
 # One action handles at most this many rows ("select all" over a million rows
 # must not load a million ids); the message says so, and running it again
-# continues with the next ones.
+# continues with the next ones. Every bulk action reads it through
+# first_selected() and report(), at call time.
 MAX_SELECTION = 10_000
+
+
+def first_selected(queryset: QuerySet[Any], *fields: str) -> tuple[list[tuple[Any, ...]], bool]:
+    """The first ``MAX_SELECTION`` selected rows, newest first, as ``fields`` tuples,
+    and whether more were selected (then ``report(truncated=True)`` says so)."""
+    rows = list(queryset.order_by("-pk").values_list(*fields)[: MAX_SELECTION + 1])
+    return rows[:MAX_SELECTION], len(rows) > MAX_SELECTION
 
 
 def plural(count: int, noun: str) -> str:

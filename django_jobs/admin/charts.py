@@ -17,9 +17,14 @@ from django_jobs.admin.stats import Bucket
 
 WIDTH = 480
 HEIGHT = 150
-LEFT = 40  # room for the y axis labels
 BOTTOM = 20  # room for the x axis labels
 TOP = 8
+# The y axis labels are right-aligned LABEL_GAP left of the plot, in a gutter
+# as wide as the widest label: CHAR_WIDTH is a generous width of one digit at
+# the 11px chart font (a comma is narrower), MARGIN keeps it off the edge.
+CHAR_WIDTH = 7
+LABEL_GAP = 6
+MARGIN = 4
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -45,6 +50,7 @@ class Chart:
     width: int
     height: int
     left: int
+    label_x: int
     plot_bottom: float
     bars: list[Bar]
     y_ticks: list[Tick]
@@ -52,6 +58,11 @@ class Chart:
     succeeded: int
     failed: int
     cancelled: int
+
+    @property
+    def legend(self) -> tuple[str, str]:
+        """The succeeded and failed totals as shown ("12,345")."""
+        return f"{self.succeeded:,}", f"{self.failed:,}"
 
 
 def nice_max(value: int) -> int:
@@ -70,11 +81,16 @@ def bar_chart(title: str, buckets: Sequence[Bucket], label_format: str, label_ev
     plot_height = HEIGHT - BOTTOM - TOP
     plot_bottom = float(HEIGHT - BOTTOM)
     top = nice_max(max((b.succeeded + b.failed for b in buckets), default=0))
-    slot = (WIDTH - LEFT) / max(len(buckets), 1)
+    y_ticks = [
+        Tick(round(plot_bottom - plot_height * fraction, 2), f"{int(top * fraction):,}")
+        for fraction in (0, 0.5, 1)
+    ]
+    left = MARGIN + CHAR_WIDTH * max(len(t.label) for t in y_ticks) + LABEL_GAP
+    slot = (WIDTH - left) / max(len(buckets), 1)
     gap = 1.0 if slot > 4 else 0.0
     bars, x_ticks = [], []
     for index, bucket in enumerate(buckets):
-        x = LEFT + index * slot
+        x = left + index * slot
         failed_h = plot_height * bucket.failed / top
         ok_h = plot_height * bucket.succeeded / top
         local = timezone.localtime(bucket.start)
@@ -94,15 +110,12 @@ def bar_chart(title: str, buckets: Sequence[Bucket], label_format: str, label_ev
         )
         if index % label_every == 0:
             x_ticks.append(Tick(round(x + slot / 2, 2), local.strftime(label_format)))
-    y_ticks = [
-        Tick(round(plot_bottom - plot_height * fraction, 2), f"{int(top * fraction):,}")
-        for fraction in (0, 0.5, 1)
-    ]
     return Chart(
         title=title,
         width=WIDTH,
         height=HEIGHT,
-        left=LEFT,
+        left=left,
+        label_x=left - LABEL_GAP,
         plot_bottom=plot_bottom,
         bars=bars,
         y_ticks=y_ticks,

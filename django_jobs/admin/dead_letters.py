@@ -14,7 +14,7 @@ from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
 from django_jobs.admin import display
-from django_jobs.admin.actions import MAX_SELECTION, ObjectAction, ObjectActionsMixin
+from django_jobs.admin.actions import ObjectAction, ObjectActionsMixin, first_selected
 from django_jobs.admin.changelist import IndexedChangeList
 from django_jobs.admin.counts import EstimatedCountPaginator
 from django_jobs.admin.filters import DeadLetterQueueFilter, DeadLetterTaskFilter, RetriedFilter
@@ -129,10 +129,9 @@ class DeadLetterAdmin(ReadOnlyDetailMixin, ObjectActionsMixin):
         description="Retry selected dead letters (enqueue a new job)", permissions=["change"]
     )
     def retry_dead_letters(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
-        rows = list(queryset.order_by("-pk").values_list("pk", "retried_at")[: MAX_SELECTION + 1])
-        truncated = len(rows) > MAX_SELECTION
-        ids = [pk for pk, retried_at in rows[:MAX_SELECTION] if retried_at is None]
-        skipped = Counter({"already retried": len(rows[:MAX_SELECTION]) - len(ids)})
+        rows, truncated = first_selected(queryset, "pk", "retried_at")
+        ids = [pk for pk, retried_at in rows if retried_at is None]
+        skipped = Counter({"already retried": len(rows) - len(ids)})
         done = get_engine(queryset.db).retry_dead_letters(ids) if ids else []
         self.report(
             request,

@@ -26,7 +26,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from django_jobs.admin import display
-from django_jobs.admin.actions import MAX_SELECTION, ObjectAction, ObjectActionsMixin
+from django_jobs.admin.actions import ObjectAction, ObjectActionsMixin, first_selected
 from django_jobs.admin.changelist import IndexedChangeList
 from django_jobs.admin.counts import EstimatedCountPaginator
 from django_jobs.admin.filters import JobQueueFilter, JobStatusFilter, JobTaskFilter, exact_search
@@ -256,13 +256,10 @@ class JobAdmin(ReadOnlyDetailMixin, ObjectActionsMixin):
         rule: str,
     ) -> None:
         now = timezone.now()
-        rows = list(
-            queryset.order_by("-pk").values_list("pk", "status", "run_after")[: MAX_SELECTION + 1]
-        )
-        truncated = len(rows) > MAX_SELECTION
+        rows, truncated = first_selected(queryset, "pk", "status", "run_after")
         ids: list[int] = []
         skipped: Counter[str] = Counter()
-        for pk, status, run_after in rows[:MAX_SELECTION]:
+        for pk, status, run_after in rows:
             if can_act(action, status, run_after, now):
                 ids.append(pk)
             else:

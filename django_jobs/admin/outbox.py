@@ -5,33 +5,45 @@ Usable at millions of rows: the status filter and the default ordering ride
 the (status, -id) index, search is exact on id or key (both indexed), only
 the id column sorts, counts are estimated above ``ADMIN_EXACT_COUNT_LIMIT``
 (the admin's EstimatedCountPaginator) and the list never reads payloads.
+The event page is read-only (pretty payload and headers, the last error) with
+a one-click Re-dispatch for a failed event: the relay and delivery jobs update
+events, so a form save could write back a stale status.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections import Counter
+from typing import Any
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from django_jobs.admin import display
+from django_jobs.admin.actions import ObjectAction, ObjectActionsMixin, first_selected
 from django_jobs.admin.changelist import IndexedChangeList
 from django_jobs.admin.counts import EstimatedCountPaginator
 from django_jobs.admin.filters import exact_search
+from django_jobs.admin.readonly import ReadOnlyDetailMixin
 from django_jobs.engine.outbox import get_outbox_engine
 from django_jobs.models import OutboxEvent
+from django_jobs.outbox.delivery import plan_redispatch
 from django_jobs.status import OutboxStatus
 
-if TYPE_CHECKING:
-    ModelAdmin = admin.ModelAdmin[OutboxEvent]
-else:
-    ModelAdmin = admin.ModelAdmin
+OBJECT_ACTIONS = (ObjectAction("redispatch_events", "Re-dispatch"),)
+
+
+def outbox_status_badge(status: str) -> SafeString:
+    label = OutboxStatus(status).label if status in OutboxStatus.values else status
+    return format_html(
+        '<span class="jobs-status jobs-status-{}">{}</span>', str(status).lower(), label
+    )
 
 
 @admin.register(OutboxEvent)
-class OutboxEventAdmin(ModelAdmin):
+class OutboxEventAdmin(ReadOnlyDetailMixin, ObjectActionsMixin):
     list_display = (
         "id",
         "topic",
@@ -52,24 +64,11 @@ class OutboxEventAdmin(ModelAdmin):
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     actions = ("redispatch_events",)
-    fields = (
-        "id",
-        "topic",
-        "key",
-        "status",
-        "attempts",
-        "last_error",
-        "failed_publishers",
-        "created_at",
-        "dispatched_at",
-        "pretty_payload",
-        "pretty_headers",
-    )
+    object_actions = ("redispatch_events",)
+    change_form_template = "admin/django_jobs/outboxevent/change_form.html"
 
-    def get_readonly_fields(
-        self, request: HttpRequest, obj: OutboxEvent | None = None
-    ) -> tuple[str, ...]:
-        return self.fields
+    class Media:
+        css = {"all": ["django_jobs/admin/jobs.css"]}
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # events are written by outbox.publish(), in the business transaction
@@ -93,24 +92,41 @@ class OutboxEventAdmin(ModelAdmin):
     def short_error(self, obj: OutboxEvent) -> str:
         return obj.last_error[:80] + ("…" if len(obj.last_error) > 80 else "")
 
-    @admin.display(description="payload")
-    def pretty_payload(self, obj: OutboxEvent) -> SafeString:
-        return display.pretty_json(obj.payload)
-
-    @admin.display(description="headers")
-    def pretty_headers(self, obj: OutboxEvent) -> SafeString:
-        return display.pretty_json(obj.headers)
+    def detail_context(self, request: HttpRequest, event: OutboxEvent) -> dict[str, Any]:
+        return {
+            "event": event,
+            "status_badge": outbox_status_badge(event.status),
+            "created": display.relative_time(event.created_at),
+            "dispatched": display.relative_time(event.dispatched_at),
+            "json_blocks": [
+                ("Payload", display.pretty_json(event.payload)),
+                ("Headers", display.pretty_json(event.headers)),
+            ],
+            "object_actions": self.available_object_actions(
+                request, lambda name: event.status == OutboxStatus.FAILED, OBJECT_ACTIONS
+            ),
+        }
 
     @admin.action(
         description="Re-dispatch selected failed events to the publishers that gave up",
         permissions=["change"],
     )
     def redispatch_events(self, request: HttpRequest, queryset: QuerySet[OutboxEvent]) -> None:
-        from django_jobs.outbox.delivery import plan_redispatch
-
-        ids = list(queryset.values_list("pk", flat=True))
-        done = get_outbox_engine(queryset.db).redispatch_failed(ids, plan_redispatch)
-        text = f"{done} event(s) re-dispatched"
-        if len(ids) > done:
-            text += f", {len(ids) - done} skipped: not {OutboxStatus.FAILED.label.lower()}"
-        self.message_user(request, text + ".", messages.SUCCESS if done else messages.WARNING)
+        rows, truncated = first_selected(queryset, "pk", "status")
+        ids = [pk for pk, status in rows if status == OutboxStatus.FAILED]
+        skipped = Counter(
+            str(OutboxStatus(status).label).lower()
+            for _, status in rows
+            if status != OutboxStatus.FAILED
+        )
+        done = get_outbox_engine(queryset.db).redispatch_failed(ids, plan_redispatch) if ids else 0
+        self.report(
+            request,
+            noun="event",
+            verb="re-dispatched",
+            done=done,
+            skipped=skipped,
+            lost=len(ids) - done,
+            truncated=truncated,
+            rule="only failed events are re-dispatched",
+        )

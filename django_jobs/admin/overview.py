@@ -17,9 +17,10 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 
 from django_jobs.admin import charts, display, stats
-from django_jobs.admin.counts import count_rows, exact_limit, model_count, total
+from django_jobs.admin.counts import RowCount, count_rows, exact_limit, model_count, total
 from django_jobs.admin.workers import stale_after
 from django_jobs.conf import jobs_settings
 from django_jobs.models import DeadLetter, Job, OutboxEvent, Overview, Worker
@@ -63,7 +64,7 @@ def overview_context(request: HttpRequest, alias: str = "default") -> dict[str, 
             "oldest_age": display.human_seconds((now - q.oldest_ready).total_seconds())
             if q.oldest_ready
             else None,
-            "url": f"{jobs_url}?queue={q.name}" if jobs_url else None,
+            "url": f"{jobs_url}?{urlencode({'queue': q.name})}" if jobs_url else None,
         }
         for q in rows
     ]
@@ -97,7 +98,21 @@ def overview_context(request: HttpRequest, alias: str = "default") -> dict[str, 
         "exact_limit": f"{exact_limit():,}",
     }
     context.update(outbox_context(request, alias))
+    # The footnote about PostgreSQL estimates only when one is on the page.
+    context["estimated"] = any(
+        not value.exact for value in _shown_counts(context) if isinstance(value, RowCount)
+    )
     return context
+
+
+def _shown_counts(context: dict[str, Any]) -> list[Any]:
+    counts: list[Any] = list(context.values())
+    for queue in context["queues"]:
+        q = queue["stats"]
+        counts += [q.ready, q.scheduled, q.running, q.failed]
+    if context.get("outbox"):
+        counts += list(context["outbox"].values())
+    return counts
 
 
 def outbox_context(request: HttpRequest, alias: str) -> dict[str, Any]:

@@ -6,15 +6,15 @@ import pytest
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
-from django_jobs.admin.actions import MAX_SELECTION
-from django_jobs.models import DeadLetter, Job
-from django_jobs.status import JobStatus
+from django_jobs.models import DeadLetter, Job, OutboxEvent
+from django_jobs.status import JobStatus, OutboxStatus
 from tests.admin.factories import make_dead_letter, make_job, make_scheduled
 
 pytestmark = pytest.mark.django_db
 
 JOBS = reverse("admin:django_jobs_job_changelist")
 LETTERS = reverse("admin:django_jobs_deadletter_changelist")
+OUTBOX = reverse("admin:django_jobs_outboxevent_changelist")
 
 
 def post_action(client, url, action, objs, **extra):
@@ -78,16 +78,54 @@ def test_nothing_eligible_is_a_warning(admin_client):
     assert message.level_tag == "warning" and str(message).startswith("0 jobs retried")
 
 
-def test_select_across_is_capped(admin_client, settings, monkeypatch):
-    monkeypatch.setattr("django_jobs.admin.jobs.MAX_SELECTION", 2)
+@pytest.fixture
+def cap_of_two(monkeypatch):
+    """Every bulk action handles at most 2 selected rows (one setting for all)."""
     monkeypatch.setattr("django_jobs.admin.actions.MAX_SELECTION", 2)
+
+
+CAP_MESSAGE = "only the first 2 selected were handled, run it again"
+
+
+def test_job_actions_handle_at_most_the_cap(admin_client, cap_of_two):
     jobs = [make_job(JobStatus.FAILED) for _ in range(3)]
     response = post_action(
         admin_client, f"{JOBS}?status=FAILED", "retry_jobs", [jobs[0]], select_across=1
     )
-    assert "only the first 2 selected were handled, run it again" in texts(response)[0]
-    assert Job.objects.filter(status=JobStatus.READY).count() == 2
-    assert MAX_SELECTION == 10_000
+    assert texts(response) == [f"2 jobs retried; {CAP_MESSAGE}."]
+    # newest first: the two newest were retried, the oldest is left for the next run
+    assert [status_of(job) for job in jobs] == [JobStatus.FAILED, JobStatus.READY, JobStatus.READY]
+
+
+def test_dead_letter_retry_handles_at_most_the_cap(admin_client, cap_of_two):
+    letters = [make_dead_letter() for _ in range(3)]
+    response = post_action(admin_client, LETTERS, "retry_dead_letters", letters)
+    assert texts(response)[0] == f"2 dead letters re-enqueued; {CAP_MESSAGE}."
+    retried = DeadLetter.objects.filter(retried_at__isnull=False)
+    assert sorted(retried.values_list("pk", flat=True)) == [letters[1].pk, letters[2].pk]
+    assert Job.objects.filter(meta__retried_from_dead_letter__isnull=False).count() == 2
+
+
+def test_outbox_redispatch_handles_at_most_the_cap(admin_client, cap_of_two):
+    events = [
+        OutboxEvent.objects.create(topic="order.created", status=OutboxStatus.FAILED)
+        for _ in range(3)
+    ]
+    response = post_action(admin_client, OUTBOX, "redispatch_events", events)
+    assert texts(response) == [f"2 events re-dispatched; {CAP_MESSAGE}."]
+    statuses = [OutboxEvent.objects.get(pk=e.pk).status for e in events]
+    assert statuses == [OutboxStatus.FAILED, OutboxStatus.DISPATCHED, OutboxStatus.DISPATCHED]
+
+
+def test_outbox_redispatch_skips_events_that_did_not_fail(admin_client):
+    failed = OutboxEvent.objects.create(topic="order.created", status=OutboxStatus.FAILED)
+    pending = OutboxEvent.objects.create(topic="order.created")
+    response = post_action(admin_client, OUTBOX, "redispatch_events", [failed, pending])
+    assert texts(response) == [
+        "1 event re-dispatched; 1 skipped (1 pending): only failed events are re-dispatched."
+    ]
+    assert OutboxEvent.objects.get(pk=failed.pk).status == OutboxStatus.DISPATCHED
+    assert OutboxEvent.objects.get(pk=pending.pk).status == OutboxStatus.PENDING
 
 
 def test_retry_dead_letters_records_new_job(admin_client):

@@ -196,3 +196,67 @@ def test_estimated_paginator_serves_an_empty_page_past_the_real_end(monkeypatch)
     monkeypatch.undo()
     with pytest.raises(counts.EmptyPage):
         exact.page(2)
+
+
+OVERVIEW = reverse("admin:django_jobs_overview_changelist")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_fresh_table_below_the_bound_is_counted_exactly_and_every_page_is_reachable(
+    admin_client,
+):
+    # A fresh table, never analyzed: reltuples is -1 and the planner guesses a
+    # few hundred rows. With the default bound the count must be exact.
+    bulk_jobs(5_053)
+    first = Job.objects.order_by("pk").values_list("pk", flat=True)[0]
+    overview = admin_client.get(OVERVIEW)
+    assert overview.context["jobs_total"] == counts.RowCount(5_053)
+    assert ">5,053</a>" in overview.content.decode()
+    response = admin_client.get(JOBS)
+    paginator = response.context["cl"].paginator
+    assert (paginator.count, paginator.num_pages) == (5_053, 102)
+    assert not paginator.count_is_estimate
+    assert "about" not in response.content.decode().split('class="paginator"')[1]
+    last = admin_client.get(JOBS, {"p": 102})
+    ids = [job.pk for job in last.context["cl"].result_list]
+    assert len(ids) == 3 and min(ids) == first  # the oldest jobs are reachable
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_above_the_bound_the_estimate_is_never_below_it(admin_client, settings):
+    settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, "ADMIN_EXACT_COUNT_LIMIT": 100}
+    bulk_jobs(400)  # no ANALYZE: the planner's guesses are far too low
+    bulk_jobs(150, status=JobStatus.FAILED)
+    for queryset in (Job.objects.all(), Job.objects.filter(status=JobStatus.READY)):
+        rows = counts.count_rows(queryset)
+        assert not rows.exact and rows.value > 100, (queryset.query, rows)
+    paginator = admin_client.get(f"{JOBS}?status=FAILED").context["cl"].paginator
+    assert paginator.count_is_estimate and paginator.count > 100
+    html = admin_client.get(OVERVIEW).content.decode()
+    assert "PostgreSQL estimates" in html  # an estimate is shown, so the footnote explains it
+
+
+@pytest.mark.django_db
+def test_estimates_footnote_only_when_an_estimate_is_shown(admin_client, small_limit):
+    bulk_jobs(3)
+    assert "PostgreSQL estimates" not in admin_client.get(OVERVIEW).content.decode()
+    bulk_jobs(12)
+    html = admin_client.get(OVERVIEW).content.decode()
+    # SQLite always counts exactly: never a footnote about PostgreSQL there.
+    assert ("PostgreSQL estimates" in html) == (connection.vendor == "postgresql")
+
+
+def test_y_axis_gutter_fits_the_widest_label():
+    start = timezone.now().replace(second=0, microsecond=0)
+    small = charts.bar_chart("t", [stats.Bucket(start, succeeded=3)], "%H:%M", 1)
+    big = charts.bar_chart("t", [stats.Bucket(start, succeeded=6_000)], "%H:%M", 1)
+    huge = charts.bar_chart("t", [stats.Bucket(start, succeeded=3_000_000)], "%H:%M", 1)
+    assert big.y_ticks[-1].label == "10,000" and huge.y_ticks[-1].label == "5,000,000"
+    for chart in (small, big, huge):
+        widest = max(len(t.label) for t in chart.y_ticks)
+        # the labels end LABEL_GAP left of the plot; each char is at most CHAR_WIDTH wide
+        assert chart.left - charts.LABEL_GAP >= widest * charts.CHAR_WIDTH
+        assert chart.bars[0].x >= chart.left
+    assert small.left < big.left < huge.left

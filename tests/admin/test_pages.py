@@ -26,7 +26,7 @@ def listed_ids(response) -> list[int]:
     return [job.pk for job in response.context["cl"].result_list]
 
 
-def test_job_list_columns_and_default_order(admin_client):
+def test_job_list_columns_and_default_order(admin_client, frozen_now):
     old = make_job(JobStatus.FAILED, queue_name="emails", priority=7)
     new = make_scheduled(task_name="tests.testapp.tasks.noop")
     response = admin_client.get(JOBS)
@@ -38,7 +38,7 @@ def test_job_list_columns_and_default_order(admin_client):
     assert '<td class="field-attempts_display">2/2</td>' in html
     assert '<span class="jobs-module">tests.testapp.tasks.</span><wbr><b>noop</b>' in html
     # human times with the exact value on hover
-    assert ">in 59 min</time>" in html and 'title="runs at 20' in html
+    assert ">in 1 h</time>" in html and 'title="runs at 20' in html
     assert ">20 s ago</time>" in html and 'title="finished 20' in html
 
 
@@ -244,3 +244,15 @@ def test_overview_shows_outbox_only_when_used(admin_client):
 def test_overview_is_linked_from_the_admin_index(admin_client):
     html = admin_client.get(reverse("admin:index")).content.decode()
     assert reverse("admin:django_jobs_overview_changelist") in html
+
+
+def test_overview_links_url_encode_queue_names(admin_client):
+    name = "a&b c/ü"
+    job = make_job(JobStatus.FAILED, queue_name=name)
+    html = admin_client.get(reverse("admin:django_jobs_overview_changelist")).content.decode()
+    encoded = "queue=a%26b+c%2F%C3%BC"
+    assert f'href="{JOBS}?{encoded}"' in html
+    assert f'href="{JOBS}?{encoded}&amp;status=FAILED"' in html
+    assert "?queue=a&b" not in html and "?queue=a&amp;b" not in html
+    listed = admin_client.get(f"{JOBS}?{encoded}&status=FAILED")
+    assert listed_ids(listed) == [job.pk]

@@ -9,6 +9,9 @@ pytest-django's ``live_server``. Reusable by any browser test:
 - ``login``: log a user in through the real admin login form.
 - ``screenshot``: save a full-page PNG to ``tests/artifacts/<name>.png``.
 
+The admin caches finished throughput buckets; the cache is emptied around
+every test so one test's jobs never show in the next one's charts.
+
 Playwright's sync API keeps an asyncio loop running in the main thread, which
 makes Django refuse ORM calls from the test ("async context"). The test's own
 ORM calls are plain synchronous code, so DJANGO_ALLOW_ASYNC_UNSAFE is set
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 
 CHROMIUM = os.environ.get("DJANGO_JOBS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -34,6 +38,13 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache() -> Iterator[None]:
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture(scope="module")

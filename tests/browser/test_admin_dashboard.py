@@ -6,16 +6,19 @@ checked against the database.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
-from django_jobs.models import DeadLetter, Job
-from django_jobs.status import JobStatus
+from django_jobs.models import DeadLetter, Job, OutboxEvent
+from django_jobs.outbox.delivery import DELIVERY_TASK
+from django_jobs.status import JobStatus, OutboxStatus
 from tests.conftest import wait_until
 from tests.testapp import tasks
 
@@ -118,25 +121,127 @@ def test_operator_inspects_and_retries_failed_jobs(page, login, screenshot, oper
     assert Job.objects.get(pk=scheduled.pk).status == JobStatus.CANCELLED
 
 
-def test_overview_refreshes_itself(page, login, operator, settings):
+FRAGMENT = re.compile(r"[?&]fragment=1")
+
+
+def test_overview_refreshes_itself_and_a_pause_wins_over_a_refresh_in_flight(
+    page, login, operator, settings
+):
+    """Timers run on Playwright's fake clock, the refresh in flight is held by a
+    route: every step waits on a condition, none on time passing."""
     settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, "ADMIN_REFRESH_SECONDS": 1}
     login("ops", "s3cret-pw")
+    page.clock.install()
     page.goto("/admin/django_jobs/overview/")
+    root = page.locator("#jobs-overview")
     value = page.locator(".jobs-card", has_text="Running").locator(".jobs-card-value")
-    assert value.inner_text() == "0"
+    expect(value).to_have_text("0")
     now = timezone.now()
-    Job.objects.create(
+    job = Job.objects.create(
         task_name="tests.testapp.tasks.noop",
         status=JobStatus.RUNNING,
         attempts=1,
         started_at=now,
         lease_expires_at=now + timedelta(seconds=30),
     )
-    expect(value).to_have_text("1", timeout=10_000)  # no reload: the script swapped it in
-    # Pausing stops the refresh.
+    page.clock.run_for(1_000)  # the refresh timer fires
+    expect(value).to_have_text("1")  # no reload: the script swapped it in
+    expect(root).to_have_attribute("data-last-refresh", "applied")
+
+    # A refresh is in flight (held here) when the operator pauses: its answer
+    # must not replace the page afterwards.
+    held: list = []
+
+    def hold(route) -> None:
+        held.append(route)  # answered below, after the pause
+
+    page.route(FRAGMENT, hold)
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.SUCCESSFUL, finished_at=now)
+    with page.expect_request(FRAGMENT):
+        page.clock.run_for(1_000)
     page.uncheck("#jobs-refresh-toggle")
-    Job.objects.filter(status=JobStatus.RUNNING).update(
-        status=JobStatus.SUCCESSFUL, finished_at=now
-    )
-    page.wait_for_timeout(2_500)
+    (route,) = wait_until(lambda: page.evaluate("0") == 0 and held, 10, message="held refresh")
+    with contextlib.suppress(PlaywrightError):  # the page may have aborted it already
+        route.continue_()  # the server's answer now says 0 running
+    expect(root).to_have_attribute("data-last-refresh", "dropped")
     assert value.inner_text() == "1"
+
+    # While paused, no refresh is even started.
+    page.unroute(FRAGMENT)
+    started: list[str] = []
+    page.on("request", lambda request: FRAGMENT.search(request.url) and started.append(request.url))
+    page.clock.run_for(5_000)
+    page.evaluate("0")  # a round trip: any request made meanwhile has been reported
+    assert started == [] and value.inner_text() == "1"
+
+    # Resuming refreshes again.
+    page.check("#jobs-refresh-toggle")
+    page.clock.run_for(1_000)
+    expect(value).to_have_text("0")
+    expect(root).to_have_attribute("data-last-refresh", "applied")
+
+
+def test_overview_chart_axis_labels_are_whole(page, login, screenshot, operator):
+    now = timezone.now()
+    finished = now - timedelta(minutes=2)
+    Job.objects.bulk_create(
+        Job(
+            task_name="tests.testapp.tasks.add",
+            status=JobStatus.SUCCESSFUL,
+            attempts=1,
+            run_after=finished,
+            enqueued_at=finished,
+            started_at=finished,
+            finished_at=finished,
+        )
+        for _ in range(6_000)
+    )
+    login("ops", "s3cret-pw")
+    page.goto("/admin/django_jobs/overview/")
+    labels = page.locator("figure.jobs-chart svg text[text-anchor=end]")
+    assert "10,000" in labels.all_text_contents()
+    expect(page.locator(".jobs-legend").first).to_contain_text("6,000 succeeded")
+    for chart in page.locator("figure.jobs-chart svg").all():
+        plot_left = float(chart.locator("line.axis").get_attribute("x1"))
+        for label in chart.locator("text[text-anchor=end]").all():
+            box = label.evaluate("t => { const b = t.getBBox(); return [b.x, b.x + b.width]; }")
+            # inside the drawing (not cut at the left edge) and clear of the bars
+            assert box[0] >= 0 and box[1] <= plot_left, (label.text_content(), box, plot_left)
+    screenshot(page, "admin-overview-chart-labels")
+
+
+def test_operator_redispatches_a_failed_outbox_event(page, login, screenshot, operator, settings):
+    hook = {"BACKEND": "webhook", "URL": "http://127.0.0.1:9/hook", "SECRET": "s3cret"}
+    settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, "OUTBOX_PUBLISHERS": {"hook": hook}}
+    event = OutboxEvent.objects.create(
+        topic="order.created",
+        key="acct-7",
+        payload={"order": 42, "lines": [{"sku": "A-1", "qty": 2}]},
+        headers={"trace": "t-1"},
+        status=OutboxStatus.FAILED,
+        attempts=8,
+        last_error="hook: DeliveryError: HTTP 500 from http://127.0.0.1:9/hook",
+        failed_publishers=["hook"],
+    )
+    login("ops", "s3cret-pw")
+    page.goto("/admin/django_jobs/outboxevent/")
+    page.locator("#result_list tbody").get_by_role("link", name=str(event.pk), exact=True).click()
+    page.wait_for_url(re.compile(rf"/admin/django_jobs/outboxevent/{event.pk}/change/"))
+    expect(page.locator("h1 .jobs-status")).to_have_text("Failed")
+    expect(page.locator("#jobs-last-error")).to_contain_text("HTTP 500")
+    payload = page.locator(".module", has_text="Payload").locator("pre.jobs-json")
+    expect(payload).to_contain_text('"order": 42')
+    assert page.locator("input[name=topic], textarea, input[name=_save]").count() == 0
+    screenshot(page, "admin-outbox-event-failed")
+
+    page.get_by_role("button", name="Re-dispatch").click()
+    page.wait_for_url(re.compile(rf"/admin/django_jobs/outboxevent/{event.pk}/change/"))
+    assert message(page) == "1 event re-dispatched."
+    event.refresh_from_db()
+    assert (event.status, event.failed_publishers) == (OutboxStatus.DISPATCHED, [])
+    delivery = Job.objects.get(task_name=DELIVERY_TASK)
+    # a new delivery job for the publisher that gave up
+    assert (delivery.status, delivery.args[0]) == (JobStatus.READY, "hook")
+    expect(page.locator("h1 .jobs-status")).to_have_text("Dispatched")
+    assert page.get_by_role("button", name="Re-dispatch").count() == 0
+    screenshot(page, "admin-outbox-event-redispatched")

@@ -174,7 +174,7 @@ def test_webhook_signed_retried_failed_and_redispatched_from_admin(receiver, sta
         assert OutboxEvent.objects.get(pk=created.pk).status == OutboxStatus.FAILED
         client.login(username="admin", password="pw")
         page = post_action(client, created.pk)
-        assert "1 event(s) re-dispatched." in page.content.decode()
+        assert "1 event re-dispatched." in page.content.decode()
         detail = client.get(f"/admin/django_jobs/outboxevent/{created.pk}/change/")
         assert detail.status_code == 200 and "order.created" in detail.content.decode()
     # Re-dispatch made the event DISPATCHED at once; wait for the new delivery to finish.
