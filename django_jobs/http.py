@@ -28,6 +28,7 @@ from django.core import signing
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS
 from django.http import HttpRequest, JsonResponse
+from django.tasks import task_backends
 from django.urls import NoReverseMatch, reverse
 
 from django_jobs.conf import jobs_settings
@@ -62,17 +63,17 @@ def job_id_of(job_or_result: Any) -> int:
 
 def database_of(job_or_result: Any) -> str:
     """The database alias a Job or a JobsBackend TaskResult is stored in."""
-    # Imported here: this module is imported by URLconfs, before apps are ready.
-    from django.tasks import task_backends
-
-    from django_jobs.models import Job
+    from django_jobs.models import Job  # here, as in job_id_of: models need the app registry
 
     if isinstance(job_or_result, Job):
         return job_or_result._state.db or DEFAULT_DB_ALIAS
-    backend = task_backends[job_or_result.backend]
+    alias = getattr(job_or_result, "backend", None)
+    backend = task_backends[alias] if isinstance(alias, str) and alias in task_backends else None
     database = getattr(backend, "database", None)
     if not isinstance(database, str):
-        raise TypeError(f"expected a JobsBackend TaskResult, got {job_or_result!r}")
+        raise TypeError(
+            f"expected a django_jobs Job or a JobsBackend TaskResult, got {job_or_result!r}"
+        )
     return database
 
 
@@ -97,6 +98,7 @@ def status_token(job_or_result: Any, user: Any = None) -> str:
     """A signed, timestamped token naming the job and its database, bound to
     ``user`` when authenticated."""
     payload = [job_id_of(job_or_result), database_of(job_or_result), _owner(user)]
+    token_max_age()  # a bad setting fails here, not only when the client polls
     return signing.TimestampSigner(salt=SALT).sign_object(payload)
 
 

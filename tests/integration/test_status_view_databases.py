@@ -136,6 +136,17 @@ def test_bad_lifetime_setting_is_a_clear_error(settings):
     settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, "STATUS_TOKEN_MAX_AGE": "7d"}
     with pytest.raises(ImproperlyConfigured, match=r"TOKEN_MAX_AGE'\] must be a positive number"):
         Client(raise_request_exception=True).get(location)
+    with pytest.raises(ImproperlyConfigured, match=r"TOKEN_MAX_AGE'\] must be a positive number"):
+        location_of(mine)
+
+
+def test_a_result_of_another_backend_is_refused():
+    class Foreign:
+        id = "12"
+        backend = "not-a-backend"
+
+    with pytest.raises(TypeError, match="expected a django_jobs Job or a JobsBackend TaskResult"):
+        location_of(Foreign())
 
 
 def test_tokens_stay_out_of_request_log_lines(caplog, django_user_model):
