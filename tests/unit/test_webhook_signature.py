@@ -1,12 +1,14 @@
 """verify_signature: True only for a well-formed, fresh, matching header;
-False (never an exception) for anything malformed."""
+False (never an exception) for anything malformed. Webhook options that
+would fail every delivery are configuration errors, shown without secrets."""
 
 from __future__ import annotations
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 
 from django_jobs.outbox.publishers import webhook
-from django_jobs.outbox.publishers.webhook import sign, verify_signature
+from django_jobs.outbox.publishers.webhook import WebhookPublisher, sign, verify_signature
 
 SECRET = "whsec-test"
 BODY = b'{"id":1}'
@@ -77,3 +79,31 @@ def test_urls_lose_their_credentials_in_messages():
     assert "https://***@hooks.example.com/in" in redacted
     assert "http://***@h:8080/x?u=v@w" in redacted
     assert "ftp://plain.example/ok" in redacted
+
+
+HOOK = {"BACKEND": "webhook", "SECRET": SECRET, "URL": "https://hooks.example.com/in"}
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"URL": "ftp://hookuser:s3cret@host/"}, "URL must be an http:// or https:// URL"),
+        ({"URL": "https://hookuser:s3cret@host:abc/"}, "URL 'https://***@host:abc/' is invalid"),
+        ({"HEADERS": {"X-Token": "s3cret\r\nX-Evil: 1"}}, "HEADERS['X-Token'] must be printable"),
+        ({"HEADERS": {"X-Token": "s3cret-é"}}, "HEADERS['X-Token'] must be printable ASCII"),
+        ({"HEADERS": {"X Token": "v"}}, "'X Token' is not a valid HTTP header name"),
+    ],
+)
+def test_options_that_would_fail_every_delivery_are_refused(options, message):
+    with pytest.raises(ImproperlyConfigured) as info:
+        WebhookPublisher("hook", {**HOOK, **options})
+    assert message in str(info.value)
+    assert "s3cret" not in str(info.value)
+
+
+def test_url_credentials_become_basic_auth():
+    publisher = WebhookPublisher("hook", {**HOOK, "URL": "https://us%40er:p%2Fw@host/in?x=1"})
+    assert publisher.url == "https://host/in?x=1"
+    assert publisher.auth is not None
+    assert publisher.auth._auth_header == "Basic dXNAZXI6cC93"  # "us@er:p/w"
+    assert WebhookPublisher("hook", HOOK).auth is None

@@ -46,7 +46,8 @@ from django_jobs.outbox.publishers import DeliveryError, Publisher
 SIGNATURE_HEADER = "X-Django-Jobs-Signature"
 TOPIC_HEADER = "X-Django-Jobs-Topic"
 
-# Printable ASCII but "%" (the escape) and " " (trimmed by receivers) stays as is.
+# Sent as is: letters, digits and ASCII punctuation but "%" (the escape
+# character); anything else, space and CR/LF included, is percent-encoded.
 _TOPIC_SAFE = "".join(sorted(set(string.punctuation) - {"%"}))
 # The userinfo of a URL: after "scheme://", up to the last "@" before the path.
 _USERINFO = re.compile(r"(?<=://)[^/?#\s]*@")
@@ -115,7 +116,8 @@ class WebhookPublisher(Publisher):
             if not _HEADER_NAME.fullmatch(name):
                 raise self.error(f"HEADERS: {name!r} is not a valid HTTP header name")
             if not (value.isascii() and value.isprintable()):
-                raise self.error(f"HEADERS[{name!r}] must be printable ASCII, got {value!r}")
+                # The value is not shown: extra headers often carry a secret.
+                raise self.error(f"HEADERS[{name!r}] must be printable ASCII, without line breaks")
         # Credentials go in the Authorization header, never in the URL: the URL
         # is shown in errors and logged by httpx.
         self.auth: httpx.BasicAuth | None = None
