@@ -59,6 +59,9 @@ DEFAULTS: dict[str, Any] = {
     "ADMIN_EXACT_COUNT_LIMIT": 10_000,
     # Admin: seconds between automatic refreshes of the overview page; 0 turns it off.
     "ADMIN_REFRESH_SECONDS": 10,
+    # Seconds a job status URL (django_jobs.http.accepted) stays valid after it was
+    # issued; later the status view answers 410 Gone. A positive number.
+    "STATUS_TOKEN_MAX_AGE": 7 * 24 * 3600.0,
     # -- transactional outbox ------------------------------------------------
     # Events the relay claims and dispatches per transaction.
     "OUTBOX_BATCH_SIZE": 500,

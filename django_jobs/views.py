@@ -1,22 +1,30 @@
 """The job status view: ``GET <prefix>/<token>/`` as JSON, for polling clients.
 
 Only the holder of a valid signed token (see :mod:`django_jobs.http`) gets an
-answer; a token bound to a user answers that user only. Tracebacks are never
-shown: the error summary is the exception class and message.
+answer; a token bound to a user answers that user only. The job is read from
+the database the token names. Tracebacks are never shown: the error summary is
+the exception class and message.
+
+The token is a credential: refusals (403, 404, 405, 410) are logged here with
+the token replaced by ``<token>``, instead of Django's ``django.request``
+warning that would log the full path.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.conf import settings
 from django.core import signing
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
 
 from django_jobs.http import read_status_token
 from django_jobs.models import Job
 from django_jobs.status import JobStatus
+
+logger = logging.getLogger("django_jobs.views")
 
 # Seconds a polling client should wait before asking again.
 POLL_AFTER = "1"
@@ -53,19 +61,45 @@ def status_payload(job: Job) -> dict[str, Any]:
     return payload
 
 
+def _refused(request: HttpRequest, token: str, response: HttpResponse, reason: str) -> HttpResponse:
+    """Log a refusal without the token, and keep Django from logging the path."""
+    logger.warning(
+        "%s (%s): %s",
+        reason,
+        request.method,
+        request.path.replace(token, "<token>"),
+        extra={"status_code": response.status_code},
+    )
+    # django.utils.log.log_response skips a response marked as logged.
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
+
+
 @never_cache
-@require_GET
-def job_status(request: HttpRequest, token: str) -> JsonResponse:
+def job_status(request: HttpRequest, token: str) -> HttpResponse:
+    """The job's status as JSON; 404 for an unknown job or a bad token, 410
+    once the token expired, 403 for a token bound to another user."""
+    if request.method != "GET":
+        return _refused(request, token, HttpResponseNotAllowed(["GET"]), "Method Not Allowed")
     try:
-        job_id, owner = read_status_token(token)
+        found = read_status_token(token)
+    except signing.SignatureExpired:
+        gone = JsonResponse({"error": "this status link has expired"}, status=410)
+        return _refused(request, token, gone, "Expired job status token")
     except signing.BadSignature:
-        return JsonResponse({"error": "unknown job"}, status=404)
+        unknown = JsonResponse({"error": "unknown job"}, status=404)
+        return _refused(request, token, unknown, "Bad job status token")
     user = getattr(request, "user", None)
+    owner = found.owner
     if owner is not None and (user is None or not user.is_authenticated or str(user.pk) != owner):
-        return JsonResponse({"error": "this job belongs to another user"}, status=403)
-    job = Job.objects.filter(pk=job_id).first()
+        forbidden = JsonResponse({"error": "this job belongs to another user"}, status=403)
+        return _refused(request, token, forbidden, "Job of another user")
+    job = None
+    if found.database in settings.DATABASES:  # else: the alias was removed since
+        job = Job.objects.using(found.database).filter(pk=found.job_id).first()
     if job is None:  # pruned, or deleted by an operator
-        return JsonResponse({"error": "unknown job"}, status=404)
+        unknown = JsonResponse({"error": "unknown job"}, status=404)
+        return _refused(request, token, unknown, "Unknown job")
     response = JsonResponse(status_payload(job))
     if not job.is_finished:
         response["Retry-After"] = POLL_AFTER

@@ -20,21 +20,30 @@ TEST_DB = os.environ.get("DJANGO_JOBS_TEST_DB", "sqlite")
 ARTIFACTS = BASE_DIR / "tests" / "artifacts"
 ARTIFACTS.mkdir(exist_ok=True)
 
+# A second alias, "jobs", on the same server (PostgreSQL) or in another file
+# (SQLite), for tests of jobs stored outside "default". pytest-django creates
+# and migrates it only when a collected test declares it
+# (databases={"default", "jobs"}), so other runs do not pay for it.
 if TEST_DB == "postgres":
-    DATABASES = {
-        "default": database_config(
-            os.environ.get("DATABASE_URL", "postgres://root@127.0.0.1:5432/test")
-        )
-    }
+    default = database_config(os.environ.get("DATABASE_URL", "postgres://root@127.0.0.1:5432/test"))
+    jobs = {**default, "NAME": f"{default['NAME']}_jobs"}
+    jobs["TEST"] = {"NAME": f"test_{jobs['NAME']}"}
+    DATABASES = {"default": default, "jobs": jobs}
 elif TEST_DB == "sqlite":
-    DATABASES = {"default": database_config(f"sqlite:///{ARTIFACTS / 'base.sqlite3'}")}
-    # A file, not :memory:, so that worker subprocesses share it.
+    DATABASES = {
+        "default": database_config(f"sqlite:///{ARTIFACTS / 'base.sqlite3'}"),
+        "jobs": database_config(f"sqlite:///{ARTIFACTS / 'base-jobs.sqlite3'}"),
+    }
+    # Files, not :memory:, so that worker subprocesses share them.
     DATABASES["default"]["TEST"] = {"NAME": str(ARTIFACTS / "test.sqlite3")}
+    DATABASES["jobs"]["TEST"] = {"NAME": str(ARTIFACTS / "test-jobs.sqlite3")}
 else:
     raise RuntimeError(f"DJANGO_JOBS_TEST_DB must be sqlite or postgres, not {TEST_DB!r}")
 
 if os.environ.get("DJANGO_JOBS_TEST_DB_NAME"):
+    # A worker subprocess: use the test databases the test run created.
     DATABASES["default"]["NAME"] = os.environ["DJANGO_JOBS_TEST_DB_NAME"]
+    DATABASES["jobs"]["NAME"] = DATABASES["jobs"]["TEST"]["NAME"]
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DJANGO_JOBS = {

@@ -1,7 +1,10 @@
 """What an event is: validation of what ``publish()`` accepts, the
 :class:`Event` subscribers receive, and topic patterns.
 
-Topics are dot-separated words (``order.created``). Patterns use RabbitMQ
+Topics are dot-separated words (``order.created``) of printable characters of
+any script (``hook.заказ``): no whitespace, no control or format characters,
+no wildcards ``*`` or ``#``; at most 255 bytes in UTF-8 (the limit of a
+RabbitMQ routing key). Patterns use RabbitMQ
 topic-exchange rules: ``*`` matches exactly one word, ``#`` zero or more
 words; ``order.*`` matches ``order.created`` but not ``order.item.added``,
 ``order.#`` matches both (and ``order`` itself).
@@ -12,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import unicodedata
 from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
@@ -84,13 +88,37 @@ def _dumps(value: Any, what: str) -> str:
     return reject_nul(encoded, what)
 
 
+def _unfit_character(text: str) -> tuple[int, str, str] | None:
+    """``(position, character, kind)`` of the first whitespace, control or
+    invisible character of ``text``, or None."""
+    for position, char in enumerate(text):
+        if unicodedata.category(char) == "Cc":
+            return position, char, "a control character"
+        if char.isspace():
+            return position, char, "whitespace"
+        if not char.isprintable():  # format, private use, unassigned, surrogates
+            return position, char, "a non-printable character"
+    return None
+
+
 def validate_topic(topic: Any) -> str:
+    """``topic`` if publish() accepts it, else ValueError naming the problem."""
     if not isinstance(topic, str) or not topic.strip():
         raise ValueError(f"outbox topic must be a non-empty string, got {topic!r}")
     if "\x00" in topic:
         raise ValueError(f"outbox topic {topic!r} contains a NUL character")
-    if len(topic) > MAX_TOPIC_LENGTH:
-        raise ValueError(f"outbox topic is longer than {MAX_TOPIC_LENGTH} characters")
+    unfit = _unfit_character(topic)
+    if unfit is not None:
+        position, char, kind = unfit
+        # Topics travel in HTTP headers and AMQP routing keys and are matched
+        # word by word: a CR/LF or a non-printable character has no business there.
+        raise ValueError(
+            f"outbox topic {topic!r} contains U+{ord(char):04X} ({kind}) at position "
+            f"{position}: topics are printable characters without whitespace"
+        )
+    size = len(topic.encode())
+    if size > MAX_TOPIC_LENGTH:
+        raise ValueError(f"outbox topic is longer than {MAX_TOPIC_LENGTH} bytes in UTF-8 ({size})")
     if _WILDCARDS & set(topic):
         raise ValueError(
             f"outbox topic {topic!r} contains a wildcard: publish to a concrete topic; "

@@ -85,7 +85,9 @@ def test_bare_ids_and_tampered_tokens_are_not_found(users):
     url = reverse("django_jobs:job-status", kwargs={"token": str(job_id)})
     assert alice.get(url).status_code == 404
     token = location.rstrip("/").rsplit("/", 1)[1]
-    forged = signing.Signer(salt="django_jobs.status").sign_object([job_id, None])
+    forged = signing.TimestampSigner(salt="django_jobs.status.v2").sign_object(
+        [job_id, "default", None]
+    )
     assert forged != token
     forged_other_salt = signing.Signer(salt="other").sign_object([job_id, None])
     for bad in [token[:-2] + "xx", forged_other_salt, "abc:def"]:

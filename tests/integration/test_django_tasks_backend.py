@@ -136,7 +136,8 @@ def test_app_not_installed_is_a_check_error(settings):
     assert [e.id for e in errors] == ["django_jobs.E101"]
 
 
-@pytest.mark.django_db
+# Django's model checks ask every alias whether it supports JSONField.
+@pytest.mark.django_db(databases=["default", "jobs"])
 def test_check_framework_reports_backend_errors():
     with override_settings(TASKS=tasks_setting(OPTIONS={"TIMEOUT": -1})):
         ids = [m.id for m in run_checks()]

@@ -285,6 +285,8 @@ def test_admin_list_filters_and_searches_by_key_and_id(client):
     assert client.get(f"{url}add/").status_code == 403
 
 
+# Django's model checks ask every alias whether it supports JSONField.
+@pytest.mark.django_db(transaction=True, databases=["default", "jobs"])
 def test_system_check_reports_bad_publisher_settings():
     from django.core import checks
 
