@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from django_jobs import outbox
+from django_jobs import outbox, task
 from django_jobs.exceptions import InvalidJobOptions
 from django_jobs.models import Job, OutboxEvent
+from django_jobs.tasks import registry
 from tests.testapp import dtasks, tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,7 +50,7 @@ def assert_no_rows() -> None:
     ],
 )
 def test_arguments_that_do_not_bind_raise_type_error_naming_the_task(args, kwargs, problem):
-    with refused(TypeError, "tests.testapp.tasks.add", "(a: int, b: int)", problem):
+    with refused(TypeError, "tests.testapp.tasks.add", "add(a, b)", problem):
         tasks.add.enqueue(*args, **kwargs)
     with refused(TypeError, "tests.testapp.tasks.add", problem):
         tasks.add.using(queue_name="other").enqueue(*args, **kwargs)
@@ -92,11 +93,14 @@ def test_nul_or_lone_surrogate_in_a_text_option_names_the_option(option, bad):
     assert_no_rows()
 
 
-def test_lone_surrogate_in_a_task_queue_name_fails_at_definition():
-    from django_jobs import task
+def plain_function() -> None:
+    """Decorated in a test (a module-level function: @task refuses nested ones)."""
 
+
+def test_lone_surrogate_in_a_task_queue_name_fails_at_definition():
     with refused(InvalidJobOptions, "queue_name", "lone surrogate"):
-        task(queue_name="q\ud800")
+        task(queue_name="q\ud800")(plain_function)
+    assert f"{__name__}.plain_function" not in registry
 
 
 @pytest.mark.parametrize(
@@ -190,10 +194,10 @@ def test_default_limit_refuses_over_one_mib_of_arguments():
 
 @override_settings(DJANGO_JOBS=LIMIT)
 def test_the_limit_counts_args_and_kwargs_together_and_names_the_size():
-    # ["aaa..."] is len + 4 characters of JSON; {"b":...} adds more.
-    tasks.record.enqueue("a" * 96)  # exactly 100 bytes
-    with refused(ValueError, "arguments are 101 bytes of JSON", "MAX_PAYLOAD_BYTES", "100"):
-        tasks.record.enqueue("a" * 97)
+    # As stored: ["aaa..."] is len + 4 characters of JSON, and kwargs {} two more.
+    tasks.record.enqueue("a" * 94)  # exactly 100 bytes
+    with refused(ValueError, "arguments are 101 bytes of JSON", "MAX_PAYLOAD_BYTES", "(100)"):
+        tasks.record.enqueue("a" * 95)
     with refused(ValueError, "MAX_PAYLOAD_BYTES"):
         tasks.add.enqueue("a" * 60, b="b" * 60)
     with refused(ValueError, "enqueue_many item 1", "MAX_PAYLOAD_BYTES"):

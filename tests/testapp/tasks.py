@@ -219,7 +219,6 @@ def raises_nul() -> None:
 
 from tests.testapp import subscribers  # noqa: E402, F401 - registers the outbox subscribers
 
-
 # -- payload limits and unstorable values (tests/e2e/test_payload_limits.py) --
 
 _BAD_PROGRESS: dict[str, Any] = {
