@@ -51,6 +51,7 @@ from django_jobs.tasks import (
     _validate_positive_number,
     check_binding,
     validate_idempotency_key,
+    validate_run_after,
 )
 
 __all__ = ["JobsBackend", "JobsTask"]
@@ -165,6 +166,7 @@ class JobsBackend(BaseTaskBackend):
             _validate_exception_classes("retry_on", task.retry_on)
             _validate_exception_classes("discard_on", task.discard_on)
             _validate_key(task.idempotency_key)
+            validate_run_after(task.run_after)
         except InvalidJobOptions as exc:
             raise InvalidTask(f"{task.module_path}: {exc}") from exc
         if not isinstance(task.retry_on, tuple) or not isinstance(task.discard_on, tuple):

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from django.tasks.exceptions import InvalidTask
 from django.test import override_settings
 
 from django_jobs import outbox, task
@@ -180,6 +181,17 @@ def test_run_after_far_but_storable_is_accepted():
     assert Job.objects.get(pk=job.pk).run_after.year == 9999
     job = tasks.add.using(run_after=timedelta(days=365 * 1000)).enqueue(1, 2)
     assert Job.objects.get(pk=job.pk).run_after.year > 3000
+
+
+def test_django_tasks_refuse_out_of_range_run_after_and_unstorable_keys():
+    far = datetime.max.replace(tzinfo=timezone(timedelta(hours=-5)))
+    with refused(InvalidTask, "tests.testapp.dtasks.add", "run_after", "out of range"):
+        dtasks.add.using(run_after=far)
+    with refused(InvalidTask, "tests.testapp.dtasks.add", "idempotency_key", "NUL"):
+        dtasks.add.using(idempotency_key="k\x00")
+    with refused(InvalidTask, "idempotency_key", "lone surrogate"):
+        dtasks.add.using(idempotency_key="k\ud800")
+    assert_no_rows()
 
 
 # -- MAX_PAYLOAD_BYTES -------------------------------------------------------------
