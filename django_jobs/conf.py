@@ -47,6 +47,10 @@ DEFAULTS: dict[str, Any] = {
     # Prepare the hot-path statements on PostgreSQL (claim, complete, enqueue). Turn off
     # behind PgBouncer in transaction mode older than 1.22, or without max_prepared_statements.
     "PREPARED_STATEMENTS": True,
+    # Largest JSON, in bytes, of a job's arguments (args and kwargs together), of its
+    # result and of its progress: enqueue() and set_progress() raise ValueError, a
+    # larger result fails the attempt. None or 0 turns the limit off.
+    "MAX_PAYLOAD_BYTES": 1024 * 1024,
     # Seconds finished jobs (SUCCESSFUL, FAILED, CANCELLED) are kept; None keeps them forever.
     "FINISHED_JOB_RETENTION": 7 * 24 * 3600.0,
     # Rows deleted per pruning statement.

@@ -171,9 +171,9 @@ class Job(models.Model):
         Fenced by the claim token: returns False (and writes nothing) if this
         worker no longer owns the job.
         """
-        from django_jobs.tasks import _json_dumps
+        from django_jobs.tasks import encode_payload
 
-        _json_dumps(progress, "progress")
+        encode_payload(progress, "progress")  # raise here, not in SQL, for what cannot be stored
         rows = Job.objects.filter(
             pk=self.pk, claim_token=self.claim_token, status=JobStatus.RUNNING
         ).update(progress=progress)

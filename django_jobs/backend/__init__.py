@@ -44,12 +44,14 @@ from django_jobs.backoff import BackoffSpec
 from django_jobs.exceptions import InvalidJobOptions
 from django_jobs.status import ACTIVE_STATUSES
 from django_jobs.tasks import (
-    MAX_KEY_LENGTH,
     NewJob,
     _encode_arguments,
     _validate_backoff,
     _validate_exception_classes,
     _validate_positive_number,
+    check_binding,
+    validate_idempotency_key,
+    validate_run_after,
 )
 
 __all__ = ["JobsBackend", "JobsTask"]
@@ -103,13 +105,7 @@ class JobsTask(_TaskBase):
 
 
 def _validate_key(key: Any) -> str | None:
-    if key is None:
-        return None
-    if not isinstance(key, str) or not key:
-        raise InvalidJobOptions(f"idempotency_key must be a non-empty string, got {key!r}")
-    if len(key) > MAX_KEY_LENGTH:
-        raise InvalidJobOptions(f"idempotency_key is longer than {MAX_KEY_LENGTH} characters")
-    return key
+    return None if key is None else validate_idempotency_key(key)
 
 
 class JobsBackend(BaseTaskBackend):
@@ -170,6 +166,7 @@ class JobsBackend(BaseTaskBackend):
             _validate_exception_classes("retry_on", task.retry_on)
             _validate_exception_classes("discard_on", task.discard_on)
             _validate_key(task.idempotency_key)
+            validate_run_after(task.run_after)
         except InvalidJobOptions as exc:
             raise InvalidTask(f"{task.module_path}: {exc}") from exc
         if not isinstance(task.retry_on, tuple) or not isinstance(task.discard_on, tuple):
@@ -218,6 +215,7 @@ class JobsBackend(BaseTaskBackend):
     def _new_job(self, task: Task[..., Any], args: Any, kwargs: Any) -> NewJob:
         from django_jobs.conf import jobs_settings
 
+        check_binding(task.module_path, task.func, args, kwargs, takes_context=task.takes_context)
         args_json, kwargs_json = _encode_arguments(task.module_path, args, kwargs)
         max_attempts = getattr(task, "max_attempts", None) or self.default_max_attempts
         timeout = getattr(task, "timeout", None) or self.default_timeout

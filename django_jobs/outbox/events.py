@@ -23,7 +23,7 @@ from typing import Any
 
 from django.utils.dateparse import parse_datetime
 
-from django_jobs.tasks import reject_nul
+from django_jobs.tasks import reject_unstorable, unstorable_text
 
 MAX_TOPIC_LENGTH = 255
 MAX_KEY_LENGTH = 255
@@ -85,7 +85,7 @@ def _dumps(value: Any, what: str) -> str:
         encoded = json.dumps(value, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{what} must be JSON-serializable: {exc}") from exc
-    return reject_nul(encoded, what)
+    return reject_unstorable(encoded, what)
 
 
 def _unfit_character(text: str) -> tuple[int, str, str] | None:
@@ -105,8 +105,9 @@ def validate_topic(topic: Any) -> str:
     """``topic`` if publish() accepts it, else ValueError naming the problem."""
     if not isinstance(topic, str) or not topic.strip():
         raise ValueError(f"outbox topic must be a non-empty string, got {topic!r}")
-    if "\x00" in topic:
-        raise ValueError(f"outbox topic {topic!r} contains a NUL character")
+    reason = unstorable_text(topic)
+    if reason is not None:
+        raise ValueError(f"outbox topic {topic!r} {reason}")
     unfit = _unfit_character(topic)
     if unfit is not None:
         position, char, kind = unfit
@@ -138,8 +139,9 @@ def new_event(topic: Any, payload: Any, key: Any = None, headers: Any = None) ->
             )
         if len(key) > MAX_KEY_LENGTH:
             raise ValueError(f"outbox key is longer than {MAX_KEY_LENGTH} characters")
-        if "\x00" in key:
-            raise ValueError(f"outbox key {key!r} contains a NUL character")
+        reason = unstorable_text(key)
+        if reason is not None:
+            raise ValueError(f"outbox key {key!r} {reason}")
     if headers is None:
         headers = {}
     if not isinstance(headers, Mapping):

@@ -30,7 +30,7 @@ from django_jobs.engine import get_engine
 from django_jobs.engine.base import ClaimedJob, Completion, Failure
 from django_jobs.exceptions import Discard, JobTimeout, Retry, UnknownTaskError
 from django_jobs.status import JobStatus
-from django_jobs.tasks import Task, reject_nul, resolve_task
+from django_jobs.tasks import Task, reject_oversized, reject_unstorable, resolve_task
 
 logger = logging.getLogger("django_jobs.worker")
 
@@ -71,7 +71,9 @@ def _encode_result(value: Any) -> str:
         raise TypeError(
             f"task returned a value that is not JSON-serializable ({type(value).__name__}): {exc}"
         ) from exc
-    return reject_nul(encoded, "the task's return value")
+    what = "the task's return value"
+    reject_oversized(len(encoded), f"{what} is")  # ensure_ascii: characters are bytes
+    return reject_unstorable(encoded, what)
 
 
 def decide_failure(job: ClaimedJob, task_obj: Task[Any, Any] | None, exc: BaseException) -> Failure:

@@ -33,7 +33,7 @@ def test_a_nul_in_a_result_or_an_error_fails_that_job_and_the_batch_goes_through
 
 
 def test_a_nul_in_arguments_is_refused_at_enqueue_and_nothing_is_written():
-    with pytest.raises(TypeError, match=r"record: an argument contains a NUL character"):
+    with pytest.raises(TypeError, match=r"record: positional argument 0 contains a NUL character"):
         tasks.record.enqueue("a\x00b")
     with pytest.raises(TypeError, match=r"NUL character"):
         tasks.record.enqueue_many([("ok",), ("a\x00b",)])

@@ -218,3 +218,30 @@ def raises_nul() -> None:
 
 
 from tests.testapp import subscribers  # noqa: E402, F401 - registers the outbox subscribers
+
+# -- payload limits and unstorable values (tests/e2e/test_payload_limits.py) --
+
+_BAD_PROGRESS: dict[str, Any] = {
+    "nul": {"step": "a\x00b"},
+    "surrogate": {"step": "\ud800"},
+    "oversized": {"blob": "x" * (1024 * 1024 + 1)},
+}
+
+
+@task(max_attempts=1)
+def returns_oversized(size: int) -> str:
+    """A result of ``size`` characters (over the default MAX_PAYLOAD_BYTES when big)."""
+    return "x" * size
+
+
+@task(max_attempts=1)
+def sets_bad_progress(kind: str) -> str:
+    """Calls set_progress with a value that cannot be stored; must raise at the call."""
+    current_job().set_progress(_BAD_PROGRESS[kind])
+    return "set_progress returned"
+
+
+@task(max_attempts=1, atomic=True)
+def sets_bad_progress_atomic(kind: str) -> str:
+    current_job().set_progress(_BAD_PROGRESS[kind])
+    return "set_progress returned"
