@@ -218,3 +218,27 @@ def raises_nul() -> None:
 
 
 from tests.testapp import subscribers  # noqa: E402, F401 - registers the outbox subscribers
+
+
+class UnprintableError(Exception):
+    """Its ``__str__`` raises: formatting it must not take a worker thread down."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("UnprintableError.__str__ is broken")
+
+
+class UnreprableError(UnprintableError):
+    """Its ``__repr__`` raises too."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("UnreprableError.__repr__ is broken")
+
+
+@task(max_attempts=2, backoff="fixed")
+def raises_unprintable(reprable: bool = True) -> None:
+    raise (UnprintableError if reprable else UnreprableError)("the real message")
+
+
+@task(max_attempts=1)
+def fails_for_good() -> None:
+    raise ValueError("dead-lettered at once")

@@ -1,0 +1,53 @@
+"""An exception whose ``__str__`` (or ``__repr__``) raises fails its job like any other.
+
+It used to escape the runner while the failure was being formatted: the thread
+died, the job stayed RUNNING (its lease kept being renewed), the slot was lost
+and ``--burst`` never ended; with ``--pool process`` the child died and the job
+was recorded as a WorkerCrashed, the task's exception class lost.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from django_jobs.models import DeadLetter, Job
+from django_jobs.status import JobStatus
+from tests.conftest import wait_until
+from tests.testapp import tasks
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.mark.parametrize("pool", ["thread", "process"])
+def test_an_unprintable_exception_fails_its_job_per_its_retry_policy(run_burst, pool):
+    unprintable = tasks.raises_unprintable.enqueue(reprable=True)
+    unreprable = tasks.raises_unprintable.enqueue(reprable=False)
+    fine = tasks.add.enqueue(2, 3)
+    outputs: list[str] = []
+
+    def burst_until_failed() -> bool:
+        # One burst per attempt: a retry is due 0.2s after the failure (fixed backoff).
+        outputs.append(run_burst("--pool", pool, "--concurrency", "2", timeout=60).output())
+        return Job.objects.filter(status=JobStatus.FAILED).count() == 2
+
+    wait_until(burst_until_failed, 60, message="both unprintable jobs FAILED")
+
+    assert Job.objects.get(pk=fine.pk).result == 5
+    cases = [
+        (unprintable, "tests.testapp.tasks.UnprintableError", "UnprintableError('the real message')"),
+        (unreprable, "tests.testapp.tasks.UnreprableError", "<unprintable UnreprableError>"),
+    ]
+    for job, cls, message in cases:
+        job.refresh_from_db()
+        assert (job.status, job.attempts) == (JobStatus.FAILED, 2)
+        assert [e["attempt"] for e in job.errors] == [1, 2]
+        for error in job.errors:
+            assert error["exception_class"] == cls
+            assert error["message"].startswith(message)
+            assert "str() raised RuntimeError" in error["message"]
+            assert "raises_unprintable" in error["traceback"]  # the task's frame is there
+        reason = DeadLetter.objects.get(job_id=job.pk).reason
+        assert reason.startswith(f"attempts exhausted (2/2): {cls.rsplit('.', 1)[1]}: {message}")
+    log = "".join(outputs)
+    assert "--- Logging error ---" not in log
+    assert "attempt 2/2 failed: UnprintableError: UnprintableError('the real message')" in log
