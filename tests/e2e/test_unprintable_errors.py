@@ -33,9 +33,10 @@ def test_an_unprintable_exception_fails_its_job_per_its_retry_policy(run_burst, 
     wait_until(burst_until_failed, 60, message="both unprintable jobs FAILED")
 
     assert Job.objects.get(pk=fine.pk).result == 5
+    module = "tests.testapp.tasks"
     cases = [
-        (unprintable, "tests.testapp.tasks.UnprintableError", "UnprintableError('the real message')"),
-        (unreprable, "tests.testapp.tasks.UnreprableError", "<unprintable UnreprableError>"),
+        (unprintable, f"{module}.UnprintableError", "UnprintableError('the real message')"),
+        (unreprable, f"{module}.UnreprableError", "<unprintable UnreprableError>"),
     ]
     for job, cls, message in cases:
         job.refresh_from_db()
