@@ -8,10 +8,14 @@ was recorded as a WorkerCrashed, the task's exception class lost.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from django_jobs import outbox
 from django_jobs.models import DeadLetter, Job
-from django_jobs.status import JobStatus
+from django_jobs.outbox.delivery import DELIVERY_TASK
+from django_jobs.status import JobStatus, OutboxStatus
 from tests.conftest import wait_until
 from tests.testapp import tasks
 
@@ -52,3 +56,19 @@ def test_an_unprintable_exception_fails_its_job_per_its_retry_policy(run_burst, 
     log = "".join(outputs)
     assert "--- Logging error ---" not in log
     assert "attempt 2/2 failed: UnprintableError: UnprintableError('the real message')" in log
+
+
+def test_an_unprintable_delivery_error_is_recorded_on_the_event(run_burst):
+    config = {"broken": {"BACKEND": "tests.testapp.tasks.UnprintablePublisher", "MAX_ATTEMPTS": 1}}
+    event = outbox.publish("order.created", {"order": 1})
+    worker = run_burst(env={"DJANGO_JOBS_TEST_OUTBOX_PUBLISHERS": json.dumps(config)}, timeout=60)
+    event.refresh_from_db()
+    assert event.status == OutboxStatus.FAILED
+    assert event.last_error == (
+        f"broken: UnprintableError: UnprintableError('event {event.pk} not accepted') "
+        "(str() raised RuntimeError) (attempt 1/1)"
+    )
+    delivery = Job.objects.get(task_name=DELIVERY_TASK)
+    assert delivery.status == JobStatus.FAILED
+    assert delivery.errors[-1]["exception_class"] == "tests.testapp.tasks.UnprintableError"
+    assert "--- Logging error ---" not in worker.output()

@@ -8,6 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 from django_jobs import Discard, Retry, current_job, task
+from django_jobs.outbox.events import Event as OutboxEventData
+from django_jobs.outbox.publishers import Publisher
 from tests.testapp.models import Event, Execution
 
 
@@ -242,3 +244,10 @@ def raises_unprintable(reprable: bool = True) -> None:
 @task(max_attempts=1)
 def fails_for_good() -> None:
     raise ValueError("dead-lettered at once")
+
+
+class UnprintablePublisher(Publisher):
+    """An outbox publisher whose delivery errors cannot be printed."""
+
+    def publish(self, event: OutboxEventData) -> None:
+        raise UnprintableError(f"event {event.id} not accepted")
