@@ -246,7 +246,7 @@ def _run_atomic(job: ClaimedJob, func: Any) -> Completion:
 
 
 def _send_finished(
-    task_obj: Task[Any, Any] | None, job: ClaimedJob, outcome: Outcome | Completion | None
+    task_obj: Task[Any, Any] | None, job: ClaimedJob, outcome: Outcome | None
 ) -> None:
     if isinstance(outcome, Completion):
         status, error, result = JobStatus.SUCCESSFUL, None, json.loads(outcome.result_json)
