@@ -53,6 +53,12 @@ class Settled(enum.Enum):
 
 Outcome = Completion | Failure | Settled
 
+
+def settled(written: Completion | None) -> Settled:
+    """WRITTEN when an atomic task committed its completion, else LOST (ClaimLost)."""
+    return Settled.LOST if written is None else Settled.WRITTEN
+
+
 # Idents of the threads running a task body right now: the thread pool only
 # interrupts a timed-out thread while it is in user code, not in ours.
 in_task_body: set[int] = set()
@@ -179,21 +185,21 @@ def run_job(job: ClaimedJob) -> Outcome:
 
     if signals.job_started.has_listeners():
         signals.job_started.send_robust(sender=task_obj, job=job)
-    outcome: Outcome
+    outcome: Outcome | None  # None: nothing to write, see settled()
     written: Completion | None = None  # an atomic task's completion, already committed
     try:
         in_task_body.add(threading.get_ident())
         with running(job):
             if task_obj is not None and task_obj.atomic:
                 written = _run_atomic(job, func)
-                outcome = Settled.WRITTEN
+                outcome = None
             else:
                 outcome = Completion(job, _encode_result(_call(func, job.args, job.kwargs)))
     except ClaimLost:
         logger.warning(
             "job %s: claim lost while running; its writes rolled back", job.id, extra=log_extra
         )
-        outcome = Settled.LOST
+        outcome = None
     except BaseException as exc:
         outcome = decide_failure(job, task_obj, exc)
         level = logging.ERROR if outcome.retry_at is None else logging.WARNING
@@ -213,10 +219,10 @@ def run_job(job: ClaimedJob) -> Outcome:
     finally:
         in_task_body.discard(threading.get_ident())
         _reset_connections()
-    finished = written if outcome is Settled.WRITTEN else outcome
-    if signals.job_finished.has_listeners():
+    finished = outcome if outcome is not None else written
+    if finished is not None and signals.job_finished.has_listeners():
         _send_finished(task_obj, job, finished)
-    return outcome
+    return outcome if outcome is not None else settled(written)
 
 
 def as_task(resolved: Any) -> Task[Any, Any] | None:
@@ -245,9 +251,7 @@ def _run_atomic(job: ClaimedJob, func: Any) -> Completion:
     return completion
 
 
-def _send_finished(
-    task_obj: Task[Any, Any] | None, job: ClaimedJob, outcome: Outcome | None
-) -> None:
+def _send_finished(task_obj: Task[Any, Any] | None, job: ClaimedJob, outcome: Outcome) -> None:
     if isinstance(outcome, Completion):
         status, error, result = JobStatus.SUCCESSFUL, None, json.loads(outcome.result_json)
     elif isinstance(outcome, Failure):
