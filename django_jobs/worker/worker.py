@@ -260,11 +260,7 @@ class Worker:
                 self._wake.wait(1.0)
                 continue
             if self.options.max_jobs and self.ledger.ran >= self.options.max_jobs:
-                logger.info(
-                    "ran %d job(s) (--max-jobs %d): stopping",
-                    self.ledger.ran,
-                    self.options.max_jobs,
-                )
+                logger.info("ran %d job(s) (--max-jobs): stopping", self.ledger.ran)
                 self.request_stop()
                 break
             if claimed:
