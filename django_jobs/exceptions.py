@@ -14,10 +14,16 @@
     Discard   raise inside a task: give up now, straight to the dead letters
 
 Non-JSON arguments raise the built-in ``TypeError`` naming the argument.
+
+Any exception, the task's included, is put into words only through
+:func:`exception_message`, :func:`describe_exception` and
+:func:`format_traceback`, which never raise (a ``__str__`` that raises must
+fail its job, not the worker thread formatting it).
 """
 
 from __future__ import annotations
 
+import traceback
 from datetime import datetime, timedelta
 
 
@@ -85,3 +91,42 @@ class Discard(Exception):
     def __init__(self, reason: str = "discarded by the task") -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def exception_message(exc: BaseException) -> str:
+    """``str(exc)``, or when that raises, ``repr(exc)`` saying so; never raises.
+
+    ``<unprintable ClassName>`` when ``repr`` raises too.
+    """
+    try:
+        return str(exc)
+    except Exception as err:
+        failed = f"str() raised {type(err).__name__}"
+    try:
+        return f"{exc!r} ({failed})"
+    except Exception:
+        return f"<unprintable {type(exc).__name__}> ({failed})"
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``ClassName: message`` (just ``ClassName`` without a message); never raises."""
+    message = exception_message(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def format_traceback(exc: BaseException) -> str:
+    """The traceback ``traceback.format_exception`` prints; never raises.
+
+    Falls back to the stack alone plus :func:`describe_exception` when the
+    exception (or one chained to it) cannot be formatted.
+    """
+    try:
+        return "".join(traceback.format_exception(exc))
+    except Exception:
+        pass
+    try:
+        stack = "".join(traceback.format_tb(exc.__traceback__))
+    except Exception:
+        stack = ""
+    head = "Traceback (most recent call last):\n" if stack else ""
+    return f"{head}{stack}{describe_exception(exc)}\n"

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django_jobs.context import current_job
-from django_jobs.exceptions import Discard, Retry
+from django_jobs.exceptions import Discard, Retry, describe_exception, exception_message
 from django_jobs.outbox.events import Event
 from django_jobs.outbox.publishers import Publisher, get_publisher, get_publishers
 from django_jobs.outbox.subscribers import dispatch_key, subscribers_for
@@ -111,11 +111,11 @@ def deliver(publisher: str, event: dict[str, Any]) -> None:
         target.publish(received)
     except Exception as exc:
         gave_up = job.attempts >= job.max_attempts
-        error = f"{type(exc).__name__}: {exc} (attempt {job.attempts}/{job.max_attempts})"
+        error = f"{describe_exception(exc)} (attempt {job.attempts}/{job.max_attempts})"
         engine.record_delivery(received.id, publisher, error, gave_up=gave_up)
         if gave_up:
             logger.error("event %s: publisher %s gave up: %s", received.id, publisher, error)
             raise
         delay = target.retry_delay(job.attempts)
-        raise Retry(f"{publisher}: {exc}", delay=delay) from exc
+        raise Retry(f"{publisher}: {exception_message(exc)}", delay=delay) from exc
     engine.record_delivery(received.id, publisher)

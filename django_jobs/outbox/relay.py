@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from django_jobs.conf import jobs_settings
 from django_jobs.engine.outbox import DispatchReport, get_outbox_engine
+from django_jobs.exceptions import describe_exception
 from django_jobs.outbox.delivery import plan_jobs
 
 logger = logging.getLogger("django_jobs.outbox")
@@ -192,7 +193,7 @@ class RelayService:
                         "relay: batch failed (%d in a row), retrying in %.1fs: %s",
                         failures,
                         delay,
-                        exc,
+                        describe_exception(exc),
                         exc_info=True,
                     )
                     connections[self.database].close()

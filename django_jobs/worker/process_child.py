@@ -23,7 +23,7 @@ from typing import Any
 from django.db import connections
 
 from django_jobs.engine.base import ClaimedJob, Completion, Failure
-from django_jobs.worker.runner import Outcome, run_job
+from django_jobs.worker.runner import Outcome, Settled, run_job
 
 # Exit code of a child whose own loop failed, or whose parent died.
 CHILD_BROKEN = 70
@@ -116,14 +116,17 @@ def decode_job(data: bytes) -> ClaimedJob:
 
 
 def encode_outcome(outcome: Outcome, *, retire: bool) -> bytes:
-    message: dict[str, Any] = {"retire": retire, "kind": "none"}
+    message: dict[str, Any] = {"retire": retire}
     if isinstance(outcome, Completion):
         message.update(kind="completion", result_json=outcome.result_json)
     elif isinstance(outcome, Failure):
+        # The error entry names the task's exception class (dotted) and its message.
         retry_at = outcome.retry_at.isoformat() if outcome.retry_at else None
         message.update(
             kind="failure", error=outcome.error, retry_at=retry_at, reason=outcome.reason
         )
+    else:
+        message.update(kind=outcome.value)  # Settled: "written" or "lost"
     return json.dumps(message).encode()
 
 
@@ -138,7 +141,7 @@ def decode_outcome(job: ClaimedJob, message: dict[str, Any]) -> Outcome:
             datetime.fromisoformat(retry_at) if retry_at else None,
             message["reason"],
         )
-    return None
+    return Settled(message["kind"])
 
 
 def main(argv: list[str]) -> int:

@@ -313,8 +313,9 @@ class ProcessExecutor(PoolBookkeeping):
         child.conn.close()
         code = self._wait(child.pid)
         with self._lock:
-            self._children.pop(child.pid, None)
-            job, child.job = child.job, None
+            job = child.job
+            if job is None:
+                self._children.pop(child.pid, None)
         if job is not None:
             crash = WorkerCrashed(f"{describe_exit(child.pid, code)} while running job {job.id}")
             outcome = crash_failure(job, crash)
@@ -330,7 +331,12 @@ class ProcessExecutor(PoolBookkeeping):
                 extra={"job_id": job.id, "task_name": job.task_name},
             )
             with self._lock:
-                self._outcomes.append((job, outcome))
+                # Running until its outcome is in, in one step: --max-jobs always
+                # counts it. None: it timed out meanwhile, its outcome is decided.
+                self._children.pop(child.pid, None)
+                job, child.job = child.job, None
+                if job is not None:
+                    self._outcomes.append((job, outcome))
             self._on_finished()
         elif not child.retiring:
             if time.monotonic() - child.started < 1.0 and child.tasks == 0:

@@ -2,20 +2,21 @@
 
 ``run_job`` never raises: whatever the task does, it returns a
 :class:`~django_jobs.engine.base.Completion`, a
-:class:`~django_jobs.engine.base.Failure`, or ``None`` when the outcome was
-already written (``atomic=True`` tasks commit their completion together with
-their own writes) or the claim was lost.
+:class:`~django_jobs.engine.base.Failure`, or a :class:`Settled` when there
+is nothing left to write: the outcome was already written (``atomic=True``
+tasks commit their completion together with their own writes) or the claim
+was lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import inspect
 import json
 import logging
 import sys
 import threading
-import traceback
 from datetime import timedelta
 from typing import Any
 
@@ -28,13 +29,35 @@ from django_jobs.conf import jobs_settings
 from django_jobs.context import running
 from django_jobs.engine import get_engine
 from django_jobs.engine.base import ClaimedJob, Completion, Failure
-from django_jobs.exceptions import Discard, JobTimeout, Retry, UnknownTaskError
+from django_jobs.exceptions import (
+    Discard,
+    JobTimeout,
+    Retry,
+    UnknownTaskError,
+    describe_exception,
+    exception_message,
+    format_traceback,
+)
 from django_jobs.status import JobStatus
 from django_jobs.tasks import Task, reject_oversized, reject_unstorable, resolve_task
 
 logger = logging.getLogger("django_jobs.worker")
 
-Outcome = Completion | Failure | None
+
+class Settled(enum.Enum):
+    """A job's end with nothing left for the worker to write."""
+
+    WRITTEN = "written"  # an atomic task: its completion committed with its own writes
+    LOST = "lost"  # the claim was taken over while it ran: its writes rolled back
+
+
+Outcome = Completion | Failure | Settled
+
+
+def settled(written: Completion | None) -> Settled:
+    """WRITTEN when an atomic task committed its completion, else LOST (ClaimLost)."""
+    return Settled.LOST if written is None else Settled.WRITTEN
+
 
 # Idents of the threads running a task body right now: the thread pool only
 # interrupts a timed-out thread while it is in user code, not in ours.
@@ -52,12 +75,13 @@ def storable(text: str) -> str:
 
 
 def error_entry(job: ClaimedJob, exc: BaseException, *, tb: str | None = None) -> dict[str, Any]:
+    """The entry recorded in ``Job.errors`` for a failed attempt; never raises."""
     cls = type(exc)
-    text = tb if tb is not None else "".join(traceback.format_exception(exc))
+    text = tb if tb is not None else format_traceback(exc)
     return {
         "attempt": job.attempts,
         "exception_class": f"{cls.__module__}.{cls.__qualname__}",
-        "message": storable(str(exc)),
+        "message": storable(exception_message(exc)),
         "traceback": storable(text),
         "at": timezone.now().isoformat(),
         "worker_id": str(job.worker_id),
@@ -69,7 +93,8 @@ def _encode_result(value: Any) -> str:
         encoded = json.dumps(value, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(
-            f"task returned a value that is not JSON-serializable ({type(value).__name__}): {exc}"
+            "task returned a value that is not JSON-serializable "
+            f"({type(value).__name__}): {exception_message(exc)}"
         ) from exc
     what = "the task's return value"
     reject_oversized(len(encoded), f"{what} is")  # ensure_ascii: characters are bytes
@@ -79,9 +104,10 @@ def _encode_result(value: Any) -> str:
 def decide_failure(job: ClaimedJob, task_obj: Task[Any, Any] | None, exc: BaseException) -> Failure:
     """Retry (with the task's backoff) or give up, from the exception and attempts."""
     error = error_entry(job, exc)
-    name = storable(f"{type(exc).__name__}: {exc}")
+    name = storable(describe_exception(exc))
     if isinstance(exc, Discard):
-        return Failure(job, error, None, storable(f"discarded by the task: {exc.reason}"))
+        reason = exc.reason if isinstance(exc.reason, str) else exception_message(exc)
+        return Failure(job, error, None, storable(f"discarded by the task: {reason}"))
     if task_obj is not None and task_obj.discard_on and isinstance(exc, task_obj.discard_on):
         return Failure(job, error, None, f"discarded: {name} is in discard_on")
     if job.attempts >= job.max_attempts:
@@ -161,7 +187,7 @@ def run_job(job: ClaimedJob) -> Outcome:
 
     if signals.job_started.has_listeners():
         signals.job_started.send_robust(sender=task_obj, job=job)
-    outcome: Outcome
+    outcome: Outcome | None  # None: nothing to write, see settled()
     written: Completion | None = None  # an atomic task's completion, already committed
     try:
         in_task_body.add(threading.get_ident())
@@ -181,13 +207,12 @@ def run_job(job: ClaimedJob) -> Outcome:
         level = logging.ERROR if outcome.retry_at is None else logging.WARNING
         logger.log(
             level,
-            "job %s (%s) attempt %s/%s failed: %s: %s%s",
+            "job %s (%s) attempt %s/%s failed: %s%s",
             job.id,
             job.task_name,
             job.attempts,
             job.max_attempts,
-            type(exc).__name__,
-            exc,
+            describe_exception(exc),  # never str(exc) here: its __str__ may raise
             "; dead-lettered"
             if outcome.retry_at is None
             else f"; retry at {outcome.retry_at:%H:%M:%S}",
@@ -199,7 +224,7 @@ def run_job(job: ClaimedJob) -> Outcome:
     finished = outcome if outcome is not None else written
     if finished is not None and signals.job_finished.has_listeners():
         _send_finished(task_obj, job, finished)
-    return outcome
+    return outcome if outcome is not None else settled(written)
 
 
 def as_task(resolved: Any) -> Task[Any, Any] | None:
@@ -249,7 +274,9 @@ def crash_failure(job: ClaimedJob, exc: BaseException) -> Failure:
     """
     error = error_entry(job, exc, tb="")
     if job.attempts >= job.max_attempts:
-        reason = storable(f"attempts exhausted ({job.attempts}/{job.max_attempts}): {exc}")
+        reason = storable(
+            f"attempts exhausted ({job.attempts}/{job.max_attempts}): {exception_message(exc)}"
+        )
         return Failure(job, error, None, reason)
     try:
         resolved = resolve_task(job.task_name)

@@ -26,10 +26,12 @@ from django.db import DatabaseError, ProgrammingError, connections
 from django_jobs.conf import jobs_settings
 from django_jobs.engine import get_engine
 from django_jobs.engine.base import ClaimedJob, Completion, Failure, WorkerInfo
+from django_jobs.exceptions import exception_message
 from django_jobs.worker.executor import Executor, Finished, ThreadExecutor
 from django_jobs.worker.heartbeat import Heartbeat
+from django_jobs.worker.ledger import Ledger
 from django_jobs.worker.pruner import Pruner
-from django_jobs.worker.runner import timeout_failure
+from django_jobs.worker.runner import Settled, timeout_failure
 
 logger = logging.getLogger("django_jobs.worker")
 T = TypeVar("T")
@@ -110,8 +112,13 @@ class Worker:
         self._pending: list[Finished] = []  # outcomes not yet written
         self._found_nothing = False  # the last claim asked for jobs and found none
         self.services: list[Service] = []
-        self.processed = 0
+        self.ledger = Ledger()  # every job's end: --max-jobs and the exit message
         self.exit_code = 0
+
+    @property
+    def processed(self) -> int:
+        """Jobs run to an end so far, whatever the end (see :class:`Ledger`)."""
+        return self.ledger.ran
 
     def _make_executor(self) -> Executor:
         if self.options.pool == "process":
@@ -205,7 +212,7 @@ class Worker:
             self.executor.stop()
             self._safely(self.engine.unregister_worker, self.id)
             connections.close_all()
-        logger.info("worker %s stopped after %d job(s)", self.id, self.processed)
+        logger.info("worker %s stopped after %s", self.id, self.ledger.summary())
         return self.exit_code
 
     # -- the loop ----------------------------------------------------------
@@ -240,7 +247,7 @@ class Worker:
                         "(%s: %s); %s Stopping",
                         rejected,
                         type(exc).__name__,
-                        str(exc).strip(),
+                        exception_message(exc).strip(),
                         hint,
                     )
                     self.exit_code = 1
@@ -252,8 +259,8 @@ class Worker:
                 )
                 self._wake.wait(1.0)
                 continue
-            if self.options.max_jobs and self.processed >= self.options.max_jobs:
-                logger.info("processed %d jobs (--max-jobs): stopping", self.processed)
+            if self.options.max_jobs and self.ledger.ran >= self.options.max_jobs:
+                logger.info("ran %d job(s) (--max-jobs): stopping", self.ledger.ran)
                 self.request_stop()
                 break
             if claimed:
@@ -303,8 +310,10 @@ class Worker:
             return 0
         limit = min(self.executor.free_slots() + self._prefetch_budget(), self.batch_size)
         if self.options.max_jobs:
-            unfinished = len(self.executor.running_jobs()) + len(self._pending)
-            limit = min(limit, self.options.max_jobs - self.processed - unfinished)
+            # held_jobs, not running_jobs: a job finishing right now is in one
+            # snapshot either way (running, or an outcome not taken yet).
+            unfinished = len(self.executor.held_jobs()) + len(self._pending)
+            limit = min(limit, self.options.max_jobs - self.ledger.ran - unfinished)
         return max(limit, 0)
 
     def _prefetch_budget(self) -> int:
@@ -335,6 +344,7 @@ class Worker:
         # never run: a release whose answer was lost may have committed, and
         # another worker may be running them already.
         released = self.engine.release_jobs(self._releasing)
+        self.ledger.record_handed_back(released)
         logger.info(
             "handed back %d prefetched job(s) that waited over %.0fs for a free slot",
             released,
@@ -352,26 +362,36 @@ class Worker:
         self._pending.clear()
 
     def _write_failures(self) -> None:
-        """Write failed outcomes one by one and drop them (and None outcomes) from _pending.
+        """Write failed outcomes one by one and drop them (and settled ones) from _pending.
 
-        Each is dropped only once written, so a database error loses nothing.
+        Each is dropped (and recorded in the ledger) only once written, so a
+        database error loses nothing.
         """
         for item in [p for p in self._pending if not isinstance(p[1], Completion)]:
             job, outcome = item
-            if isinstance(outcome, Failure) and not self.engine.fail_job(outcome):
-                logger.warning("job %s: failure ignored, the claim was lost", job.id)
+            if isinstance(outcome, Failure):
+                written = self.engine.fail_job(outcome)
+                if not written:
+                    logger.warning("job %s: failure ignored, the claim was lost", job.id)
+                self.ledger.record_failure(outcome.retry_at, written=written)
+            elif outcome is Settled.WRITTEN:
+                self.ledger.record_written()
+            else:
+                self.ledger.record_lost()
             self._pending = [p for p in self._pending if p is not item]
 
     def _acknowledged(self, completions: list[Completion], done: set[int]) -> None:
+        lost = 0
         for completion in completions:
             if completion.job.id not in done:
+                lost += 1
                 logger.warning(
                     "job %s: completion ignored, the claim was lost (lease expired)",
                     completion.job.id,
                     extra={"job_id": completion.job.id},
                 )
         self._pending.clear()
-        self.processed += len(completions)
+        self.ledger.record_completions(len(completions), lost=lost)
 
     def _expire_overdue(self) -> None:
         overdue = self.executor.expire_overdue()
@@ -383,6 +403,7 @@ class Worker:
         unstarted = self._releasing + self.executor.take_unstarted()
         if unstarted:
             released = self._safely(self.engine.release_jobs, unstarted) or 0
+            self.ledger.record_handed_back(released)
             logger.info("shutdown: handed back %d job(s) that had not started", released)
             self._releasing = []
         deadline = time.monotonic() + self.options.shutdown_timeout
@@ -396,6 +417,7 @@ class Worker:
         unfinished = [*self.executor.take_unstarted(keep_free=False), *self.executor.running_jobs()]
         if unfinished:
             released = self._safely(self.engine.release_jobs, unfinished) or 0
+            self.ledger.record_handed_back(released)
             logger.warning("shutdown timeout: handed back %d unfinished job(s) to READY", released)
 
     def _safely(self, func: Callable[..., T], *args: Any) -> T | None:

@@ -8,6 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 from django_jobs import Discard, Retry, current_job, task
+from django_jobs.outbox.events import Event as OutboxEventData
+from django_jobs.outbox.publishers import Publisher
 from tests.testapp.models import Event, Execution
 
 
@@ -245,3 +247,34 @@ def sets_bad_progress(kind: str) -> str:
 def sets_bad_progress_atomic(kind: str) -> str:
     current_job().set_progress(_BAD_PROGRESS[kind])
     return "set_progress returned"
+
+
+class UnprintableError(Exception):
+    """Its ``__str__`` raises: formatting it must not take a worker thread down."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("UnprintableError.__str__ is broken")
+
+
+class UnreprableError(UnprintableError):
+    """Its ``__repr__`` raises too."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("UnreprableError.__repr__ is broken")
+
+
+@task(max_attempts=2, backoff="fixed")
+def raises_unprintable(reprable: bool = True) -> None:
+    raise (UnprintableError if reprable else UnreprableError)("the real message")
+
+
+@task(max_attempts=1)
+def fails_for_good() -> None:
+    raise ValueError("dead-lettered at once")
+
+
+class UnprintablePublisher(Publisher):
+    """An outbox publisher whose delivery errors cannot be printed."""
+
+    def publish(self, event: OutboxEventData) -> None:
+        raise UnprintableError(f"event {event.id} not accepted")

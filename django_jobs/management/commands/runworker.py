@@ -142,6 +142,9 @@ class Command(BaseCommand):
                 f"the database {options['database']!r} rejects django_jobs' statements "
                 f"({str(exc).strip()}): is the schema migrated? Run `manage.py migrate`."
             ) from exc
+        max_jobs = options["max_jobs"]
+        if max_jobs and worker.ledger.ran >= max_jobs:
+            self.stdout.write(f"--max-jobs {max_jobs} reached: ran {worker.ledger.summary()}")
         if code:
             raise SystemExit(code)
 

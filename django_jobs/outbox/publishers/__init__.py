@@ -31,6 +31,7 @@ from django.utils.module_loading import import_string
 
 from django_jobs.backoff import BACKOFF_NAMES, BackoffSpec, compute_delay
 from django_jobs.conf import jobs_settings
+from django_jobs.exceptions import exception_message
 from django_jobs.outbox.events import Event, topic_matches, validate_pattern
 from django_jobs.tasks import validate_priority, validate_queue_name
 
@@ -126,7 +127,7 @@ def _build(name: str, options: Any) -> Publisher:
     except ImportError as exc:
         hint = " (pip install 'django-jobs[rabbitmq]')" if backend == "rabbitmq" else ""
         hint = " (pip install 'django-jobs[webhook]')" if backend == "webhook" else hint
-        message = f"{where}: cannot load BACKEND {backend!r}: {exc}{hint}"
+        message = f"{where}: cannot load BACKEND {backend!r}: {exception_message(exc)}{hint}"
         raise ImproperlyConfigured(message) from exc
     if not (isinstance(cls, type) and issubclass(cls, Publisher)):
         raise ImproperlyConfigured(f"{where}: BACKEND {backend!r} is not a Publisher subclass")

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import pika
 import pika.exceptions
 
+from django_jobs.exceptions import describe_exception
 from django_jobs.outbox.events import Event
 from django_jobs.outbox.publishers import DeliveryError, Publisher
 
@@ -108,7 +109,7 @@ class RabbitMQPublisher(Publisher):
                 if attempt == 2 or not reused:
                     raise DeliveryError(
                         f"RabbitMQ {self.parameters.host}:{self.parameters.port} "
-                        f"unavailable: {type(exc).__name__}: {exc}"
+                        f"unavailable: {describe_exception(exc)}"
                     ) from exc
             except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
                 raise DeliveryError(
