@@ -4,10 +4,12 @@ step, still fenced; heartbeats that never wait on (or deadlock with) it."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from django_jobs.engine import get_engine
 from django_jobs.engine.base import Completion
@@ -59,6 +61,22 @@ def test_complete_and_claim_respects_queues():
     wanted = tasks.noop.using(queue_name="mine").enqueue()
     done, claimed = get_engine().complete_and_claim([], WORKER, ["mine"], 5, 30)
     assert done == set() and [j.id for j in claimed] == [wanted.pk]
+
+
+@pytest.mark.parametrize("queues", [None, ["default"]], ids=["all-queues", "named-queue"])
+def test_complete_and_claim_leaves_jobs_due_later_alone(queues):
+    running = tasks.noop.enqueue()
+    engine = get_engine()
+    (mine,) = engine.claim_jobs(WORKER, None, 1, 30)
+    later = tasks.noop.using(run_after=timezone.now() + timedelta(hours=1)).enqueue()
+    due = tasks.noop.enqueue()
+
+    done, claimed = engine.complete_and_claim([Completion(mine, "null")], WORKER, queues, 10, 30)
+
+    assert done == {running.pk}
+    assert [j.id for j in claimed] == [due.pk], "a job due in an hour was claimed now"
+    stored = Job.objects.get(pk=later.pk)
+    assert (stored.status, stored.attempts, stored.worker_id) == (JobStatus.READY, 0, None)
 
 
 @pytest.mark.postgres
