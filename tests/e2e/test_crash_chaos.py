@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres, pyt
 
 TOTAL = 5000
 WORKERS = 3
-KILLS = 5  # one at each 10% of the drain, from 10% to 50%: the rest drains in peace
+KILLS = 3  # one at each 10% of the drain, from 10% to 30%: the rest drains in peace
 
 
 def holding_jobs(workers: list[WorkerProcess]) -> list[int]:
