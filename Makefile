@@ -36,8 +36,10 @@ browser-deps: venv
 
 test: venv browser-deps lint typecheck  ## set up and run everything: lint, types, tests on SQLite and PostgreSQL
 	DATABASE_URL=sqlite:///$(CURDIR)/var/migrations-check.sqlite3 $(PY) manage.py makemigrations --check --dry-run
-	DJANGO_JOBS_TEST_DB=sqlite $(PY) -m pytest -q -m "not postgres"
-	DJANGO_JOBS_TEST_DB=postgres DATABASE_URL=$(DATABASE_URL) $(PY) -m pytest -q
+	@# DJANGO_JOBS_TEST_SPLIT: tests that cannot touch the database run in the first pass only,
+	@# browser tests in the second only (tests/conftest.py).
+	DJANGO_JOBS_TEST_SPLIT=1 DJANGO_JOBS_TEST_DB=sqlite $(PY) -m pytest -q -m "not postgres"
+	DJANGO_JOBS_TEST_SPLIT=1 DJANGO_JOBS_TEST_DB=postgres DATABASE_URL=$(DATABASE_URL) $(PY) -m pytest -q
 
 bench: venv
 	$(PY) bench/run.py

@@ -19,14 +19,42 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_DB = os.environ.get("DJANGO_JOBS_TEST_DB", "sqlite")
 
 
+# `make test` runs the suite twice, on SQLite then on PostgreSQL, with
+# DJANGO_JOBS_TEST_SPLIT=1: a test that cannot touch the test database (no
+# django_db marker or database fixture: pytest-django refuses it any query)
+# gives the same answer on both, so it runs in the SQLite pass only; browser
+# tests run in the PostgreSQL pass only (the production database, and the
+# live server, worker subprocess and test share it without SQLite's
+# single-writer lock). Without the variable every pass runs everything it can.
+SPLIT = os.environ.get("DJANGO_JOBS_TEST_SPLIT", "") == "1"
+DATABASE_FIXTURES = frozenset(
+    {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback"}
+    | {"live_server"}
+)
+
+
+def uses_database(item: pytest.Item) -> bool:
+    """Whether pytest-django lets ``item`` query the test database."""
+    fixtures = set(getattr(item, "fixturenames", ()))
+    return item.get_closest_marker("django_db") is not None or bool(DATABASE_FIXTURES & fixtures)
+
+
+def runs_in_this_pass(item: pytest.Item) -> bool:
+    if TEST_DB != "postgres":
+        # PostgreSQL-only tests run in the PostgreSQL pass of `make test`; in the
+        # SQLite pass they are deselected (not skipped: they never count as green).
+        if item.get_closest_marker("postgres"):
+            return False
+        return not (SPLIT and item.get_closest_marker("browser"))
+    if not SPLIT or item.get_closest_marker("postgres") or item.get_closest_marker("browser"):
+        return True
+    return uses_database(item)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # PostgreSQL-only tests run in the PostgreSQL pass of `make test`; in the
-    # SQLite pass they are deselected (not skipped: they never count as green).
-    if TEST_DB == "postgres":
-        return
     kept, dropped = [], []
     for item in items:
-        (dropped if item.get_closest_marker("postgres") else kept).append(item)
+        (kept if runs_in_this_pass(item) else dropped).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept

@@ -54,6 +54,7 @@ DJANGO_JOBS = {
     "RECOVERY_INTERVAL": float(os.environ.get("DJANGO_JOBS_TEST_RECOVERY", "10")),
     "PRUNE_INTERVAL": float(os.environ.get("DJANGO_JOBS_TEST_PRUNE_INTERVAL", "600")),
     "PRUNE_BATCH_SIZE": int(os.environ.get("DJANGO_JOBS_TEST_PRUNE_BATCH", "1000")),
+    "USE_NOTIFY": os.environ.get("DJANGO_JOBS_TEST_USE_NOTIFY", "1") == "1",
 }
 TASKS = {
     "default": {

@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
+from collections.abc import Callable
 from datetime import datetime
 
 from django_jobs.engine.base import ClaimedJob
@@ -24,16 +25,17 @@ class Backlog:
     """Claimed jobs not started yet, most urgent first. Not thread-safe: the
     executor holds its own lock around every call."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._heap: list[_Entry] = []
         self._serial = itertools.count()
+        self._clock = clock  # settable for tests
 
     def __len__(self) -> int:
         return len(self._heap)
 
     def push(self, job: ClaimedJob) -> None:
         key = (-job.priority, job.run_after, job.id)
-        heapq.heappush(self._heap, (key, next(self._serial), time.monotonic(), job))
+        heapq.heappush(self._heap, (key, next(self._serial), self._clock(), job))
 
     def pop(self) -> ClaimedJob:
         return heapq.heappop(self._heap)[3]
@@ -45,7 +47,7 @@ class Backlog:
         """Remove and return jobs queued more than ``longer_than`` seconds ago,
         except the ``keep`` most urgent ones (they start as soon as a slot that
         is free right now is ready, e.g. a child process still starting)."""
-        cutoff = time.monotonic() - longer_than
+        cutoff = self._clock() - longer_than
         if not any(entry[2] <= cutoff for entry in self._heap):
             return []  # the common case, checked on every worker loop: nothing to sort
         ordered = sorted(self._heap)

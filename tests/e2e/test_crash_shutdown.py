@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -29,7 +30,15 @@ def test_sigterm_finishes_short_jobs_and_hands_back_long_ones(start_worker, pool
     wait_for(ids(long) + ids(short), JobStatus.RUNNING, 20, "4 jobs running")
     wait_until(lambda: started(ids(long)), 10, message="long jobs started")
     pool_children = children_of(worker.pid)
+    threads = len(list(Path(f"/proc/{worker.pid}/task").iterdir()))
+    if pool == "process":
+        assert len(pool_children) == 4, f"one child per slot: {pool_children}"
+    else:
+        assert pool_children == [], "the thread pool runs jobs in the worker process"
+        assert threads >= 1 + 4, f"main thread + 4 job threads, found {threads}"
     worker.signal(signal.SIGTERM)
+    # Short jobs finish; the 60 s ones are left behind once the 3 s shutdown
+    # timeout is up: the exit does not wait for them.
     assert worker.wait(30) == 0
     for job in Job.objects.filter(pk__in=ids(short)):
         assert (job.status, job.attempts, job.result) == (JobStatus.SUCCESSFUL, 1, 1.5)
@@ -38,6 +47,9 @@ def test_sigterm_finishes_short_jobs_and_hands_back_long_ones(start_worker, pool
         assert job.attempts == 0, "a handed-back attempt is not counted"
         assert job.errors == []
         assert (job.worker_id, job.claim_token, job.started_at) == (None, None, None)
+        assert job.result is None
+        starts = Event.objects.filter(job_id=job.pk, name="long_event")
+        assert list(starts.values_list("value", flat=True)) == [{"attempt": 1}], "ran again"
     assert not any(alive(pid) for pid in pool_children)
     assert "handed back 2 unfinished job(s)" in worker.output()
     assert not Worker.objects.filter(pid=worker.pid).exists(), "its row goes on a clean exit"

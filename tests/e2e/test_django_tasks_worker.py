@@ -4,7 +4,6 @@ priority, signals, and recovery after SIGKILL."""
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 import pytest
@@ -110,12 +109,14 @@ def test_atomic_option_rolls_back_a_failed_body(run_burst):
 
 
 def test_run_after_is_respected(start_worker):
-    when = timezone.now() + timedelta(seconds=2)
-    result = dtasks.add.using(run_after=when).enqueue(1, 1)
+    result = dtasks.add.using(run_after=timezone.now() + timedelta(hours=1)).enqueue(1, 1)
+    marker = dtasks.add.enqueue(2, 2)  # due now: once it ran, a claim passed the deferred task
     start_worker("--concurrency", "1")
-    time.sleep(1.0)
+    wait_until(lambda: marker.refresh() or marker.is_finished, 20, message="marker task")
     result.refresh()
-    assert result.status == TaskResultStatus.READY
+    assert result.status == TaskResultStatus.READY, "ran an hour early"
+    when = timezone.now() + timedelta(seconds=0.5)
+    Job.objects.filter(pk=result.id).update(run_after=when)  # the worker finds it by polling
     wait_until(lambda: result.refresh() or result.is_finished, 20, message="deferred task")
     assert result.status == TaskResultStatus.SUCCESSFUL
     assert result.started_at >= when

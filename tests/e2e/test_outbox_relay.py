@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from collections import defaultdict
 
 import psycopg
@@ -17,7 +16,7 @@ from django_jobs import outbox
 from django_jobs.models import Job, OutboxEvent
 from django_jobs.status import JobStatus, OutboxStatus
 from tests.conftest import ROOT, WorkerProcess, wait_until, worker_env
-from tests.testapp import subscribers
+from tests.testapp import subscribers, tasks
 from tests.testapp.models import Event as Log
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -70,8 +69,8 @@ def test_committed_events_reach_each_subscriber_once_rolled_back_never(start_wor
     wait_until(lambda: len(Log.objects.all()) == 2, 30, message="both subscribers ran")
     later = outbox.publish("order.created", {"order": 3}, key="o-3")  # worker already running
     wait_until(lambda: len(Log.objects.all()) == 4, 30, message="later event relayed")
-    time.sleep(0.5)  # nothing more may arrive
-    assert worker.terminate() == 0
+    assert worker.terminate() == 0  # a graceful stop finishes what is in flight
+    assert len(Log.objects.all()) == 4, "an event reached a subscriber twice"
     seen = sorted((row.name, row.value["event"]) for row in Log.objects.all())
     names = ["on_any_order", "on_order_created"]
     assert seen == sorted((name, e.pk) for name in names for e in (kept, later))
@@ -83,9 +82,41 @@ def test_committed_events_reach_each_subscriber_once_rolled_back_never(start_wor
 @pytest.mark.postgres
 def test_relay_wakes_on_notify_not_on_polling(start_worker):
     worker = start_worker("--poll-interval", "60")  # polling alone would take a minute
-    time.sleep(2)  # listening
+    wait_until(lambda: listening("django_jobs_outbox"), 20, message="the relay's LISTEN")
     event = outbox.publish("order.created", {"order": 5})
     wait_until(lambda: len(Log.objects.all()) == 2, 15, message="woken by NOTIFY on commit")
+    assert {row.value["event"] for row in Log.objects.all()} == {event.pk}
+    assert worker.terminate() == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("use_notify", [True, False], ids=["notify", "no-notify"])
+def test_use_notify_off_nothing_listens_or_notifies_and_all_flows_by_polling(
+    start_worker, settings, use_notify
+):
+    """USE_NOTIFY=False (PgBouncer in transaction mode): no LISTEN session, no
+    NOTIFY sent, and jobs and events still flow, by polling. The setting on is
+    the control: the same checks see the worker's LISTEN sessions."""
+    settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, "USE_NOTIFY": use_notify}  # our enqueues
+    env = {"DJANGO_JOBS_TEST_USE_NOTIFY": "1" if use_notify else "0"}
+    channels = ("django_jobs", "django_jobs_outbox")
+    with psycopg.connect(**_params(connection.settings_dict["NAME"]), autocommit=True) as ear:
+        for channel in channels:
+            ear.execute(f"LISTEN {channel}")  # a constant identifier
+        worker = start_worker("--concurrency", "2", env=env)
+        if use_notify:
+            for channel in channels:
+                wait_until(lambda c=channel: listening(c, besides=ear.info.backend_pid), 20)
+        job = tasks.add.enqueue(1, 2)
+        event = outbox.publish("order.created", {"order": 1})
+        wait_until(lambda: len(Log.objects.all()) == 2, 30, message="event reached subscribers")
+        wait_until(
+            lambda: Job.objects.get(pk=job.pk).status == JobStatus.SUCCESSFUL, 30, message="job"
+        )
+        heard = list(ear.notifies(timeout=0.5, stop_after=1))
+        for channel in channels:
+            assert listening(channel, besides=ear.info.backend_pid) is use_notify, channel
+    assert bool(heard) is use_notify, heard
     assert {row.value["event"] for row in Log.objects.all()} == {event.pk}
     assert worker.terminate() == 0
 
@@ -179,6 +210,18 @@ def open_relay_transaction(dbname: str):
             [dbname],
         ).fetchone()
         return row[0] if row else None
+
+
+def listening(channel: str, *, besides: int = 0) -> bool:
+    """A session of the test database other than ours (and ``besides``) has
+    run LISTEN on ``channel``: its last statement, shown while it waits."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND pid <> %s AND query = %s",
+            [besides, f"LISTEN {channel}"],
+        )
+        return cursor.fetchone() is not None
 
 
 def _params(dbname):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import signal
-import time
 from datetime import datetime, timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from django_jobs.models import DeadLetter, Job
 from django_jobs.status import JobStatus
@@ -56,17 +56,23 @@ def test_queue_option_limits_what_a_worker_takes(run_burst):
 
 
 def test_scheduled_job_waits_for_run_after(start_worker):
-    job = tasks.add.using(run_after=timedelta(seconds=2)).enqueue(1, 1)
+    job = tasks.add.using(run_after=timedelta(hours=1)).enqueue(1, 1)
+    marker = tasks.add.enqueue(2, 2)  # due now: once it ran, a claim passed the scheduled job
     start_worker("--concurrency", "1")
-    time.sleep(1.0)
-    assert Job.objects.get(pk=job.pk).status == JobStatus.READY
+    wait_until(
+        lambda: Job.objects.get(pk=marker.pk).status == JobStatus.SUCCESSFUL, 20, message="marker"
+    )
+    stored = Job.objects.get(pk=job.pk)
+    assert (stored.status, stored.attempts) == (JobStatus.READY, 0), "ran an hour early"
+    due = timezone.now() + timedelta(seconds=0.5)
+    Job.objects.filter(pk=job.pk).update(run_after=due)  # the worker finds it by polling
     wait_until(
         lambda: Job.objects.get(pk=job.pk).status == JobStatus.SUCCESSFUL,
         20,
         message="scheduled job",
     )
     job.refresh_from_db()
-    assert job.started_at >= job.run_after
+    assert job.started_at >= due
 
 
 def test_priority_order_with_one_slot(run_burst):
@@ -133,7 +139,7 @@ def test_retry_with_explicit_delay(run_burst):
     # machine can take longer than the delay to get here).
     failed_at = datetime.fromisoformat(job.errors[-1]["at"])
     assert job.run_after - failed_at >= timedelta(seconds=1.4)
-    time.sleep(1.6)
+    wait_until(lambda: timezone.now() >= job.run_after, 10, message="retry delay over")
     run_burst()
     job.refresh_from_db()
     assert (job.status, job.result) == (JobStatus.SUCCESSFUL, "second try")

@@ -3,13 +3,13 @@ step, still fenced; heartbeats that never wait on (or deadlock with) it."""
 
 from __future__ import annotations
 
-import time
 import uuid
+from datetime import timedelta
 
-import psycopg
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from django_jobs.engine import get_engine
 from django_jobs.engine.base import Completion
@@ -63,6 +63,22 @@ def test_complete_and_claim_respects_queues():
     assert done == set() and [j.id for j in claimed] == [wanted.pk]
 
 
+@pytest.mark.parametrize("queues", [None, ["default"]], ids=["all-queues", "named-queue"])
+def test_complete_and_claim_leaves_jobs_due_later_alone(queues):
+    running = tasks.noop.enqueue()
+    engine = get_engine()
+    (mine,) = engine.claim_jobs(WORKER, None, 1, 30)
+    later = tasks.noop.using(run_after=timezone.now() + timedelta(hours=1)).enqueue()
+    due = tasks.noop.enqueue()
+
+    done, claimed = engine.complete_and_claim([Completion(mine, "null")], WORKER, queues, 10, 30)
+
+    assert done == {running.pk}
+    assert [j.id for j in claimed] == [due.pk], "a job due in an hour was claimed now"
+    stored = Job.objects.get(pk=later.pk)
+    assert (stored.status, stored.attempts, stored.worker_id) == (JobStatus.READY, 0, None)
+
+
 @pytest.mark.postgres
 def test_complete_and_claim_is_one_statement_on_postgres():
     tasks.noop.enqueue_many([(), (), ()])
@@ -77,24 +93,16 @@ def test_complete_and_claim_is_one_statement_on_postgres():
 
 
 @pytest.mark.postgres
-def test_heartbeat_skips_rows_locked_by_a_completion_instead_of_waiting():
+def test_heartbeat_skips_rows_locked_by_a_completion_instead_of_waiting(
+    rival, lock_rows, no_lock_waits
+):
     tasks.noop.enqueue_many([(), ()])
     engine = get_engine()
     held = engine.claim_jobs(WORKER, None, 2, 30)
-    busy = held[0]
-    settings = connection.settings_dict
-    other = psycopg.connect(
-        dbname=settings["NAME"], user=settings["USER"], host=settings["HOST"], port=settings["PORT"]
-    )
-    try:
-        other.execute("SELECT 1 FROM django_jobs_job WHERE id = %s FOR UPDATE", [busy.id])
-        started = time.monotonic()
-        assert engine.heartbeat(held, 30) == 1  # the idle job only, without waiting
-        assert time.monotonic() - started < 5
-        other.rollback()
-        assert engine.heartbeat(held, 30) == 2
-    finally:
-        other.close()
+    lock_rows("django_jobs_job", [held[0].id])
+    assert engine.heartbeat(held, 30) == 1  # the idle job only, without waiting
+    rival.rollback()
+    assert engine.heartbeat(held, 30) == 2
 
 
 @pytest.mark.postgres
@@ -114,17 +122,24 @@ def _prepared_statements() -> list[str]:
         return [row[0] for row in cursor.fetchall()]
 
 
-@pytest.mark.postgres
-def test_hot_path_statements_are_prepared_on_their_second_run_and_the_projects_never():
+def _run_hot_statements_twice() -> None:
+    """Each hot statement twice on one fresh session: with PREPARED_STATEMENTS
+    on, the second run of each prepares it."""
     connection.close()  # a fresh session: no prepared statement yet
-    tasks.noop.enqueue()
-    assert _prepared_statements() == [], "a one-off enqueue (web request) pays no PREPARE"
     engine = get_engine()
     for _ in range(2):
         tasks.noop.enqueue()
         tasks.noop.enqueue_many([(), ()])
         (job,) = engine.claim_jobs(WORKER, None, 1, 30)
         engine.complete_and_claim([Completion(job, "null")], WORKER, None, 1, 30)
+
+
+@pytest.mark.postgres
+def test_hot_path_statements_are_prepared_on_their_second_run_and_the_projects_never():
+    connection.close()  # a fresh session: no prepared statement yet
+    tasks.noop.enqueue()
+    assert _prepared_statements() == [], "a one-off enqueue (web request) pays no PREPARE"
+    _run_hot_statements_twice()
     for _ in range(10):  # psycopg's own threshold would prepare these after 5 runs
         list(Job.objects.filter(status=JobStatus.READY).values_list("pk", flat=True))
     prepared = _prepared_statements()
@@ -134,11 +149,11 @@ def test_hot_path_statements_are_prepared_on_their_second_run_and_the_projects_n
 
 
 @pytest.mark.postgres
-def test_prepared_statements_setting_off_prepares_nothing(settings):
-    settings.DJANGO_JOBS = {"PREPARED_STATEMENTS": False}  # PgBouncer < 1.21
-    connection.close()
-    tasks.noop.enqueue()
-    engine = get_engine()
-    (job,) = engine.claim_jobs(WORKER, None, 1, 30)
-    engine.complete_and_claim([Completion(job, "null")], WORKER, None, 1, 30)
-    assert _prepared_statements() == []
+@pytest.mark.parametrize(("enabled", "expected"), [(False, 0), (True, 4)], ids=["off", "on"])
+def test_prepared_statements_setting_off_prepares_nothing(settings, enabled, expected):
+    """PgBouncer in transaction mode before 1.21 cannot hold prepared
+    statements. The same runs that prepare 4 statements with the setting on
+    (the test's own control) prepare none with it off."""
+    settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, "PREPARED_STATEMENTS": enabled}
+    _run_hot_statements_twice()
+    assert len(_prepared_statements()) == expected, _prepared_statements()

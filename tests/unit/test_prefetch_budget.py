@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -44,11 +43,14 @@ def test_backlog_runs_the_most_urgent_first_whatever_the_claim_order():
 
 
 def test_backlog_hands_out_only_jobs_that_waited_long_enough():
-    backlog = Backlog()
+    now = [100.0]
+    backlog = Backlog(clock=lambda: now[0])
     backlog.push(claimed(1))
-    time.sleep(0.05)
+    now[0] += 5.0
     backlog.push(claimed(2))
-    assert [job.id for job in backlog.take_waiting(0.04)] == [1]
+    now[0] += 1.0  # job 1 waited 6 s, job 2 1 s
+    assert backlog.take_waiting(7.0) == [], "nothing waited longer than 7 s"
+    assert [job.id for job in backlog.take_waiting(4.0)] == [1]
     assert [job.id for job in backlog.jobs()] == [2]
     assert [job.id for job in backlog.take_waiting(0.0)] == [2]
     assert len(backlog) == 0
