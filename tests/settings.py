@@ -45,6 +45,8 @@ DJANGO_JOBS = {
     "RECOVERY_INTERVAL": float(os.environ.get("DJANGO_JOBS_TEST_RECOVERY", "10")),
     "PRUNE_INTERVAL": float(os.environ.get("DJANGO_JOBS_TEST_PRUNE_INTERVAL", "600")),
     "PRUNE_BATCH_SIZE": int(os.environ.get("DJANGO_JOBS_TEST_PRUNE_BATCH", "1000")),
+    # Task modules that are not an app's tasks.py (the worker runs registered tasks only).
+    "TASK_MODULES": ["tests.testapp.dtasks", "tests.testapp.subscribers"],
 }
 TASKS = {
     "default": {

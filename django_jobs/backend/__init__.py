@@ -50,6 +50,7 @@ from django_jobs.tasks import (
     _validate_backoff,
     _validate_exception_classes,
     _validate_positive_number,
+    register_django_task,
 )
 
 __all__ = ["JobsBackend", "JobsTask"]
@@ -162,6 +163,7 @@ class JobsBackend(BaseTaskBackend):
         """Django's checks plus django_jobs' options; raises ``InvalidTask``."""
         super().validate_task(task)
         if not isinstance(task, JobsTask):
+            register_django_task(task)
             return
         try:
             _validate_positive_number("max_attempts", task.max_attempts, integer=True)
@@ -174,6 +176,9 @@ class JobsBackend(BaseTaskBackend):
             raise InvalidTask(f"{task.module_path}: {exc}") from exc
         if not isinstance(task.retry_on, tuple) or not isinstance(task.discard_on, tuple):
             raise InvalidTask(f"{task.module_path}: retry_on and discard_on must be tuples")
+        # Django calls this from Task.__post_init__: the definition registers the
+        # task for the worker (a dict entry, no import).
+        register_django_task(task)
 
     def check(self, **kwargs: Any) -> list[CheckMessage]:
         """System-check errors for this backend; never touches the database."""

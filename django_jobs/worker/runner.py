@@ -147,15 +147,12 @@ def run_job(job: ClaimedJob) -> Outcome:
     _drop_stale_connection(job)
     try:
         _check_shape(job)
-        resolved = resolve_task(job.task_name)
+        # Registered tasks only; nothing named by the row is imported or called.
+        task_obj = as_task(resolve_task(job.task_name))
     except UnknownTaskError as exc:
         logger.error("job %s dead-lettered: %s", job.id, exc, extra=log_extra)
         return Failure(job, error_entry(job, exc, tb=""), None, str(exc))
-    task_obj = as_task(resolved)
-    func = task_obj.func if task_obj is not None else getattr(resolved, "func", resolved)
-    if not callable(func):
-        not_callable = UnknownTaskError(f"task {job.task_name!r} is not callable")
-        return Failure(job, error_entry(job, not_callable, tb=""), None, str(not_callable))
+    func = task_obj.func
 
     if signals.job_started.has_listeners():
         signals.job_started.send_robust(sender=task_obj, job=job)
@@ -200,8 +197,8 @@ def run_job(job: ClaimedJob) -> Outcome:
     return outcome
 
 
-def as_task(resolved: Any) -> Task[Any, Any] | None:
-    """The django_jobs Task for a resolved task name, or None for a plain callable.
+def as_task(resolved: Any) -> Task[Any, Any]:
+    """The django_jobs Task that runs a registered task (see ``resolve_task``).
 
     A ``django.tasks`` Task (``django_jobs.backend.JobsBackend``) gets a bridge
     that passes its TaskContext and sends Django's task signals.
@@ -210,10 +207,20 @@ def as_task(resolved: Any) -> Task[Any, Any] | None:
         return resolved
     django_tasks = sys.modules.get("django.tasks")
     if django_tasks is not None and isinstance(resolved, django_tasks.Task):
+        # Imported here: the bridge needs django.tasks, which only projects using
+        # it have loaded (checked just above).
         from django_jobs.backend.bridge import bridged_task
 
         return bridged_task(resolved)
-    return None
+    raise UnknownTaskError(f"{resolved!r} is not a task")
+
+
+def _registered(job: ClaimedJob) -> Task[Any, Any] | None:
+    """The job's registered task, or None (defaults apply); never imports."""
+    try:
+        return as_task(resolve_task(job.task_name))
+    except UnknownTaskError:
+        return None
 
 
 def _run_atomic(job: ClaimedJob, func: Any) -> Completion:
@@ -249,11 +256,8 @@ def crash_failure(job: ClaimedJob, exc: BaseException) -> Failure:
     if job.attempts >= job.max_attempts:
         reason = storable(f"attempts exhausted ({job.attempts}/{job.max_attempts}): {exc}")
         return Failure(job, error, None, reason)
-    try:
-        resolved = resolve_task(job.task_name)
-    except UnknownTaskError:
-        resolved = None
-    spec = resolved.effective_backoff if isinstance(resolved, Task) else None
+    task_obj = _registered(job)
+    spec = task_obj.effective_backoff if task_obj is not None else None
     delay = compute_delay(
         spec or jobs_settings.DEFAULT_BACKOFF,
         job.attempts,
@@ -266,8 +270,4 @@ def crash_failure(job: ClaimedJob, exc: BaseException) -> Failure:
 def timeout_failure(job: ClaimedJob) -> Failure:
     """The outcome of a job that ran past its timeout, per its task's retry policy."""
     exc = JobTimeout(f"job {job.id} ran longer than its timeout of {job.timeout:g}s")
-    try:
-        resolved = resolve_task(job.task_name)
-    except UnknownTaskError:
-        resolved = None
-    return decide_failure(job, as_task(resolved), exc)
+    return decide_failure(job, _registered(job), exc)
