@@ -87,6 +87,7 @@ class NewJob:
             "max_attempts": self.max_attempts,
             "timeout": self.timeout,
             "idempotency_key": self.idempotency_key,
+            "requested_run_after": self.run_after,
             **fields,
         }
 
@@ -360,7 +361,7 @@ class Task(Generic[P, R]):
         from django_jobs.engine import get_engine
 
         row = self._new_job(args, kwargs, self.idempotency_key)
-        return get_engine(self.database).insert_jobs([row])[0]
+        return get_engine(self.database).insert_jobs([row])[0].job
 
     def enqueue_many(self, calls: Iterable[Sequence[Any] | Mapping[str, Any]]) -> list[Job]:
         """Enqueue one job per item in one round trip.
@@ -386,7 +387,7 @@ class Task(Generic[P, R]):
                 )
         if not rows:
             return []
-        return get_engine(self.database).insert_jobs(rows)
+        return [inserted.job for inserted in get_engine(self.database).insert_jobs(rows)]
 
 
 def _make_task(func: Callable[P, R], options: dict[str, Any]) -> Task[P, R]:

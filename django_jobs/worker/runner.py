@@ -159,13 +159,19 @@ def run_job(job: ClaimedJob) -> Outcome:
     outcome: Outcome
     written: Completion | None = None  # an atomic task's completion, already committed
     try:
-        in_task_body.add(threading.get_ident())
-        with running(job):
-            if task_obj is not None and task_obj.atomic:
-                written = _run_atomic(job, func)
-                outcome = None
-            else:
-                outcome = Completion(job, _encode_result(_call(func, job.args, job.kwargs)))
+        try:
+            in_task_body.add(threading.get_ident())
+            with running(job):
+                if task_obj.atomic:
+                    written = _run_atomic(job, func)
+                    outcome = None
+                else:
+                    outcome = Completion(job, _encode_result(_call(func, job.args, job.kwargs)))
+        finally:
+            # Before the handlers below: they and the signal receivers they call
+            # are our code, never interrupted as a timed-out task body.
+            in_task_body.discard(threading.get_ident())
+            _reset_connections()
     except ClaimLost:
         logger.warning(
             "job %s: claim lost while running; its writes rolled back", job.id, extra=log_extra
@@ -188,9 +194,11 @@ def run_job(job: ClaimedJob) -> Outcome:
             else f"; retry at {outcome.retry_at:%H:%M:%S}",
             extra=log_extra,
         )
-    finally:
-        in_task_body.discard(threading.get_ident())
-        _reset_connections()
+        if signals.job_finished.has_listeners():
+            # Sent while ``exc`` is being handled, as django.tasks expects: its
+            # own task_finished receiver logs sys.exc_info()'s traceback.
+            _send_finished(task_obj, job, outcome)
+        return outcome
     finished = outcome if outcome is not None else written
     if finished is not None and signals.job_finished.has_listeners():
         _send_finished(task_obj, job, finished)
