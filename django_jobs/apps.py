@@ -5,6 +5,8 @@ import importlib
 from django.apps import AppConfig
 from django.core.exceptions import ImproperlyConfigured
 
+from django_jobs.conf import jobs_settings
+
 
 class DjangoJobsConfig(AppConfig):
     name = "django_jobs"
@@ -19,7 +21,6 @@ class DjangoJobsConfig(AppConfig):
         from django.utils.module_loading import autodiscover_modules
 
         from django_jobs import checks  # noqa: F401
-        from django_jobs.conf import jobs_settings
         from django_jobs.outbox import checks as outbox_checks  # noqa: F401
         from django_jobs.outbox import delivery  # noqa: F401 - registers the built-in task
 
