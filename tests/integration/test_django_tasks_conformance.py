@@ -90,6 +90,20 @@ def test_a_released_first_attempt_and_an_operator_retry_start_afresh():
     assert fetched.started_at is not None and fetched.started_at == fetched.last_attempted_at
 
 
+def test_admin_timeline_shows_the_first_and_the_latest_attempt_start():
+    from django_jobs.admin.jobs import timeline
+
+    result = dtasks.add.enqueue(1, 2)
+    fail(claim_one(), retry_at=timezone.now())
+    claim_one()
+    job = Job.objects.get(pk=int(result.id))
+    starts = {e.label: e.at for e in timeline(job, [], timezone.now()) if "started" in e.label}
+    assert starts == {
+        "Attempt 1 started": job.started_at,
+        "Attempt 2 started": job.last_attempted_at,
+    }
+
+
 # -- run_after as enqueued ---------------------------------------------------------
 
 
