@@ -14,6 +14,13 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 DEFAULTS: dict[str, Any] = {
+    # Modules imported at startup (AppConfig.ready, in the worker and the web
+    # process alike) besides each installed app's tasks module, like Celery's
+    # ``imports``: list here every module that defines tasks (@task, @subscriber,
+    # django.tasks) outside a tasks.py, e.g. ["myapp.jobs", "myapp.handlers"].
+    # The worker runs registered tasks only; a job naming anything else is
+    # dead-lettered and nothing it names is imported.
+    "TASK_MODULES": [],
     # Queue used when a task does not name one.
     "DEFAULT_QUEUE": "default",
     # Attempts (first run included) before a failing job goes to the dead letters.

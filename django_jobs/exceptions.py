@@ -5,7 +5,7 @@
     JobsError
     ├── InvalidTaskError        (TypeError)  @task on something the worker cannot import
     ├── InvalidJobOptions       (ValueError) bad option values: priority, run_after, queue...
-    ├── UnknownTaskError        (LookupError) a job names a task that cannot be imported
+    ├── UnknownTaskError        (LookupError) a job names a task that is not registered
     ├── JobTimeout                           a job ran past its timeout
     ├── WorkerLost                           its worker stopped renewing the lease (recovered)
     └── WorkerCrashed                        its child process died (--pool process)
@@ -40,7 +40,7 @@ class InvalidJobOptions(JobsError, ValueError):
 
 
 class UnknownTaskError(JobsError, LookupError):
-    """The job names a task that is not registered and cannot be imported."""
+    """The job names a task that is not registered (the worker runs no other)."""
 
 
 class JobTimeout(JobsError):

@@ -70,6 +70,12 @@ class Job(models.Model):
     kwargs = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.READY)
     run_after = models.DateTimeField(db_default=Now(), help_text="Not claimed before this time.")
+    requested_run_after = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="run_after as given at enqueue (empty: as soon as possible); "
+        "run_after moves with retries.",
+    )
     attempts = models.PositiveIntegerField(default=0, help_text="Attempts started so far.")
     max_attempts = models.PositiveIntegerField(default=3)
     timeout = models.FloatField(default=300.0, help_text="Seconds before the job is failed.")
@@ -79,7 +85,12 @@ class Job(models.Model):
     progress = models.JSONField(null=True, blank=True)
     meta = models.JSONField(default=dict, blank=True, help_text="Free-form metadata.")
     enqueued_at = models.DateTimeField(db_default=Now())
-    started_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(
+        null=True, blank=True, help_text="Start of the first attempt of this run."
+    )
+    last_attempted_at = models.DateTimeField(
+        null=True, blank=True, help_text="Start of the latest attempt."
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
     worker_id = models.UUIDField(
         null=True, blank=True, help_text="Worker running it (last attempt)."

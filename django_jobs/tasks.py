@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from django_jobs.backoff import BACKOFF_NAMES, BackoffSpec
 from django_jobs.conf import jobs_settings
-from django_jobs.exceptions import InvalidJobOptions, InvalidTaskError
+from django_jobs.exceptions import InvalidJobOptions, InvalidTaskError, UnknownTaskError
 
 if TYPE_CHECKING:
     from django_jobs.models import Job
@@ -37,9 +37,20 @@ MAX_NAME_LENGTH = 255
 MAX_QUEUE_LENGTH = 100
 MAX_KEY_LENGTH = 255
 
-# Dotted path -> Task. Filled by @task at import time; the worker imports
-# modules on demand for names that are not registered yet.
+# Dotted path -> Task. Filled by @task (and so @subscriber and the outbox's
+# delivery task) when the task's module is imported. The worker runs the names
+# in this registry and in django_task_registry, and nothing else: a job row
+# naming any other callable is dead-lettered, its module never imported.
 registry: dict[str, Task[Any, Any]] = {}
+# Dotted path -> ``django.tasks`` Task of a django_jobs backend, filled by
+# JobsBackend.validate_task when the task is defined.
+django_task_registry: dict[str, Any] = {}
+
+NOT_REGISTERED_HINT = (
+    "only functions decorated with @django_jobs.task or @subscriber, and django.tasks "
+    "tasks of a django_jobs backend, run on the worker; define the task in an installed "
+    "app's tasks.py or list its module in DJANGO_JOBS['TASK_MODULES']"
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -77,6 +88,7 @@ class NewJob:
             "max_attempts": self.max_attempts,
             "timeout": self.timeout,
             "idempotency_key": self.idempotency_key,
+            "requested_run_after": self.run_after,
             **fields,
         }
 
@@ -490,7 +502,7 @@ class Task(Generic[P, R]):
         from django_jobs.engine import get_engine
 
         row = self._new_job(args, kwargs, self.idempotency_key)
-        return get_engine(self.database).insert_jobs([row])[0]
+        return get_engine(self.database).insert_jobs([row])[0].job
 
     def enqueue_many(self, calls: Iterable[Sequence[Any] | Mapping[str, Any]]) -> list[Job]:
         """Enqueue one job per item in one round trip.
@@ -521,7 +533,7 @@ class Task(Generic[P, R]):
                 )
         if not rows:
             return []
-        return get_engine(self.database).insert_jobs(rows)
+        return [inserted.job for inserted in get_engine(self.database).insert_jobs(rows)]
 
 
 def _make_task(func: Callable[P, R], options: dict[str, Any]) -> Task[P, R]:
@@ -590,30 +602,28 @@ def task(func: Callable[P, R] | None = None, /, **options: Any) -> Any:
     return decorator
 
 
-def resolve_task(name: str) -> Any:
-    """The registered task (or any callable) at dotted path ``name``.
+def register_django_task(django_task: Any) -> None:
+    """Let the worker run ``django_task`` (a ``django.tasks`` Task) by its dotted path.
 
-    Imports the module on demand; raises UnknownTaskError if it is missing.
+    Called when a task is defined, so it must stay cheap: no import, no query.
+    Copies made by ``using()`` share the function and keep the first entry; a
+    redefinition (module reloaded) has a new function and replaces it.
     """
-    from django_jobs.exceptions import UnknownTaskError
+    name = django_task.module_path
+    found = django_task_registry.get(name)
+    if found is None or found.func is not django_task.func:
+        django_task_registry[name] = django_task
 
-    found = registry.get(name)
-    if found is not None:
-        return found
-    module_name, _, attribute = name.rpartition(".")
-    if not module_name:
-        raise UnknownTaskError(f"task {name!r} is not a dotted path")
-    import importlib
 
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UnknownTaskError(
-            f"task {name!r}: cannot import module {module_name!r}: {exc}"
-        ) from exc
-    try:
-        return registry.get(name) or getattr(module, attribute)
-    except AttributeError:
-        raise UnknownTaskError(
-            f"task {name!r}: module {module_name!r} has no attribute {attribute!r}"
-        ) from None
+def resolve_task(name: str) -> Any:
+    """The registered task at dotted path ``name``: a :class:`Task` or a
+    ``django.tasks`` Task.
+
+    A registry lookup only: nothing is imported or looked up by attribute, so a
+    job row cannot make the worker run an arbitrary callable (``os.system``).
+    Raises UnknownTaskError for any other name.
+    """
+    found = registry.get(name) or django_task_registry.get(name)
+    if found is None:
+        raise UnknownTaskError(f"task {name!r} is not registered: {NOT_REGISTERED_HINT}")
+    return found

@@ -85,8 +85,12 @@ def timeline(job: Job, dead_letters: Sequence[DeadLetter], now: datetime) -> lis
             entries.append(
                 TimelineEntry(at, f"Attempt {error.get('attempt', '?')} failed", name, "failed")
             )
-    if job.started_at:
-        entries.append(TimelineEntry(job.started_at, f"Attempt {job.attempts} started"))
+    # started_at: the run's first attempt; last_attempted_at: the latest one.
+    latest = job.last_attempted_at or job.started_at
+    if job.started_at and job.attempts > 1 and latest != job.started_at:
+        entries.append(TimelineEntry(job.started_at, "Attempt 1 started"))
+    if latest:
+        entries.append(TimelineEntry(latest, f"Attempt {job.attempts} started"))
     if job.finished_at:
         tone = "ok" if job.status == JobStatus.SUCCESSFUL else "failed"
         entries.append(TimelineEntry(job.finished_at, display.status_label(job.status), "", tone))
@@ -188,15 +192,16 @@ class JobAdmin(ReadOnlyDetailMixin, ObjectActionsMixin):
             label = "runs at" if obj.is_scheduled else "due since"
             return display.relative_time(obj.run_after, label=label)
         if obj.status == JobStatus.RUNNING:
-            return display.relative_time(obj.started_at, label="started")
+            return display.relative_time(obj.last_attempted_at or obj.started_at, label="started")
         return display.relative_time(obj.finished_at, label="finished")
 
     @admin.display(description="duration")
     def duration(self, obj: Job) -> str:
+        started = obj.last_attempted_at or obj.started_at  # the latest attempt's
         if obj.status == JobStatus.RUNNING:
-            return display.duration(obj.started_at, timezone.now())
-        if obj.finished_at and obj.started_at and obj.status != JobStatus.CANCELLED:
-            return display.duration(obj.started_at, obj.finished_at)
+            return display.duration(started, timezone.now())
+        if obj.finished_at and started and obj.status != JobStatus.CANCELLED:
+            return display.duration(started, obj.finished_at)
         return "-"
 
     # -- detail page -----------------------------------------------------

@@ -112,7 +112,11 @@ class WorkerAdmin(ReadOnlyDetailMixin, ModelAdmin):
             "started": display.relative_time(worker.started_at),
             "queues": self.queue_list(worker),
             "running_jobs": [
-                (job, display.short_task(job.task_name), display.relative_time(job.started_at))
+                (
+                    job,
+                    display.short_task(job.task_name),
+                    display.relative_time(job.last_attempted_at or job.started_at),
+                )
                 for job in jobs
             ],
             "running_jobs_url": running_jobs_url(worker.pk),

@@ -42,7 +42,6 @@ from django.tasks.signals import task_enqueued
 from django_jobs.backend.results import result_for_job, result_for_new_job
 from django_jobs.backoff import BackoffSpec
 from django_jobs.exceptions import InvalidJobOptions
-from django_jobs.status import ACTIVE_STATUSES
 from django_jobs.tasks import (
     NewJob,
     _encode_arguments,
@@ -50,6 +49,7 @@ from django_jobs.tasks import (
     _validate_exception_classes,
     _validate_positive_number,
     check_binding,
+    register_django_task,
     validate_idempotency_key,
     validate_run_after,
 )
@@ -158,6 +158,7 @@ class JobsBackend(BaseTaskBackend):
         """Django's checks plus django_jobs' options; raises ``InvalidTask``."""
         super().validate_task(task)
         if not isinstance(task, JobsTask):
+            register_django_task(task)
             return
         try:
             _validate_positive_number("max_attempts", task.max_attempts, integer=True)
@@ -171,6 +172,9 @@ class JobsBackend(BaseTaskBackend):
             raise InvalidTask(f"{task.module_path}: {exc}") from exc
         if not isinstance(task.retry_on, tuple) or not isinstance(task.discard_on, tuple):
             raise InvalidTask(f"{task.module_path}: retry_on and discard_on must be tuples")
+        # Django calls this from Task.__post_init__: the definition registers the
+        # task for the worker (a dict entry, no import).
+        register_django_task(task)
 
     def check(self, **kwargs: Any) -> list[CheckMessage]:
         """System-check errors for this backend; never touches the database."""
@@ -234,21 +238,17 @@ class JobsBackend(BaseTaskBackend):
     def enqueue(self, task: Task[P, R], args: Any, kwargs: Any) -> TaskResult[P, R]:
         """Store a job in the caller's transaction; ``task_enqueued`` fires on commit."""
         from django_jobs.engine import get_engine
-        from django_jobs.models import Job
 
         self._ensure_configured()
         self.validate_task(task)  # again: QUEUES may have changed since the definition
         row = self._new_job(task, args, kwargs)
-        if row.idempotency_key is not None:
-            existing = (
-                Job.objects.using(self.database)
-                .filter(idempotency_key=row.idempotency_key, status__in=ACTIVE_STATUSES)
-                .first()
-            )
-            if existing is not None:
-                return cast("TaskResult[P, R]", result_for_job(existing, self.alias))
-        job = get_engine(self.database).insert_jobs([row])[0]
-        result = result_for_new_job(job, task, self.alias)
+        # The insert says whether it created the job: with an idempotency key
+        # held by an active job (even one committed a moment ago by a concurrent
+        # enqueue) that job comes back, and task_enqueued is not sent again.
+        inserted = get_engine(self.database).insert_jobs([row])[0]
+        if not inserted.created:
+            return cast("TaskResult[P, R]", result_for_job(inserted.job, self.alias))
+        result = result_for_new_job(inserted.job, task, self.alias)
         sender = type(self)
 
         def send() -> None:

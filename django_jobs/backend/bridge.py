@@ -115,7 +115,7 @@ def _previous_errors(job: Any) -> list[dict[str, Any]]:
 
 def _running_result(django_task: DjangoTask[..., Any], job: Any) -> TaskResult[..., Any]:
     alias = django_task.backend
-    task = task_for_row(django_task, alias, job.priority, job.queue_name, None, None)
+    task = task_for_row(django_task, alias, job.priority, job.queue_name, job.requested_run_after)
     return build_result(
         job,
         task,
@@ -125,6 +125,7 @@ def _running_result(django_task: DjangoTask[..., Any], job: Any) -> TaskResult[.
         errors=_previous_errors(job),
         worker_id=job.worker_id,
         started_at=job.started_at,
+        last_attempted_at=job.last_attempted_at,
     )
 
 

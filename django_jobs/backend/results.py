@@ -80,9 +80,9 @@ def task_for_row(
     priority: int,
     queue_name: str,
     run_after: datetime | None,
-    enqueued_at: datetime | None,
 ) -> Task[..., Any]:
-    """``base`` with the options this row was enqueued with."""
+    """``base`` with the options this row was enqueued with; ``run_after`` is
+    the one given at enqueue (``Job.requested_run_after``), never a retry's."""
     changes: dict[str, Any] = {}
     if base.priority != priority:
         changes["priority"] = priority
@@ -90,7 +90,7 @@ def task_for_row(
         changes["queue_name"] = queue_name
     if base.backend != alias:
         changes["backend"] = alias
-    if run_after is not None and enqueued_at is not None and run_after > enqueued_at:
+    if base.run_after != run_after:
         changes["run_after"] = run_after
     return unvalidated_replace(base, **changes) if changes else base
 
@@ -119,6 +119,7 @@ def build_result(
     errors: Sequence[dict[str, Any]] = (),
     worker_id: Any = None,
     started_at: datetime | None = None,
+    last_attempted_at: datetime | None = None,
     finished_at: datetime | None = None,
     return_value: Any = None,
 ) -> TaskResult[..., Any]:
@@ -136,7 +137,8 @@ def build_result(
         enqueued_at=job.enqueued_at,
         started_at=started_at,
         finished_at=finished_at,
-        last_attempted_at=started_at,
+        # Rows written before last_attempted_at existed kept one start: the latest.
+        last_attempted_at=last_attempted_at or started_at,
         args=list(job.args),
         kwargs=dict(job.kwargs),
         backend=alias,
@@ -151,7 +153,7 @@ def build_result(
 def result_for_job(job: Any, alias: str) -> TaskResult[..., Any]:
     """A ``TaskResult`` for a :class:`~django_jobs.models.Job` row."""
     base = django_task_named(job.task_name)
-    task = task_for_row(base, alias, job.priority, job.queue_name, job.run_after, job.enqueued_at)
+    task = task_for_row(base, alias, job.priority, job.queue_name, job.requested_run_after)
     return build_result(
         job,
         task,
@@ -161,6 +163,7 @@ def result_for_job(job: Any, alias: str) -> TaskResult[..., Any]:
         errors=job.errors or [],
         worker_id=job.worker_id,
         started_at=job.started_at,
+        last_attempted_at=job.last_attempted_at,
         finished_at=job.finished_at,
         return_value=job.result,
     )

@@ -52,10 +52,12 @@ class ClaimedJob:
     worker_id: uuid.UUID
     run_after: datetime
     enqueued_at: datetime
-    started_at: datetime
+    started_at: datetime  # the first attempt's start; last_attempted_at is this one's
     idempotency_key: str | None = None
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
     database: str = "default"
+    last_attempted_at: datetime | None = None
+    requested_run_after: datetime | None = None  # run_after as enqueued
 
     @property
     def attempt(self) -> int:
@@ -81,12 +83,23 @@ class ClaimedJob:
             run_after=self.run_after,
             enqueued_at=self.enqueued_at,
             started_at=self.started_at,
+            last_attempted_at=self.last_attempted_at,
+            requested_run_after=self.requested_run_after,
             idempotency_key=self.idempotency_key,
             meta=self.meta,
         )
         job._state.adding = False
         job._state.db = self.database
         return job
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Inserted:
+    """One row of ``insert_jobs``: the job, and whether this call created it
+    (False: its idempotency key was held by an active job, returned instead)."""
+
+    job: Job
+    created: bool
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -161,11 +174,12 @@ class Engine(abc.ABC):
     # -- enqueue ---------------------------------------------------------
 
     @abc.abstractmethod
-    def insert_jobs(self, rows: Sequence[NewJob]) -> list[Job]:
+    def insert_jobs(self, rows: Sequence[NewJob]) -> list[Inserted]:
         """Insert jobs in the caller's transaction; return them in input order.
 
         A row whose idempotency key is held by a READY/RUNNING job returns
-        that existing job and inserts nothing.
+        that existing job (``created`` False) and inserts nothing. The answer
+        comes from the insert itself, so it holds under concurrent enqueues.
         """
 
     # -- worker hot path -------------------------------------------------
@@ -288,6 +302,8 @@ class Engine(abc.ABC):
                 status=JobStatus.READY,
                 attempts=0,
                 run_after=Now(),
+                started_at=None,  # a new run: its first attempt sets them again
+                last_attempted_at=None,
                 finished_at=None,
                 claim_token=None,
                 lease_expires_at=None,

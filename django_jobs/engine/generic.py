@@ -16,7 +16,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Case, DateTimeField, F, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from django_jobs.engine.base import (
@@ -25,6 +26,7 @@ from django_jobs.engine.base import (
     Completion,
     Engine,
     Failure,
+    Inserted,
     RecoveryReport,
     logger,
     lost_worker_error,
@@ -52,7 +54,16 @@ _CLAIMED_FIELDS = (
     "started_at",
     "idempotency_key",
     "meta",
+    "last_attempted_at",
+    "requested_run_after",
 )
+
+
+def _unless_first_attempt(field: str) -> Case:
+    """``field`` kept, or NULL when the attempt being released is the first."""
+    return Case(
+        When(attempts__lte=1, then=Value(None)), default=F(field), output_field=DateTimeField()
+    )
 
 
 def dead_letter_for(job: Job, reason: str) -> Any:
@@ -98,8 +109,8 @@ class GenericEngine(Engine):
             .first()
         )
 
-    def insert_jobs(self, rows: Sequence[NewJob]) -> list[Job]:
-        results: list[Job | None] = [None] * len(rows)
+    def insert_jobs(self, rows: Sequence[NewJob]) -> list[Inserted]:
+        results: list[Inserted | None] = [None] * len(rows)
         plain: list[int] = []
         by_key: dict[str, Job] = {}
         created: list[Job] = []
@@ -110,32 +121,36 @@ class GenericEngine(Engine):
                     plain.append(index)
                     continue
                 if key in by_key:
-                    results[index] = by_key[key]
+                    results[index] = Inserted(by_key[key], created=False)
                     continue
                 # A savepoint per keyed row: a unique violation only undoes this row.
+                # ``created`` is what the insert did, not what a read saw before
+                # it: the partial unique index decides between concurrent enqueues.
                 for _ in range(5):
                     existing = self._existing_active(key)
                     if existing is not None:
+                        results[index] = Inserted(existing, created=False)
                         break
                     try:
                         with transaction.atomic(using=self.alias):
                             existing = self._model_for(row)
                             existing.save(using=self.alias, force_insert=True)
                         created.append(existing)
+                        results[index] = Inserted(existing, created=True)
                         break
                     except IntegrityError:
                         continue  # someone else inserted it: read theirs
                 else:
                     raise IntegrityError(f"could not enqueue with idempotency key {key!r}")
-                by_key[key] = results[index] = existing
+                by_key[key] = existing
             if plain:
                 models = [self._model_for(rows[i]) for i in plain]
                 inserted = self._jobs().bulk_create(models)
                 created.extend(inserted)
                 for index, job in zip(plain, inserted, strict=True):
-                    results[index] = job
+                    results[index] = Inserted(job, created=True)
         self._after_enqueue(created)
-        return [job for job in results if job is not None]
+        return [result for result in results if result is not None]
 
     def _after_enqueue(self, jobs: list[Job]) -> None:
         from django_jobs import signals
@@ -168,7 +183,9 @@ class GenericEngine(Engine):
             self._jobs().filter(pk__in=ids, status=JobStatus.READY).update(
                 status=JobStatus.RUNNING,
                 attempts=F("attempts") + 1,
-                started_at=now,
+                # The run's start is its first attempt's; each attempt has its own.
+                started_at=Coalesce(F("started_at"), Value(now)),
+                last_attempted_at=now,
                 worker_id=worker_id,
                 claim_token=token,
                 lease_expires_at=now + timedelta(seconds=lease_seconds),
@@ -235,7 +252,9 @@ class GenericEngine(Engine):
                     .update(
                         status=JobStatus.READY,
                         attempts=F("attempts") - 1,
-                        started_at=None,
+                        # A released first attempt never started the run.
+                        started_at=_unless_first_attempt("started_at"),
+                        last_attempted_at=_unless_first_attempt("last_attempted_at"),
                         lease_expires_at=None,
                         worker_id=None,
                         claim_token=None,

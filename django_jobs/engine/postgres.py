@@ -24,6 +24,7 @@ from django_jobs.engine.base import (
     LOST_WORKER_REASON,
     ClaimedJob,
     Completion,
+    Inserted,
     RecoveryReport,
     logger,
 )
@@ -41,18 +42,20 @@ NOTIFY_CHANNEL = "django_jobs"
 # sequence, so they increase in that order). A row whose idempotency key is
 # held by a READY/RUNNING job is skipped by ON CONFLICT on the partial unique
 # index: if the other transaction has not committed yet, PostgreSQL waits for
-# it, so two concurrent enqueues can never both insert. The caller looks the
-# skipped keys up afterwards. When %(notify)s, each due job's queue is sent to
-# the NOTIFY channel; PostgreSQL delivers it on commit (never for a rollback)
-# and folds identical notifications of one transaction into one.
+# it, so two concurrent enqueues can never both insert. RETURNING lists only
+# the rows inserted (a skipped row returns nothing): that is how the caller
+# tells created from existing jobs; it looks the skipped keys up afterwards.
+# When %(notify)s, each due job's queue is sent to the NOTIFY channel;
+# PostgreSQL delivers it on commit (never for a rollback) and folds identical
+# notifications of one transaction into one.
 INSERT_JOBS = """
 INSERT INTO django_jobs_job (
-    task_name, queue_name, priority, args, kwargs, status, run_after, attempts,
-    max_attempts, timeout, idempotency_key, errors, meta, enqueued_at
+    task_name, queue_name, priority, args, kwargs, status, run_after, requested_run_after,
+    attempts, max_attempts, timeout, idempotency_key, errors, meta, enqueued_at
 )
 SELECT t.task_name, t.queue_name, t.priority, t.args, t.kwargs, 'READY',
-       COALESCE(t.run_after, now()), 0, t.max_attempts, t.timeout, t.idempotency_key,
-       '[]'::jsonb, '{}'::jsonb, now()
+       COALESCE(t.run_after, now()), t.run_after, 0, t.max_attempts, t.timeout,
+       t.idempotency_key, '[]'::jsonb, '{}'::jsonb, now()
 FROM unnest(
     %(task_name)s::text[], %(queue_name)s::text[], %(priority)s::smallint[],
     %(args)s::jsonb[], %(kwargs)s::jsonb[], %(run_after)s::timestamptz[],
@@ -73,30 +76,34 @@ RETURNING id, run_after, enqueued_at, idempotency_key,
 # unnest machinery.
 INSERT_ONE_JOB = """
 INSERT INTO django_jobs_job (
-    task_name, queue_name, priority, args, kwargs, status, run_after, attempts,
-    max_attempts, timeout, idempotency_key, errors, meta, enqueued_at
+    task_name, queue_name, priority, args, kwargs, status, run_after, requested_run_after,
+    attempts, max_attempts, timeout, idempotency_key, errors, meta, enqueued_at
 ) VALUES (
-    %s, %s, %s, %s::jsonb, %s::jsonb, 'READY', COALESCE(%s, now()), 0, %s, %s, NULL,
+    %(task_name)s, %(queue_name)s, %(priority)s, %(args)s::jsonb, %(kwargs)s::jsonb, 'READY',
+    COALESCE(%(run_after)s, now()), %(run_after)s, 0, %(max_attempts)s, %(timeout)s, NULL,
     '[]'::jsonb, '{}'::jsonb, now()
 )
 RETURNING id, run_after, enqueued_at,
-    CASE WHEN %s AND run_after <= now() THEN pg_notify('django_jobs', queue_name) END
+    CASE WHEN %(notify)s AND run_after <= now() THEN pg_notify('django_jobs', queue_name) END
 """
 
 # The active job holding each idempotency key (read after ON CONFLICT skipped
 # ours; the row committed before our statement, so it is visible now).
 SELECT_ACTIVE_BY_KEYS = """
-SELECT id, task_name, queue_name, priority, args, kwargs, status, run_after, attempts,
-       max_attempts, timeout, idempotency_key, enqueued_at, started_at
+SELECT id, task_name, queue_name, priority, args, kwargs, status, run_after,
+       requested_run_after, attempts, max_attempts, timeout, idempotency_key, enqueued_at,
+       started_at, last_attempted_at
 FROM django_jobs_job
 WHERE idempotency_key = ANY(%s) AND status IN ('READY', 'RUNNING')
 """
 
+# started_at is the run's start (its first attempt's), last_attempted_at this attempt's.
 _CLAIM_SET_AND_RETURN = """
 UPDATE django_jobs_job AS job
 SET status = 'RUNNING',
     attempts = job.attempts + 1,
-    started_at = now(),
+    started_at = COALESCE(job.started_at, now()),
+    last_attempted_at = now(),
     worker_id = %(worker_id)s,
     claim_token = gen_random_uuid(),
     lease_expires_at = now() + %(lease)s * interval '1 second'
@@ -104,7 +111,8 @@ FROM candidates
 WHERE job.id = candidates.id
 RETURNING job.id, job.task_name, job.queue_name, job.priority, job.args, job.kwargs,
     job.attempts, job.max_attempts, job.timeout, job.claim_token, job.run_after,
-    job.enqueued_at, job.started_at, job.idempotency_key, job.meta
+    job.enqueued_at, job.started_at, job.idempotency_key, job.meta, job.last_attempted_at,
+    job.requested_run_after
 """
 
 # Claim up to %(limit)s due jobs of every queue in one statement. FOR UPDATE
@@ -182,7 +190,7 @@ _CLAIMED_THEN_DONE = (
 SELECT true AS is_claim, claimed.* FROM claimed
 UNION ALL
 SELECT false, done.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       NULL, NULL
+       NULL, NULL, NULL, NULL
 FROM done
 """
 )
@@ -221,10 +229,13 @@ WHERE job.id = held.id
 
 # Hand unfinished jobs back on graceful shutdown, the attempt not counted.
 # Fenced like COMPLETE_JOBS. Each released job's queue is notified (on commit)
-# so an idle worker takes it at once.
+# so an idle worker takes it at once. A released first attempt never started
+# the run: its start times go back to NULL.
 RELEASE_JOBS = """
 UPDATE django_jobs_job AS job
-SET status = 'READY', attempts = job.attempts - 1, started_at = NULL,
+SET status = 'READY', attempts = job.attempts - 1,
+    started_at = CASE WHEN job.attempts <= 1 THEN NULL ELSE job.started_at END,
+    last_attempted_at = CASE WHEN job.attempts <= 1 THEN NULL ELSE job.last_attempted_at END,
     lease_expires_at = NULL, worker_id = NULL, claim_token = NULL
 FROM unnest(%s::bigint[], %s::uuid[]) AS held(id, claim_token)
 WHERE job.id = held.id AND job.claim_token = held.claim_token AND job.status = 'RUNNING'
@@ -367,11 +378,11 @@ class PostgresEngine(GenericEngine):
 
     # -- enqueue ---------------------------------------------------------
 
-    def insert_jobs(self, rows: Sequence[NewJob]) -> list[Job]:
+    def insert_jobs(self, rows: Sequence[NewJob]) -> list[Inserted]:
         from django_jobs.models import Job
 
         if len(rows) == 1 and rows[0].idempotency_key is None:
-            return [self._insert_one(rows[0])]
+            return [Inserted(self._insert_one(rows[0]), created=True)]
         with transaction.atomic(using=self.alias), self._hot_cursor() as cursor:
             cursor.execute(
                 INSERT_JOBS,
@@ -388,16 +399,19 @@ class PostgresEngine(GenericEngine):
                     "notify": self.notify_enabled,
                 },
             )
+            # RETURNING yields exactly the rows this statement inserted: ON
+            # CONFLICT DO NOTHING returns nothing for a skipped one. So a row
+            # is "created" by what the database did, not by an earlier read.
             inserted = sorted(cursor.fetchall())  # by id == input order
             build = builder(Job, database=self.alias)
-            results: list[Job | None] = [None] * len(rows)
+            results: list[Inserted | None] = [None] * len(rows)
             created: list[Job] = []
             taken: dict[str, Job] = {}
             position = 0
             for index, row in enumerate(rows):
                 key = row.idempotency_key
                 if key is not None and key in taken:
-                    results[index] = taken[key]  # same key twice in one batch
+                    results[index] = Inserted(taken[key], created=False)  # same key twice
                     continue
                 if position < len(inserted) and (key is None or inserted[position][3] == key):
                     job_id, run_after, enqueued_at, _, _ = inserted[position]
@@ -406,7 +420,7 @@ class PostgresEngine(GenericEngine):
                         row.model_fields(id=job_id, run_after=run_after, enqueued_at=enqueued_at)
                     )
                     created.append(job)
-                    results[index] = job
+                    results[index] = Inserted(job, created=True)
                     if key is not None:
                         taken[key] = job
             missing = [
@@ -422,28 +436,31 @@ class PostgresEngine(GenericEngine):
                 for index, row in enumerate(rows):
                     if results[index] is None and row.idempotency_key is not None:
                         found = existing.get(row.idempotency_key)
-                        if found is None:
-                            # The holder finished between our insert and our read: insert again.
-                            found = self.insert_jobs([row])[0]
-                        results[index] = found
+                        # None: the holder finished between our insert and our
+                        # read; insert again (and report what that insert did).
+                        results[index] = (
+                            Inserted(found, created=False)
+                            if found is not None
+                            else self.insert_jobs([row])[0]
+                        )
         self._after_enqueue(created)
-        return [job for job in results if job is not None]
+        return [result for result in results if result is not None]
 
     def _insert_one(self, row: NewJob) -> Job:
         with self._hot_cursor() as cursor:
             cursor.execute(
                 INSERT_ONE_JOB,
-                [
-                    row.task_name,
-                    row.queue_name,
-                    row.priority,
-                    row.args_json,
-                    row.kwargs_json,
-                    row.run_after,
-                    row.max_attempts,
-                    row.timeout,
-                    self.notify_enabled,
-                ],
+                {
+                    "task_name": row.task_name,
+                    "queue_name": row.queue_name,
+                    "priority": row.priority,
+                    "args": row.args_json,
+                    "kwargs": row.kwargs_json,
+                    "run_after": row.run_after,
+                    "max_attempts": row.max_attempts,
+                    "timeout": row.timeout,
+                    "notify": self.notify_enabled,
+                },
             )
             job_id, run_after, enqueued_at, _ = cursor.fetchone()
         job = row.as_model(self.alias, id=job_id, run_after=run_after, enqueued_at=enqueued_at)
@@ -485,6 +502,8 @@ class PostgresEngine(GenericEngine):
                 idempotency_key=r[13],
                 meta=_json(r[14]),
                 database=self.alias,
+                last_attempted_at=r[15],
+                requested_run_after=r[16],
             )
             for r in rows
         ]

@@ -94,7 +94,14 @@ def resident_memory() -> int:
 
 # -- wire format: JSON over the pipe ------------------------------------------
 _UUID_FIELDS = ("claim_token", "worker_id")
-_TIME_FIELDS = ("run_after", "enqueued_at", "started_at")
+# The last two may be None.
+_TIME_FIELDS = (
+    "run_after",
+    "enqueued_at",
+    "started_at",
+    "last_attempted_at",
+    "requested_run_after",
+)
 
 
 def encode_job(job: ClaimedJob) -> bytes:
@@ -102,7 +109,8 @@ def encode_job(job: ClaimedJob) -> bytes:
     for name in _UUID_FIELDS:
         fields[name] = str(fields[name])
     for name in _TIME_FIELDS:
-        fields[name] = fields[name].isoformat()
+        if fields[name] is not None:
+            fields[name] = fields[name].isoformat()
     return json.dumps(fields).encode()
 
 
@@ -111,7 +119,8 @@ def decode_job(data: bytes) -> ClaimedJob:
     for name in _UUID_FIELDS:
         fields[name] = uuid.UUID(fields[name])
     for name in _TIME_FIELDS:
-        fields[name] = datetime.fromisoformat(fields[name])
+        if fields.get(name) is not None:
+            fields[name] = datetime.fromisoformat(fields[name])
     return ClaimedJob(**fields)
 
 

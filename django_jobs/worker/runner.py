@@ -175,28 +175,31 @@ def run_job(job: ClaimedJob) -> Outcome:
     _drop_stale_connection(job)
     try:
         _check_shape(job)
-        resolved = resolve_task(job.task_name)
+        # Registered tasks only; nothing named by the row is imported or called.
+        task_obj = as_task(resolve_task(job.task_name))
     except UnknownTaskError as exc:
         logger.error("job %s dead-lettered: %s", job.id, exc, extra=log_extra)
         return Failure(job, error_entry(job, exc, tb=""), None, str(exc))
-    task_obj = as_task(resolved)
-    func = task_obj.func if task_obj is not None else getattr(resolved, "func", resolved)
-    if not callable(func):
-        not_callable = UnknownTaskError(f"task {job.task_name!r} is not callable")
-        return Failure(job, error_entry(job, not_callable, tb=""), None, str(not_callable))
+    func = task_obj.func
 
     if signals.job_started.has_listeners():
         signals.job_started.send_robust(sender=task_obj, job=job)
     outcome: Outcome | None  # None: nothing to write, see settled()
     written: Completion | None = None  # an atomic task's completion, already committed
     try:
-        in_task_body.add(threading.get_ident())
-        with running(job):
-            if task_obj is not None and task_obj.atomic:
-                written = _run_atomic(job, func)
-                outcome = None
-            else:
-                outcome = Completion(job, _encode_result(_call(func, job.args, job.kwargs)))
+        try:
+            in_task_body.add(threading.get_ident())
+            with running(job):
+                if task_obj.atomic:
+                    written = _run_atomic(job, func)
+                    outcome = None
+                else:
+                    outcome = Completion(job, _encode_result(_call(func, job.args, job.kwargs)))
+        finally:
+            # Before the handlers below: they and the signal receivers they call
+            # are our code, never interrupted as a timed-out task body.
+            in_task_body.discard(threading.get_ident())
+            _reset_connections()
     except ClaimLost:
         logger.warning(
             "job %s: claim lost while running; its writes rolled back", job.id, extra=log_extra
@@ -218,17 +221,19 @@ def run_job(job: ClaimedJob) -> Outcome:
             else f"; retry at {outcome.retry_at:%H:%M:%S}",
             extra=log_extra,
         )
-    finally:
-        in_task_body.discard(threading.get_ident())
-        _reset_connections()
+        if signals.job_finished.has_listeners():
+            # Sent while ``exc`` is being handled, as django.tasks expects: its
+            # own task_finished receiver logs sys.exc_info()'s traceback.
+            _send_finished(task_obj, job, outcome)
+        return outcome
     finished = outcome if outcome is not None else written
     if finished is not None and signals.job_finished.has_listeners():
         _send_finished(task_obj, job, finished)
     return outcome if outcome is not None else settled(written)
 
 
-def as_task(resolved: Any) -> Task[Any, Any] | None:
-    """The django_jobs Task for a resolved task name, or None for a plain callable.
+def as_task(resolved: Any) -> Task[Any, Any]:
+    """The django_jobs Task that runs a registered task (see ``resolve_task``).
 
     A ``django.tasks`` Task (``django_jobs.backend.JobsBackend``) gets a bridge
     that passes its TaskContext and sends Django's task signals.
@@ -237,10 +242,20 @@ def as_task(resolved: Any) -> Task[Any, Any] | None:
         return resolved
     django_tasks = sys.modules.get("django.tasks")
     if django_tasks is not None and isinstance(resolved, django_tasks.Task):
+        # Imported here: the bridge needs django.tasks, which only projects using
+        # it have loaded (checked just above).
         from django_jobs.backend.bridge import bridged_task
 
         return bridged_task(resolved)
-    return None
+    raise UnknownTaskError(f"{resolved!r} is not a task")
+
+
+def _registered(job: ClaimedJob) -> Task[Any, Any] | None:
+    """The job's registered task, or None (defaults apply); never imports."""
+    try:
+        return as_task(resolve_task(job.task_name))
+    except UnknownTaskError:
+        return None
 
 
 def _run_atomic(job: ClaimedJob, func: Any) -> Completion:
@@ -278,11 +293,8 @@ def crash_failure(job: ClaimedJob, exc: BaseException) -> Failure:
             f"attempts exhausted ({job.attempts}/{job.max_attempts}): {exception_message(exc)}"
         )
         return Failure(job, error, None, reason)
-    try:
-        resolved = resolve_task(job.task_name)
-    except UnknownTaskError:
-        resolved = None
-    spec = resolved.effective_backoff if isinstance(resolved, Task) else None
+    task_obj = _registered(job)
+    spec = task_obj.effective_backoff if task_obj is not None else None
     delay = compute_delay(
         spec or jobs_settings.DEFAULT_BACKOFF,
         job.attempts,
@@ -295,8 +307,4 @@ def crash_failure(job: ClaimedJob, exc: BaseException) -> Failure:
 def timeout_failure(job: ClaimedJob) -> Failure:
     """The outcome of a job that ran past its timeout, per its task's retry policy."""
     exc = JobTimeout(f"job {job.id} ran longer than its timeout of {job.timeout:g}s")
-    try:
-        resolved = resolve_task(job.task_name)
-    except UnknownTaskError:
-        resolved = None
-    return decide_failure(job, as_task(resolved), exc)
+    return decide_failure(job, _registered(job), exc)

@@ -162,8 +162,8 @@ def test_unknown_task_and_broken_row_are_dead_lettered(run_burst):
     good = tasks.add.enqueue(1, 1)
     proc = run_burst()
     for job, text in [
-        (unknown, "has no attribute"),
-        (missing_module, "cannot import"),
+        (unknown, "is not registered"),
+        (missing_module, "is not registered"),
         (broken, "undecodable"),
     ]:
         job.refresh_from_db()

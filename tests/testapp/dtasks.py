@@ -1,6 +1,6 @@
 """``django.tasks`` tasks run through django_jobs.backend.JobsBackend.
 
-The worker subprocess imports them by dotted path, like any task.
+Not a tasks.py: tests/settings.py lists this module in DJANGO_JOBS["TASK_MODULES"].
 """
 
 from __future__ import annotations
