@@ -53,8 +53,17 @@ def test_started_and_finished_signals_and_a_raising_receiver_changes_nothing():
     assert seen == [("started", job.pk, None), ("finished", job.pk, "SUCCESSFUL")]
 
 
+def _ignore_sigint() -> None:
+    # As a shell's background job (`cmd &`) gets it: SIGINT ignored, inherited by children.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def test_demo_command_serves_admin_and_runs_jobs(tmp_path):
-    """`make demo` runs example_project/rundemo.py: server + worker + admin login + jobs."""
+    """`make demo` runs example_project/rundemo.py: server + worker + admin login + jobs.
+
+    Started with SIGINT ignored (a background job) and stopped with SIGTERM: the
+    demo must not depend on the disposition it inherits, and stops its children itself.
+    """
     env = dict(os.environ)
     env.pop("DJANGO_SETTINGS_MODULE", None)
     env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
@@ -75,6 +84,7 @@ def test_demo_command_serves_admin_and_runs_jobs(tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,  # its server and worker children die with it below
+        preexec_fn=_ignore_sigint,
     )
     lines: list[str] = []
     try:
@@ -89,14 +99,18 @@ def test_demo_command_serves_admin_and_runs_jobs(tmp_path):
         assert "Jobs" in page and "Dead letters" in page
         # Jobs really flow: successes, a dead letter, and the outbox event's subscriber job.
         wait_until(lambda: _demo_progress(database), timeout=120, interval=0.5, message="demo jobs")
-        proc.send_signal(signal.SIGINT)  # Ctrl+C: the demo stops its children and exits 0
+        proc.send_signal(signal.SIGTERM)  # the demo stops its children and exits 0
         rest, _ = proc.communicate(timeout=60)
+        output = "".join(lines) + rest
+        assert proc.returncode == 0, output
+        with pytest.raises(ProcessLookupError):
+            os.killpg(proc.pid, 0)  # no child outlives the demo
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # a failed run must not leave the port taken
-    output = "".join(lines) + rest
-    assert proc.returncode == 0, output
     assert "enqueued 8 demo jobs" in output
+    assert re.search(r"worker \S+ stopped after \d+ job\(s\)", output), output
+    assert "demo stopped" in output
 
 
 def _demo_progress(database: Path) -> bool:
