@@ -100,17 +100,25 @@ def test_demo_command_serves_admin_and_runs_jobs(tmp_path):
         # Jobs really flow: successes, a dead letter, and the outbox event's subscriber job.
         wait_until(lambda: _demo_progress(database), timeout=120, interval=0.5, message="demo jobs")
         proc.send_signal(signal.SIGTERM)  # the demo stops its children and exits 0
-        rest, _ = proc.communicate(timeout=60)
-        output = "".join(lines) + rest
-        assert proc.returncode == 0, output
-        with pytest.raises(ProcessLookupError):
-            os.killpg(proc.pid, 0)  # no child outlives the demo
+        rest, _ = proc.communicate(timeout=60)  # EOF: no child holds its stdout any more
     finally:
+        if proc.poll() is None:  # a failed run must not leave the port taken
+            proc.terminate()  # the demo stops its children (own process groups)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(30)
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # a failed run must not leave the port taken
+            os.killpg(proc.pid, signal.SIGKILL)
+    output = "".join(lines) + rest
+    assert proc.returncode == 0, output
     assert "enqueued 8 demo jobs" in output
+    # One SIGTERM each: the worker finished its jobs and unregistered, the server is gone.
     assert re.search(r"worker \S+ stopped after \d+ job\(s\)", output), output
+    assert "exiting now" not in output, output
     assert "demo stopped" in output
+    with sqlite3.connect(database) as db:
+        assert db.execute("select count(*) from django_jobs_worker").fetchone()[0] == 0
+    with pytest.raises(ConnectionRefusedError):  # nobody listens on the demo's port any more
+        socket.create_connection(("127.0.0.1", int(port)), timeout=5).close()
 
 
 def _demo_progress(database: Path) -> bool:
