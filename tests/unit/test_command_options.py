@@ -34,7 +34,7 @@ def test_accepted_edges(dest, text, value):
         ("concurrency", 2.5, "must be an integer, got 2.5"),
         ("poll_interval", "0", "must be more than 0 and at most 86400, got 0"),
         ("poll_interval", "-inf", "must be a finite number, got -inf"),
-        ("max_memory_per_child", "0", "must be more than 0, got 0"),
+        ("max_memory_per_child", "0", "must be a positive number of MiB, got 0"),
         ("shutdown_timeout", "86401", "must be between 0 and 86400, got 86401"),
     ],
 )

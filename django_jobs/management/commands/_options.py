@@ -39,11 +39,13 @@ class Number:
         maximum: float | None = None,
         *,
         above_minimum: bool = False,
+        unit: str = "",
     ) -> None:
         self.kind = kind
         self.minimum = minimum
         self.maximum = maximum
         self.above_minimum = above_minimum  # the minimum itself is refused (0 < x)
+        self.unit = unit  # named in "must be a positive number of MiB"
 
     def __call__(self, value: str | int | float) -> int | float:
         try:
@@ -62,6 +64,8 @@ class Number:
 
     def bounds(self) -> str:
         low = f"{self.minimum:g}"
+        if self.above_minimum and self.minimum == 0 and self.maximum is None:
+            return "must be a positive number" + (f" of {self.unit}" if self.unit else "")
         if self.above_minimum:
             high = f" and at most {self.maximum:g}" if self.maximum is not None else ""
             return f"must be more than {low}{high}"

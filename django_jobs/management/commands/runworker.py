@@ -28,7 +28,7 @@ NUMBERS = {
     "shutdown_timeout": Number(float, 0, MAX_SECONDS),
     "max_jobs": Number(int, 1),
     "max_tasks_per_child": Number(int, 1),
-    "max_memory_per_child": Number(float, 0, above_minimum=True),
+    "max_memory_per_child": Number(float, 0, above_minimum=True, unit="MiB"),
 }
 
 
