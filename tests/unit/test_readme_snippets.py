@@ -19,11 +19,16 @@ READERS_PACKAGE = "myapp"  # the reader's app: its modules do not exist here
 
 
 def snippets() -> list[tuple[int, str]]:
+    """(first line, source) of every ```python block."""
     text = (ROOT / "README.md").read_text()
     return [
         (text.count("\n", 0, match.start()) + 2, match.group(1))
         for match in re.finditer(r"^```python\n(.*?)^```", text, re.S | re.M)
     ]
+
+
+def snippet_params() -> list[object]:
+    return [pytest.param(line, source, id=f"README.md:{line}") for line, source in snippets()]
 
 
 def bound_names(tree: ast.AST) -> set[str]:
@@ -55,7 +60,7 @@ def test_the_readme_has_python_snippets():
     assert len(snippets()) >= 10
 
 
-@pytest.mark.parametrize(("line", "source"), snippets(), ids=lambda v: str(v)[:12])
+@pytest.mark.parametrize(("line", "source"), snippet_params())
 def test_snippet_uses_only_names_it_imports_or_defines(line, source):
     tree = compile(source, f"README.md:{line}", "exec", ast.PyCF_ONLY_AST)
     known = bound_names(tree) | set(dir(builtins)) | PLACEHOLDERS
@@ -63,7 +68,7 @@ def test_snippet_uses_only_names_it_imports_or_defines(line, source):
     assert not missing, f"README.md snippet at line {line} uses {missing} without importing them"
 
 
-@pytest.mark.parametrize(("line", "source"), snippets(), ids=lambda v: str(v)[:12])
+@pytest.mark.parametrize(("line", "source"), snippet_params())
 def test_snippet_imports_exist(line, source):
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom) and node.module:
