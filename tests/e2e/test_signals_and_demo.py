@@ -53,9 +53,12 @@ def test_started_and_finished_signals_and_a_raising_receiver_changes_nothing():
     assert seen == [("started", job.pk, None), ("finished", job.pk, "SUCCESSFUL")]
 
 
-def _ignore_sigint() -> None:
-    # As a shell's background job (`cmd &`) gets it: SIGINT ignored, inherited by children.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+# Runs a program with SIGINT ignored, as a shell starts a background job (`cmd &`):
+# the disposition survives exec and is inherited by the program's children.
+IGNORING_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
 
 
 def test_demo_command_serves_admin_and_runs_jobs(tmp_path):
@@ -72,6 +75,8 @@ def test_demo_command_serves_admin_and_runs_jobs(tmp_path):
     proc = subprocess.Popen(
         [
             sys.executable,
+            "-c",
+            IGNORING_SIGINT,
             str(ROOT / "example_project" / "rundemo.py"),
             "--port",
             port,
@@ -84,7 +89,6 @@ def test_demo_command_serves_admin_and_runs_jobs(tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,  # its server and worker children die with it below
-        preexec_fn=_ignore_sigint,
     )
     lines: list[str] = []
     try:
