@@ -6,7 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
-from django.db import connections
+from django.db.utils import load_backend
 
 from django_jobs.conf import jobs_settings
 
@@ -29,11 +29,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     return messages
 
 
-@register(Tags.database)
+# Not Tags.database: those run only with `check --database`, and this one needs no
+# connection (the vendor is a class attribute of the backend), so that plain
+# `manage.py check` and runworker's start-up checks show it.
+@register(Tags.compatibility)
 def check_sqlite(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     messages: list[CheckMessage] = []
     for alias, config in settings.DATABASES.items():
-        if connections[alias].vendor != "sqlite":
+        if load_backend(config["ENGINE"]).DatabaseWrapper.vendor != "sqlite":
             continue
         if (config.get("OPTIONS") or {}).get("transaction_mode") != "IMMEDIATE":
             messages.append(

@@ -37,7 +37,7 @@ class DjangoJobs(System):
         call_command("migrate", verbosity=0)
 
     def versions(self) -> dict[str, str]:
-        return {"django_jobs": metadata.version("django-jobs"), "Django": django.get_version()}
+        return {"django_jobs": metadata.version("django-dbjobs"), "Django": django.get_version()}
 
     def enqueue_one(self) -> None:
         noop.enqueue()

@@ -29,7 +29,7 @@ from bench.django_tasks import tasks  # noqa: E402
 
 def setup() -> dict[str, Any]:
     call_command("migrate", verbosity=0)
-    package = "django-jobs" if os.environ["BENCH_DT_BACKEND"] == "jobs" else "django-tasks-db"
+    package = "django-dbjobs" if os.environ["BENCH_DT_BACKEND"] == "jobs" else "django-tasks-db"
     return {"versions": {"django": django.get_version(), package: metadata.version(package)}}
 
 

@@ -8,11 +8,11 @@ from typing import Any
 from django.core.checks import CheckMessage, Error, Tags, register
 from django.core.exceptions import ImproperlyConfigured
 
+from django_jobs.outbox.publishers import get_publishers, reset_publishers
+
 
 @register(Tags.compatibility)
 def check_publishers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    from django_jobs.outbox.publishers import get_publishers, reset_publishers
-
     reset_publishers()  # build from the current settings
     try:
         get_publishers()

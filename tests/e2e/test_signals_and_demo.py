@@ -53,8 +53,20 @@ def test_started_and_finished_signals_and_a_raising_receiver_changes_nothing():
     assert seen == [("started", job.pk, None), ("finished", job.pk, "SUCCESSFUL")]
 
 
+# Runs a program with SIGINT ignored, as a shell starts a background job (`cmd &`):
+# the disposition survives exec and is inherited by the program's children.
+IGNORING_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+
+
 def test_demo_command_serves_admin_and_runs_jobs(tmp_path):
-    """`make demo` runs example_project/rundemo.py: server + worker + admin login + jobs."""
+    """`make demo` runs example_project/rundemo.py: server + worker + admin login + jobs.
+
+    Started with SIGINT ignored (a background job) and stopped with SIGTERM: the
+    demo must not depend on the disposition it inherits, and stops its children itself.
+    """
     env = dict(os.environ)
     env.pop("DJANGO_SETTINGS_MODULE", None)
     env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
@@ -63,6 +75,8 @@ def test_demo_command_serves_admin_and_runs_jobs(tmp_path):
     proc = subprocess.Popen(
         [
             sys.executable,
+            "-c",
+            IGNORING_SIGINT,
             str(ROOT / "example_project" / "rundemo.py"),
             "--port",
             port,
@@ -89,14 +103,26 @@ def test_demo_command_serves_admin_and_runs_jobs(tmp_path):
         assert "Jobs" in page and "Dead letters" in page
         # Jobs really flow: successes, a dead letter, and the outbox event's subscriber job.
         wait_until(lambda: _demo_progress(database), timeout=120, interval=0.5, message="demo jobs")
-        proc.send_signal(signal.SIGINT)  # Ctrl+C: the demo stops its children and exits 0
-        rest, _ = proc.communicate(timeout=60)
+        proc.send_signal(signal.SIGTERM)  # the demo stops its children and exits 0
+        rest, _ = proc.communicate(timeout=60)  # EOF: no child holds its stdout any more
     finally:
+        if proc.poll() is None:  # a failed run must not leave the port taken
+            proc.terminate()  # the demo stops its children (own process groups)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(30)
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # a failed run must not leave the port taken
+            os.killpg(proc.pid, signal.SIGKILL)
     output = "".join(lines) + rest
     assert proc.returncode == 0, output
     assert "enqueued 8 demo jobs" in output
+    # One SIGTERM each: the worker finished its jobs and unregistered, the server is gone.
+    assert re.search(r"worker \S+ stopped after \d+ job\(s\)", output), output
+    assert "exiting now" not in output, output
+    assert "demo stopped" in output
+    with sqlite3.connect(database) as db:
+        assert db.execute("select count(*) from django_jobs_worker").fetchone()[0] == 0
+    with pytest.raises(ConnectionRefusedError):  # nobody listens on the demo's port any more
+        socket.create_connection(("127.0.0.1", int(port)), timeout=5).close()
 
 
 def _demo_progress(database: Path) -> bool:

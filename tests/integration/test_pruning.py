@@ -84,7 +84,7 @@ def test_prunejobs_uses_the_retention_setting_by_default(population):
     [
         (["--older-than", "soon"], "invalid duration 'soon'"),
         (["--older-than=-3d"], "invalid duration"),
-        (["--older-than", "1d", "--batch-size", "0"], "batch size must be at least 1"),
+        (["--older-than", "1d", "--batch-size", "0"], "--batch-size: must be between 1 and"),
     ],
 )
 def test_prunejobs_bad_input_is_a_clear_error_and_deletes_nothing(population, args, message):

@@ -6,7 +6,15 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from django_jobs.management.commands._options import (
+    MAX_BATCH,
+    Number,
+    check_options,
+    schema_errors,
+)
 from django_jobs.pruning import JobPruner, PruneProgress, parse_duration
+
+NUMBERS = {"batch_size": Number(int, 1, MAX_BATCH)}
 
 
 class Command(BaseCommand):
@@ -24,9 +32,10 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--batch-size",
-            type=int,
+            type=NUMBERS["batch_size"],
             default=None,
-            help="Jobs deleted per statement (default: DJANGO_JOBS['PRUNE_BATCH_SIZE']).",
+            help=f"Jobs deleted per statement, 1 to {MAX_BATCH} "
+            "(default: DJANGO_JOBS['PRUNE_BATCH_SIZE']).",
         )
         parser.add_argument(
             "--dry-run", action="store_true", help="Count what would be deleted; delete nothing."
@@ -34,6 +43,11 @@ class Command(BaseCommand):
         parser.add_argument("--database", default="default", help="Database alias to use.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        check_options(options, NUMBERS)
+        with schema_errors(options["database"]):
+            self._prune(options)
+
+    def _prune(self, options: dict[str, Any]) -> None:
         self._verbosity = int(options["verbosity"])
         self._last_report = 0.0
         try:

@@ -6,10 +6,22 @@ import signal
 from types import FrameType
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
-from django_jobs.management.commands.runworker import _configure_logging
+from django_jobs.management.commands._options import (
+    MAX_BATCH,
+    MAX_SECONDS,
+    Number,
+    check_options,
+    configure_logging,
+    schema_errors,
+)
 from django_jobs.outbox.relay import RelayService
+
+NUMBERS = {
+    "batch_size": Number(int, 1, MAX_BATCH),
+    "poll_interval": Number(float, 0, MAX_SECONDS, above_minimum=True),
+}
 
 
 class Command(BaseCommand):
@@ -18,15 +30,17 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--batch-size",
-            type=int,
+            type=NUMBERS["batch_size"],
             default=None,
-            help="Events dispatched per transaction (default DJANGO_JOBS['OUTBOX_BATCH_SIZE']).",
+            help=f"Events dispatched per transaction, 1 to {MAX_BATCH} "
+            "(default DJANGO_JOBS['OUTBOX_BATCH_SIZE']).",
         )
         parser.add_argument(
             "--poll-interval",
-            type=float,
+            type=NUMBERS["poll_interval"],
             default=None,
-            help="Seconds between polls without notification (default POLL_INTERVAL).",
+            help="Seconds between polls without notification, more than 0 "
+            "(default DJANGO_JOBS['POLL_INTERVAL']).",
         )
         parser.add_argument(
             "--once", action="store_true", help="Dispatch what is pending now, then exit 0."
@@ -34,18 +48,16 @@ class Command(BaseCommand):
         parser.add_argument("--database", default="default", help="Database alias to use.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["batch_size"] is not None and options["batch_size"] < 1:
-            raise CommandError("--batch-size must be at least 1")
-        if options["poll_interval"] is not None and options["poll_interval"] <= 0:
-            raise CommandError("--poll-interval must be positive")
-        _configure_logging(options["verbosity"])
+        check_options(options, NUMBERS)
+        configure_logging(options["verbosity"])
         service = RelayService(
             options["database"],
             batch_size=options["batch_size"],
             poll_interval=options["poll_interval"],
         )
         if options["once"]:
-            count = service.relay.drain()
+            with schema_errors(options["database"]):
+                count = service.relay.drain()
             self.stdout.write(f"dispatched {count} event(s)")
             return
 
@@ -54,5 +66,6 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        service.run_forever()
+        with schema_errors(options["database"]):
+            service.run_forever()
         self.stdout.write(f"relay stopped: dispatched {service.relay.dispatched} event(s)")

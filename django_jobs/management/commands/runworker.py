@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import ProgrammingError
 
+from django_jobs.management.commands._options import (
+    MAX_BATCH,
+    MAX_PROCESSES,
+    MAX_SECONDS,
+    MAX_THREADS,
+    Number,
+    check_options,
+    configure_logging,
+    schema_errors,
+)
+from django_jobs.outbox.relay import RelayService
 from django_jobs.worker.worker import Worker, WorkerOptions
+
+NUMBERS = {
+    "concurrency": Number(int, 1, MAX_THREADS),
+    "batch_size": Number(int, 1, MAX_BATCH),
+    "prefetch": Number(int, 0, MAX_BATCH),
+    "poll_interval": Number(float, 0, MAX_SECONDS, above_minimum=True),
+    "shutdown_timeout": Number(float, 0, MAX_SECONDS),
+    "max_jobs": Number(int, 1),
+    "max_tasks_per_child": Number(int, 1),
+    "max_memory_per_child": Number(float, 0, above_minimum=True, unit="MiB"),
+}
 
 
 class Command(BaseCommand):
@@ -27,9 +47,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--concurrency",
             "-c",
-            type=int,
+            type=NUMBERS["concurrency"],
             default=10,
-            help="Jobs run at the same time (default 10).",
+            help=f"Jobs run at the same time (default 10): 1 to {MAX_THREADS} threads, "
+            f"or 1 to {MAX_PROCESSES} child processes with --pool process.",
         )
         parser.add_argument(
             "--pool",
@@ -42,32 +63,34 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--batch-size",
-            type=int,
+            type=NUMBERS["batch_size"],
             default=None,
-            help="Most jobs claimed per statement (default: concurrency + prefetch).",
+            help=f"Most jobs claimed per statement, 1 to {MAX_BATCH} "
+            "(default: concurrency + prefetch).",
         )
         parser.add_argument(
             "--prefetch",
-            type=int,
+            type=NUMBERS["prefetch"],
             default=None,
             help="Most jobs claimed beyond the free slots while jobs are quick "
             "(default: DJANGO_JOBS['PREFETCH'], 90; 0 turns it off).",
         )
         parser.add_argument(
             "--poll-interval",
-            type=float,
+            type=NUMBERS["poll_interval"],
             default=None,
-            help="Seconds between polls without notification (default 1).",
+            help="Seconds between polls without notification, more than 0 "
+            "(default: DJANGO_JOBS['POLL_INTERVAL'], 1).",
         )
         parser.add_argument(
             "--shutdown-timeout",
-            type=float,
+            type=NUMBERS["shutdown_timeout"],
             default=30.0,
-            help="Seconds running jobs get to finish on SIGTERM (default 30).",
+            help="Seconds running jobs get to finish on SIGTERM, 0 or more (default 30).",
         )
         parser.add_argument(
             "--max-jobs",
-            type=int,
+            type=NUMBERS["max_jobs"],
             default=None,
             help="Exit after running this many jobs (for supervisor recycling).",
         )
@@ -79,13 +102,13 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--max-tasks-per-child",
-            type=int,
+            type=NUMBERS["max_tasks_per_child"],
             default=None,
             help="With --pool process: replace a child process after this many jobs.",
         )
         parser.add_argument(
             "--max-memory-per-child",
-            type=float,
+            type=NUMBERS["max_memory_per_child"],
             default=None,
             metavar="MIB",
             help="With --pool process: replace a child process whose resident memory "
@@ -94,20 +117,19 @@ class Command(BaseCommand):
         parser.add_argument("--database", default="default", help="Database alias to use.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        for name in ("concurrency", "batch_size", "max_jobs", "max_tasks_per_child"):
-            if options[name] is not None and options[name] < 1:
-                raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
-        if options["max_memory_per_child"] is not None and options["max_memory_per_child"] <= 0:
-            raise CommandError("--max-memory-per-child must be a positive number of MiB")
-        if options["pool"] == "process" and not hasattr(os, "fork"):
-            raise CommandError("--pool process needs fork(), which this platform lacks")
+        check_options(options, NUMBERS)
+        if options["pool"] == "process":
+            if not hasattr(os, "fork"):
+                raise CommandError("--pool process needs fork(), which this platform lacks")
+            if options["concurrency"] > MAX_PROCESSES:
+                raise CommandError(
+                    f"--concurrency must be between 1 and {MAX_PROCESSES} with --pool process, "
+                    f"got {options['concurrency']}"
+                )
         for name in ("max_tasks_per_child", "max_memory_per_child"):
             if options[name] is not None and options["pool"] != "process":
                 raise CommandError(f"--{name.replace('_', '-')} needs --pool process")
-        for name in ("poll_interval", "shutdown_timeout", "prefetch"):
-            if options[name] is not None and options[name] < 0:
-                raise CommandError(f"--{name.replace('_', '-')} must not be negative")
-        _configure_logging(options["verbosity"])
+        configure_logging(options["verbosity"])
         worker = Worker(
             WorkerOptions(
                 queues=options["queues"],
@@ -125,8 +147,6 @@ class Command(BaseCommand):
             )
         )
         if options["relay"]:
-            from django_jobs.outbox.relay import RelayService
-
             worker.services.append(
                 RelayService(
                     options["database"],
@@ -135,26 +155,10 @@ class Command(BaseCommand):
                 )
             )
         worker.install_signal_handlers()
-        try:
+        with schema_errors(options["database"]):
             code = worker.run()
-        except ProgrammingError as exc:
-            raise CommandError(
-                f"the database {options['database']!r} rejects django_jobs' statements "
-                f"({str(exc).strip()}): is the schema migrated? Run `manage.py migrate`."
-            ) from exc
         max_jobs = options["max_jobs"]
         if max_jobs and worker.ledger.ran >= max_jobs:
             self.stdout.write(f"--max-jobs {max_jobs} reached: ran {worker.ledger.summary()}")
         if code:
             raise SystemExit(code)
-
-
-def _configure_logging(verbosity: int) -> None:
-    """Show worker logs on stderr unless the project configured django_jobs logging."""
-    root = logging.getLogger("django_jobs")
-    if root.handlers:
-        return
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel({0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG))

@@ -125,8 +125,8 @@ def _build(name: str, options: Any) -> Publisher:
     try:
         cls = import_string(path)
     except ImportError as exc:
-        hint = " (pip install 'django-jobs[rabbitmq]')" if backend == "rabbitmq" else ""
-        hint = " (pip install 'django-jobs[webhook]')" if backend == "webhook" else hint
+        hint = " (pip install 'django-dbjobs[rabbitmq]')" if backend == "rabbitmq" else ""
+        hint = " (pip install 'django-dbjobs[webhook]')" if backend == "webhook" else hint
         message = f"{where}: cannot load BACKEND {backend!r}: {exception_message(exc)}{hint}"
         raise ImproperlyConfigured(message) from exc
     if not (isinstance(cls, type) and issubclass(cls, Publisher)):
