@@ -12,8 +12,9 @@ from django.test import override_settings
 from django_jobs.models import Worker
 from tests.conftest import ROOT, worker_env
 
-# Model checks open a connection, as a plain `manage.py check` does.
-pytestmark = pytest.mark.django_db
+# Model checks open a connection to every alias, as a plain `manage.py check` does
+# (the test settings have two: "default" and "jobs").
+pytestmark = pytest.mark.django_db(databases=["default", "jobs"])
 
 
 def check_ids() -> list[str]:
@@ -64,6 +65,9 @@ def test_w001_sqlite_without_immediate_transactions_in_plain_check(settings):
 PLAIN = {"DJANGO_SETTINGS_MODULE": "tests.settings_plain_sqlite"}
 
 
+# Subprocesses open every alias: the test must not hold SQLite's write lock on
+# either (a non-transactional test keeps a transaction open on each alias).
+@pytest.mark.django_db(databases=["default", "jobs"], transaction=True)
 def test_w001_shows_in_a_real_manage_py_check():
     proc = subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), "check"],
@@ -78,7 +82,7 @@ def test_w001_shows_in_a_real_manage_py_check():
     assert "transaction_mode='IMMEDIATE'" in proc.stderr
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(databases=["default", "jobs"], transaction=True)
 def test_w001_shows_when_runworker_starts(run_burst):
     proc = run_burst(env=PLAIN)
     assert "(django_jobs.W001)" in proc.output(), proc.output()
