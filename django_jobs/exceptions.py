@@ -55,6 +55,10 @@ class WorkerLost(JobsError):
     """
 
 
+class WorkerStartError(JobsError):
+    """The worker could not start (e.g. the process cannot start another thread)."""
+
+
 class WorkerCrashed(JobsError):
     """Recorded in a job's errors when the child process running it died
     (``--pool process``: exit code or signal). Never raised either."""

@@ -23,7 +23,7 @@ from typing import Protocol
 from django.db import connections
 
 from django_jobs.engine.base import ClaimedJob
-from django_jobs.exceptions import JobTimeout
+from django_jobs.exceptions import JobTimeout, WorkerStartError
 from django_jobs.worker.backlog import Backlog, RuntimeMeter
 from django_jobs.worker.runner import Outcome, in_task_body, run_job
 
@@ -175,7 +175,15 @@ class ThreadExecutor(PoolBookkeeping):
         )
         with self._lock:
             self._threads.add(thread)
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as exc:  # "can't start new thread": out of threads or memory
+            with self._lock:
+                self._threads.discard(thread)
+            raise WorkerStartError(
+                f"could not start runner thread {self._serial} of {self.concurrency}: {exc}; "
+                "lower --concurrency"
+            ) from exc
 
     def _next_job(self, me: threading.Thread) -> ClaimedJob | None:
         """Block until a job is in the backlog; None when this thread should end."""

@@ -195,15 +195,17 @@ class Worker:
 
     def run(self) -> int:
         """Run until stopped (or drained with ``burst``); returns the exit code."""
-        self._start_services()
-        logger.info(
-            "worker %s started: queues=%s concurrency=%d pool=%s",
-            self.id,
-            ",".join(self.options.queues or ["*"]),
-            self.options.concurrency,
-            self.options.pool,
-        )
         try:
+            # Inside the try: a start that fails half-way (no thread can be
+            # started) still stops what did start and removes the worker row.
+            self._start_services()
+            logger.info(
+                "worker %s started: queues=%s concurrency=%d pool=%s",
+                self.id,
+                ",".join(self.options.queues or ["*"]),
+                self.options.concurrency,
+                self.options.pool,
+            )
             self._loop()
             self._drain_on_shutdown()
         finally:

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from django_jobs.exceptions import WorkerStartError
 from django_jobs.management.commands._options import (
     MAX_BATCH,
     MAX_PROCESSES,
@@ -156,7 +157,10 @@ class Command(BaseCommand):
             )
         worker.install_signal_handlers()
         with schema_errors(options["database"]):
-            code = worker.run()
+            try:
+                code = worker.run()
+            except WorkerStartError as exc:
+                raise CommandError(str(exc)) from exc
         max_jobs = options["max_jobs"]
         if max_jobs and worker.ledger.ran >= max_jobs:
             self.stdout.write(f"--max-jobs {max_jobs} reached: ran {worker.ledger.summary()}")
