@@ -161,7 +161,7 @@ class Worker:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
 
-    def _start_services(self) -> None:
+    def _register(self) -> WorkerInfo:
         info = WorkerInfo(
             id=self.id,
             hostname=socket.gethostname(),
@@ -171,6 +171,9 @@ class Worker:
             pool=self.options.pool,
         )
         self.engine.register_worker(info)
+        return info
+
+    def _start_services(self, info: WorkerInfo) -> None:
         self.services.insert(
             0,
             Heartbeat(
@@ -195,10 +198,11 @@ class Worker:
 
     def run(self) -> int:
         """Run until stopped (or drained with ``burst``); returns the exit code."""
+        info = self._register()  # before the try: a failed registration leaves nothing to undo
         try:
             # Inside the try: a start that fails half-way (no thread can be
             # started) still stops what did start and removes the worker row.
-            self._start_services()
+            self._start_services(info)
             logger.info(
                 "worker %s started: queues=%s concurrency=%d pool=%s",
                 self.id,
