@@ -20,6 +20,7 @@ Options every publisher takes (the backend adds its own):
 from __future__ import annotations
 
 import abc
+import re
 import threading
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -42,6 +43,15 @@ BACKENDS = {
 COMMON_OPTIONS = frozenset(
     {"BACKEND", "TOPICS", "MAX_ATTEMPTS", "BACKOFF", "QUEUE", "PRIORITY", "TIMEOUT"}
 )
+
+
+# The userinfo of a URL: after "scheme://", up to the last "@" before the path.
+_USERINFO = re.compile(r"(?<=://)[^/?#\s]*@")
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the credentials of every URL in it replaced by ``***``."""
+    return _USERINFO.sub("***@", text)
 
 
 class DeliveryError(Exception):

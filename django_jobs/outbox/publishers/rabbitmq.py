@@ -29,7 +29,7 @@ import pika.exceptions
 
 from django_jobs.exceptions import describe_exception
 from django_jobs.outbox.events import Event
-from django_jobs.outbox.publishers import DeliveryError, Publisher
+from django_jobs.outbox.publishers import DeliveryError, Publisher, redact_url
 
 # Errors that mean "this connection or channel is gone": reconnect and try again.
 _CONNECTION_ERRORS = (
@@ -48,7 +48,8 @@ class RabbitMQPublisher(Publisher):
         try:
             self.parameters = pika.URLParameters(self.url)
         except Exception as exc:
-            raise self.error(f"URL {self.url!r} is not an AMQP URL: {exc}") from exc
+            url, detail = redact_url(self.url), redact_url(describe_exception(exc))
+            raise self.error(f"URL {url!r} is not an AMQP URL: {detail}") from exc
         self.parameters.socket_timeout = self.timeout
         self.parameters.stack_timeout = self.timeout
         self.parameters.blocked_connection_timeout = self.timeout

@@ -41,7 +41,7 @@ from urllib.parse import quote
 import httpx
 
 from django_jobs.outbox.events import Event
-from django_jobs.outbox.publishers import DeliveryError, Publisher
+from django_jobs.outbox.publishers import DeliveryError, Publisher, redact_url
 
 SIGNATURE_HEADER = "X-Django-Jobs-Signature"
 TOPIC_HEADER = "X-Django-Jobs-Topic"
@@ -49,15 +49,8 @@ TOPIC_HEADER = "X-Django-Jobs-Topic"
 # Sent as is: letters, digits and ASCII punctuation but "%" (the escape
 # character); anything else, space and CR/LF included, is percent-encoded.
 _TOPIC_SAFE = "".join(sorted(set(string.punctuation) - {"%"}))
-# The userinfo of a URL: after "scheme://", up to the last "@" before the path.
-_USERINFO = re.compile(r"(?<=://)[^/?#\s]*@")
 _SIGNATURE = re.compile(r"t=([0-9]{1,15}),v1=([0-9a-f]{64})")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-
-
-def redact_url(text: str) -> str:
-    """``text`` with the credentials of every URL in it replaced by ``***``."""
-    return _USERINFO.sub("***@", text)
 
 
 def topic_header(topic: str) -> str:
