@@ -39,12 +39,9 @@ MAX_KEY_LENGTH = 255
 
 # Dotted path -> Task. Filled by @task (and so @subscriber and the outbox's
 # delivery task) when the task's module is imported. The worker runs the names
-# in this registry and in django_task_registry, and nothing else: a job row
+# in this registry and those its resolvers know, and nothing else: a job row
 # naming any other callable is dead-lettered, its module never imported.
 registry: dict[str, Task[Any, Any]] = {}
-# Dotted path -> ``django.tasks`` Task of a django_jobs backend, filled by
-# JobsBackend.validate_task when the task is defined.
-django_task_registry: dict[str, Any] = {}
 
 NOT_REGISTERED_HINT = (
     "only functions decorated with @django_jobs.task or @subscriber, and django.tasks "
@@ -602,28 +599,50 @@ def task(func: Callable[P, R] | None = None, /, **options: Any) -> Any:
     return decorator
 
 
-def register_django_task(django_task: Any) -> None:
-    """Let the worker run ``django_task`` (a ``django.tasks`` Task) by its dotted path.
+# Lookups of tasks defined by other means, asked in order when ``registry``
+# has no entry: JobsBackend registers one for its ``django.tasks`` tasks.
+Resolver = Callable[[str], Task[Any, Any] | None]
+resolvers: list[Resolver] = []
 
-    Called when a task is defined, so it must stay cheap: no import, no query.
-    Copies made by ``using()`` share the function and keep the first entry; a
-    redefinition (module reloaded) has a new function and replaces it.
+
+def register_resolver(resolver: Resolver) -> None:
+    """Let :func:`resolve_task` find tasks that ``resolver`` knows.
+
+    ``resolver(name)`` returns the Task that runs the task at dotted path
+    ``name``, or None; it must be a lookup only (no import, no query).
+    Registering the same resolver twice changes nothing.
     """
-    name = django_task.module_path
-    found = django_task_registry.get(name)
-    if found is None or found.func is not django_task.func:
-        django_task_registry[name] = django_task
+    if resolver not in resolvers:
+        resolvers.append(resolver)
 
 
-def resolve_task(name: str) -> Any:
-    """The registered task at dotted path ``name``: a :class:`Task` or a
-    ``django.tasks`` Task.
+def not_registered(name: str) -> UnknownTaskError:
+    """The error for a job naming ``name``, which no task is registered at."""
+    return UnknownTaskError(f"task {name!r} is not registered: {NOT_REGISTERED_HINT}")
+
+
+def find_task(name: str) -> Task[Any, Any] | None:
+    """The Task that runs the registered task at dotted path ``name``, or None."""
+    found = registry.get(name)
+    if found is None:
+        for resolver in resolvers:
+            found = resolver(name)
+            if found is not None:
+                break
+    return found
+
+
+def resolve_task(name: str) -> Task[Any, Any]:
+    """The Task that runs the registered task at dotted path ``name``
+    (for a ``django.tasks`` Task, the backend's bridge to it).
 
     A registry lookup only: nothing is imported or looked up by attribute, so a
     job row cannot make the worker run an arbitrary callable (``os.system``).
     Raises UnknownTaskError for any other name.
     """
-    found = registry.get(name) or django_task_registry.get(name)
+    found = registry.get(name)  # the worker's path for every job: one dict lookup
     if found is None:
-        raise UnknownTaskError(f"task {name!r} is not registered: {NOT_REGISTERED_HINT}")
+        found = find_task(name)
+        if found is None:
+            raise not_registered(name)
     return found

@@ -39,6 +39,7 @@ from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 
+from django_jobs.backend.registry import register_django_task, runnable_django_task
 from django_jobs.backend.results import result_for_job, result_for_new_job
 from django_jobs.backoff import BackoffSpec
 from django_jobs.exceptions import InvalidJobOptions
@@ -49,7 +50,7 @@ from django_jobs.tasks import (
     _validate_exception_classes,
     _validate_positive_number,
     check_binding,
-    register_django_task,
+    register_resolver,
     validate_idempotency_key,
     validate_run_after,
 )
@@ -67,6 +68,9 @@ else:
 SUPPORTED_VENDORS = ("postgresql", "sqlite")
 OPTION_KEYS = frozenset({"DATABASE", "MAX_ATTEMPTS", "TIMEOUT", "BACKOFF"})
 MAX_JOB_ID = 2**63 - 1  # bigint
+
+# The worker finds this backend's tasks by name through the bridge (a lookup only).
+register_resolver(runnable_django_task)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

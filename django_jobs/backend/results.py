@@ -18,9 +18,9 @@ from django.tasks import Task, TaskResult, TaskResultStatus
 from django.tasks.base import TaskError
 from django.tasks.exceptions import TaskResultDoesNotExist
 
-from django_jobs.exceptions import UnknownTaskError
+from django_jobs.backend.registry import django_task_registry
 from django_jobs.status import JobStatus
-from django_jobs.tasks import resolve_task
+from django_jobs.tasks import not_registered, registry
 
 # CANCELLED has no django.tasks equivalent: the job will never run, so FAILED.
 STATUS_MAP: dict[str, TaskResultStatus] = {
@@ -35,13 +35,11 @@ _IN_AN_ATTEMPT = frozenset({JobStatus.RUNNING, JobStatus.SUCCESSFUL})
 
 def django_task_named(name: str) -> Task[..., Any]:
     """The ``django.tasks`` Task at dotted path ``name``, or TaskResultDoesNotExist."""
-    try:
-        found = resolve_task(name)
-    except UnknownTaskError as exc:
-        raise TaskResultDoesNotExist(str(exc)) from exc
-    found = getattr(found, "django_task", found)  # the worker's bridge wraps it
-    if not isinstance(found, Task):
+    if name in registry:
         raise TaskResultDoesNotExist(f"{name!r} is a django_jobs task, not a django.tasks Task")
+    found = django_task_registry.get(name)
+    if found is None:
+        raise TaskResultDoesNotExist(str(not_registered(name)))
     return found
 
 

@@ -15,9 +15,8 @@ import enum
 import inspect
 import json
 import logging
-import sys
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import DatabaseError, connections, transaction
@@ -39,7 +38,13 @@ from django_jobs.exceptions import (
     format_traceback,
 )
 from django_jobs.status import JobStatus
-from django_jobs.tasks import Task, reject_oversized, reject_unstorable, resolve_task
+from django_jobs.tasks import (
+    Task,
+    find_task,
+    reject_oversized,
+    reject_unstorable,
+    resolve_task,
+)
 
 logger = logging.getLogger("django_jobs.worker")
 
@@ -74,8 +79,13 @@ def storable(text: str) -> str:
     return text.replace("\x00", "\\x00") if "\x00" in text else text
 
 
-def error_entry(job: ClaimedJob, exc: BaseException, *, tb: str | None = None) -> dict[str, Any]:
-    """The entry recorded in ``Job.errors`` for a failed attempt; never raises."""
+def error_entry(
+    job: ClaimedJob, exc: BaseException, *, tb: str | None = None, now: datetime | None = None
+) -> dict[str, Any]:
+    """The entry recorded in ``Job.errors`` for a failed attempt; never raises.
+
+    ``tb`` replaces the formatted traceback; ``now`` (default: the clock) is its time.
+    """
     cls = type(exc)
     text = tb if tb is not None else format_traceback(exc)
     return {
@@ -83,7 +93,7 @@ def error_entry(job: ClaimedJob, exc: BaseException, *, tb: str | None = None) -
         "exception_class": f"{cls.__module__}.{cls.__qualname__}",
         "message": storable(exception_message(exc)),
         "traceback": storable(text),
-        "at": timezone.now().isoformat(),
+        "at": (now or timezone.now()).isoformat(),
         "worker_id": str(job.worker_id),
     }
 
@@ -101,30 +111,53 @@ def _encode_result(value: Any) -> str:
     return reject_unstorable(encoded, what)
 
 
-def decide_failure(job: ClaimedJob, task_obj: Task[Any, Any] | None, exc: BaseException) -> Failure:
-    """Retry (with the task's backoff) or give up, from the exception and attempts."""
-    error = error_entry(job, exc)
-    name = storable(describe_exception(exc))
-    if isinstance(exc, Discard):
-        reason = exc.reason if isinstance(exc.reason, str) else exception_message(exc)
-        return Failure(job, error, None, storable(f"discarded by the task: {reason}"))
-    if task_obj is not None and task_obj.discard_on and isinstance(exc, task_obj.discard_on):
-        return Failure(job, error, None, f"discarded: {name} is in discard_on")
+class Cause(enum.Enum):
+    """What ended a failed attempt, for :func:`decide`."""
+
+    RAISED = "raised"  # the body raised, or ran past its timeout: the task's retry policy
+    CRASHED = "crashed"  # the process running it died: retried while attempts remain
+    UNRUNNABLE = "unrunnable"  # no such task, or an undecodable row: dead-lettered at once
+
+
+def decide(
+    job: ClaimedJob,
+    task_obj: Task[Any, Any] | None,
+    exc: BaseException,
+    now: datetime,
+    cause: Cause = Cause.RAISED,
+) -> Failure:
+    """The Failure of ``job``'s attempt: retry at a time, or give up with a reason.
+
+    ``task_obj`` is the job's registered task (None: the defaults apply) and
+    ``now`` the time of the failure. Pure apart from reading the settings.
+    """
+    if cause is Cause.UNRUNNABLE:
+        return Failure(job, error_entry(job, exc, tb="", now=now), None, str(exc))
+    if cause is Cause.RAISED:
+        error = error_entry(job, exc, now=now)
+        what = storable(describe_exception(exc))
+        if isinstance(exc, Discard):
+            reason = exc.reason if isinstance(exc.reason, str) else exception_message(exc)
+            return Failure(job, error, None, storable(f"discarded by the task: {reason}"))
+        if task_obj is not None and task_obj.discard_on and isinstance(exc, task_obj.discard_on):
+            return Failure(job, error, None, f"discarded: {what} is in discard_on")
+    else:
+        # The task raised nothing: its discard_on and retry_on do not apply.
+        error = error_entry(job, exc, tb="", now=now)
+        what = storable(exception_message(exc))
     if job.attempts >= job.max_attempts:
         return Failure(
-            job, error, None, f"attempts exhausted ({job.attempts}/{job.max_attempts}): {name}"
+            job, error, None, f"attempts exhausted ({job.attempts}/{job.max_attempts}): {what}"
         )
-    retryable = isinstance(exc, Retry) or (
-        task_obj is None or not task_obj.retry_on or isinstance(exc, task_obj.retry_on)
-    )
-    if not retryable:
-        return Failure(job, error, None, f"not retried: {name} is not in retry_on")
-    now = timezone.now()
-    if isinstance(exc, Retry) and exc.at is not None:
-        return Failure(job, error, max(exc.at, now))
-    if isinstance(exc, Retry) and exc.delay is not None:
-        return Failure(job, error, now + timedelta(seconds=exc.delay))
-    spec = task_obj.effective_backoff if task_obj else jobs_settings.DEFAULT_BACKOFF
+    if cause is Cause.RAISED:
+        if isinstance(exc, Retry):
+            if exc.at is not None:
+                return Failure(job, error, max(exc.at, now))
+            if exc.delay is not None:
+                return Failure(job, error, now + timedelta(seconds=exc.delay))
+        elif task_obj is not None and task_obj.retry_on and not isinstance(exc, task_obj.retry_on):
+            return Failure(job, error, None, f"not retried: {what} is not in retry_on")
+    spec = task_obj.effective_backoff if task_obj is not None else jobs_settings.DEFAULT_BACKOFF
     delay = compute_delay(
         spec,
         job.attempts,
@@ -176,10 +209,10 @@ def run_job(job: ClaimedJob) -> Outcome:
     try:
         _check_shape(job)
         # Registered tasks only; nothing named by the row is imported or called.
-        task_obj = as_task(resolve_task(job.task_name))
+        task_obj = resolve_task(job.task_name)
     except UnknownTaskError as exc:
         logger.error("job %s dead-lettered: %s", job.id, exc, extra=log_extra)
-        return Failure(job, error_entry(job, exc, tb=""), None, str(exc))
+        return decide(job, None, exc, timezone.now(), Cause.UNRUNNABLE)
     func = task_obj.func
 
     if signals.job_started.has_listeners():
@@ -206,7 +239,7 @@ def run_job(job: ClaimedJob) -> Outcome:
         )
         outcome = None
     except BaseException as exc:
-        outcome = decide_failure(job, task_obj, exc)
+        outcome = decide(job, task_obj, exc, timezone.now())
         level = logging.ERROR if outcome.retry_at is None else logging.WARNING
         logger.log(
             level,
@@ -230,32 +263,6 @@ def run_job(job: ClaimedJob) -> Outcome:
     if finished is not None and signals.job_finished.has_listeners():
         _send_finished(task_obj, job, finished)
     return outcome if outcome is not None else settled(written)
-
-
-def as_task(resolved: Any) -> Task[Any, Any]:
-    """The django_jobs Task that runs a registered task (see ``resolve_task``).
-
-    A ``django.tasks`` Task (``django_jobs.backend.JobsBackend``) gets a bridge
-    that passes its TaskContext and sends Django's task signals.
-    """
-    if isinstance(resolved, Task):
-        return resolved
-    django_tasks = sys.modules.get("django.tasks")
-    if django_tasks is not None and isinstance(resolved, django_tasks.Task):
-        # Imported here: the bridge needs django.tasks, which only projects using
-        # it have loaded (checked just above).
-        from django_jobs.backend.bridge import bridged_task
-
-        return bridged_task(resolved)
-    raise UnknownTaskError(f"{resolved!r} is not a task")
-
-
-def _registered(job: ClaimedJob) -> Task[Any, Any] | None:
-    """The job's registered task, or None (defaults apply); never imports."""
-    try:
-        return as_task(resolve_task(job.task_name))
-    except UnknownTaskError:
-        return None
 
 
 def _run_atomic(job: ClaimedJob, func: Any) -> Completion:
@@ -287,24 +294,10 @@ def crash_failure(job: ClaimedJob, exc: BaseException) -> Failure:
     Always retried while attempts remain, whatever retry_on says (the task
     raised nothing); dead-lettered with the crash as the reason after the last.
     """
-    error = error_entry(job, exc, tb="")
-    if job.attempts >= job.max_attempts:
-        reason = storable(
-            f"attempts exhausted ({job.attempts}/{job.max_attempts}): {exception_message(exc)}"
-        )
-        return Failure(job, error, None, reason)
-    task_obj = _registered(job)
-    spec = task_obj.effective_backoff if task_obj is not None else None
-    delay = compute_delay(
-        spec or jobs_settings.DEFAULT_BACKOFF,
-        job.attempts,
-        base=float(jobs_settings.BACKOFF_BASE),
-        cap=float(jobs_settings.BACKOFF_MAX),
-    )
-    return Failure(job, error, timezone.now() + timedelta(seconds=delay))
+    return decide(job, find_task(job.task_name), exc, timezone.now(), Cause.CRASHED)
 
 
 def timeout_failure(job: ClaimedJob) -> Failure:
     """The outcome of a job that ran past its timeout, per its task's retry policy."""
     exc = JobTimeout(f"job {job.id} ran longer than its timeout of {job.timeout:g}s")
-    return decide_failure(job, _registered(job), exc)
+    return decide(job, find_task(job.task_name), exc, timezone.now())

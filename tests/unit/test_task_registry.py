@@ -8,8 +8,9 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from django_jobs.apps import task_modules
+from django_jobs.backend.registry import django_task_registry
 from django_jobs.exceptions import UnknownTaskError
-from django_jobs.tasks import django_task_registry, registry, resolve_task
+from django_jobs.tasks import Task, find_task, registry, resolve_task
 from tests.testapp import dtasks, subscribers, tasks
 
 
@@ -22,7 +23,12 @@ def test_registered_tasks_resolve():
         resolve_task("django_jobs.outbox.delivery.deliver")
         is registry["django_jobs.outbox.delivery.deliver"]
     )
-    assert resolve_task("tests.testapp.dtasks.add") is dtasks.add
+    # A django.tasks Task resolves to the bridge that runs it on the worker.
+    bridged = resolve_task("tests.testapp.dtasks.add")
+    assert isinstance(bridged, Task)
+    assert bridged.django_task is dtasks.add
+    assert resolve_task("tests.testapp.dtasks.add") is bridged  # built once
+    assert find_task("tests.testapp.tasks.add") is tasks.add
 
 
 def test_using_copies_keep_the_defined_django_task():
@@ -37,6 +43,7 @@ def test_using_copies_keep_the_defined_django_task():
 def test_anything_else_is_not_registered(name):
     with pytest.raises(UnknownTaskError, match=rf"task '{name}' is not registered: .*TASK_MODULES"):
         resolve_task(name)
+    assert find_task(name) is None
 
 
 def test_lookup_imports_nothing():
