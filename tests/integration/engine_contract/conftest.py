@@ -45,13 +45,13 @@ def _params(pairs: list[tuple[str, type[Any]]]) -> list[Any]:
 @pytest.fixture(params=_params(ENGINE_PAIRS[TEST_DB]))
 def engine(request: pytest.FixtureRequest) -> Engine:
     """The job engine under test, on this pass's database."""
-    return request.param(ALIAS)  # type: ignore[no-any-return]
+    return request.param(ALIAS)
 
 
 @pytest.fixture(params=_params(OUTBOX_PAIRS[TEST_DB]))
 def outbox_engine(request: pytest.FixtureRequest) -> OutboxEngine:
     """The outbox engine under test, on this pass's database."""
-    return request.param(ALIAS)  # type: ignore[no-any-return]
+    return request.param(ALIAS)
 
 
 def new_job(
