@@ -366,12 +366,18 @@ class Engine(abc.ABC):
         from django_jobs.models import Job
 
         old = Job.objects.using(self.alias).finished().filter(finished_at__lt=finished_before)
-        ids = list(old.order_by("finished_at").values_list("pk", flat=True)[:batch_size])
-        if not ids:
-            return 0
-        # The conditions again: a job an operator retried since the read is READY
-        # now (finished_at cleared) and must survive.
-        deleted, _ = old.filter(pk__in=ids).delete()
+        doomed = old.order_by("finished_at")
+        if self.connection.features.has_select_for_update_skip_locked:
+            # Several workers' pruners take disjoint rows, and a row locked right
+            # now (an operator's retry) is skipped instead of waited for.
+            doomed = doomed.select_for_update(skip_locked=True)
+        with transaction.atomic(using=self.alias):
+            ids = list(doomed.values_list("pk", flat=True)[:batch_size])
+            if not ids:
+                return 0
+            # The conditions again: a job an operator retried since the read is
+            # READY now (finished_at cleared) and must survive.
+            deleted, _ = old.filter(pk__in=ids).delete()
         return deleted
 
     def count_finished(self, finished_before: datetime) -> int:

@@ -267,15 +267,21 @@ class GenericEngine(Engine):
             return 0
         # Claim tokens are fresh per claim, so (id in ours, token in ours) only
         # matches claims this worker made and still knows about.
-        return (
-            self._jobs()
-            .filter(
-                pk__in=[job.id for job in jobs],
-                claim_token__in={job.claim_token for job in jobs},
-                status=JobStatus.RUNNING,
-            )
-            .update(lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds))
+        held = self._jobs().filter(
+            pk__in=[job.id for job in jobs],
+            claim_token__in={job.claim_token for job in jobs},
+            status=JobStatus.RUNNING,
         )
+        lease = timezone.now() + timedelta(seconds=lease_seconds)
+        if not self.connection.features.has_select_for_update_skip_locked:
+            return held.update(lease_expires_at=lease)  # SQLite: writers are serialized
+        # A row locked right now (a completion in flight, an atomic task's own
+        # transaction) is skipped, not waited for: a heartbeat stalled behind a
+        # job would let every other lease of this worker run out. The next beat
+        # renews whatever is still running.
+        with transaction.atomic(using=self.alias):
+            ids = list(self._lockable(held).values_list("pk", flat=True))
+            return self._jobs().filter(pk__in=ids).update(lease_expires_at=lease) if ids else 0
 
     def recover_expired(self, limit: int = 500) -> RecoveryReport:
         retried = dead = 0

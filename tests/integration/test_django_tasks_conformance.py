@@ -19,7 +19,6 @@ from django.utils import timezone
 from django_jobs.engine import get_engine
 from django_jobs.engine.base import Failure
 from django_jobs.models import Job
-from django_jobs.tasks import NewJob
 from django_jobs.worker.runner import error_entry, run_job
 from tests.conftest import wait_until
 from tests.testapp import dtasks
@@ -148,30 +147,6 @@ def test_task_finished_of_a_failed_attempt_logs_its_traceback(caplog, max_attemp
 
 
 # -- task_enqueued once per created job ----------------------------------------------
-
-
-def _row(key):
-    return NewJob(
-        task_name="tests.testapp.dtasks.add",
-        queue_name="default",
-        priority=0,
-        args_json="[1,2]",
-        kwargs_json="{}",
-        max_attempts=3,
-        timeout=300.0,
-        run_after=None,
-        idempotency_key=key,
-    )
-
-
-def test_insert_reports_which_rows_it_created():
-    [held] = get_engine().insert_jobs([_row("held")])
-    assert held.created
-    inserted = get_engine().insert_jobs([_row("held"), _row("new"), _row("new"), _row(None)])
-    assert [i.created for i in inserted] == [False, True, False, True]
-    assert inserted[0].job.pk == held.job.pk
-    assert inserted[1].job.pk == inserted[2].job.pk
-    assert Job.objects.count() == 3
 
 
 def test_enqueue_with_a_held_key_sends_no_task_enqueued(enqueued_signals):

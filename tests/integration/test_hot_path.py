@@ -1,15 +1,14 @@
-"""The worker's hot path against a real database: acknowledge + claim in one
-step, still fenced; heartbeats that never wait on (or deadlock with) it."""
+"""The worker's hot path on PostgreSQL: acknowledge + claim in one statement,
+prepared statements, queue-friendly autovacuum. (complete_and_claim and the
+heartbeat on every engine are in engine_contract/.)"""
 
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from django_jobs.engine import get_engine
 from django_jobs.engine.base import Completion
@@ -20,63 +19,6 @@ from tests.testapp import tasks
 pytestmark = pytest.mark.django_db(transaction=True)
 
 WORKER = uuid.uuid4()
-
-
-def test_complete_and_claim_acknowledges_fenced_and_claims_the_next():
-    first, stale, nxt = tasks.add.enqueue_many([(1, 1), (2, 2), (3, 3)])
-    engine = get_engine()
-    mine = engine.claim_jobs(WORKER, None, 2, 30)
-    assert [j.id for j in mine] == [first.pk, stale.pk]
-    # The second job's lease "expires" and another worker re-claims it.
-    Job.objects.filter(pk=stale.pk).update(status=JobStatus.READY, priority=100)
-    (theirs,) = engine.claim_jobs(uuid.uuid4(), None, 1, 30)
-    assert theirs.id == stale.pk
-
-    done, claimed = engine.complete_and_claim(
-        [Completion(mine[0], "2"), Completion(mine[1], '"stale"')], WORKER, None, 5, 30
-    )
-
-    assert done == {first.pk}
-    assert [j.id for j in claimed] == [nxt.pk]
-    assert claimed[0].args == [3, 3] and claimed[0].attempts == 1
-    stored = {j.pk: j for j in Job.objects.all()}
-    assert (stored[first.pk].status, stored[first.pk].result) == (JobStatus.SUCCESSFUL, 2)
-    assert stored[stale.pk].status == JobStatus.RUNNING
-    assert stored[stale.pk].claim_token == theirs.claim_token
-    assert stored[stale.pk].result is None
-    assert (stored[nxt.pk].status, stored[nxt.pk].worker_id) == (JobStatus.RUNNING, WORKER)
-
-
-def test_complete_and_claim_without_free_slots_only_acknowledges():
-    tasks.noop.enqueue_many([(), ()])
-    engine = get_engine()
-    (job,) = engine.claim_jobs(WORKER, None, 1, 30)
-    done, claimed = engine.complete_and_claim([Completion(job, "null")], WORKER, None, 0, 30)
-    assert (done, claimed) == ({job.id}, [])
-    assert Job.objects.filter(status=JobStatus.READY).count() == 1
-
-
-def test_complete_and_claim_respects_queues():
-    tasks.noop.using(queue_name="other").enqueue()
-    wanted = tasks.noop.using(queue_name="mine").enqueue()
-    done, claimed = get_engine().complete_and_claim([], WORKER, ["mine"], 5, 30)
-    assert done == set() and [j.id for j in claimed] == [wanted.pk]
-
-
-@pytest.mark.parametrize("queues", [None, ["default"]], ids=["all-queues", "named-queue"])
-def test_complete_and_claim_leaves_jobs_due_later_alone(queues):
-    running = tasks.noop.enqueue()
-    engine = get_engine()
-    (mine,) = engine.claim_jobs(WORKER, None, 1, 30)
-    later = tasks.noop.using(run_after=timezone.now() + timedelta(hours=1)).enqueue()
-    due = tasks.noop.enqueue()
-
-    done, claimed = engine.complete_and_claim([Completion(mine, "null")], WORKER, queues, 10, 30)
-
-    assert done == {running.pk}
-    assert [j.id for j in claimed] == [due.pk], "a job due in an hour was claimed now"
-    stored = Job.objects.get(pk=later.pk)
-    assert (stored.status, stored.attempts, stored.worker_id) == (JobStatus.READY, 0, None)
 
 
 @pytest.mark.postgres
@@ -90,19 +32,6 @@ def test_complete_and_claim_is_one_statement_on_postgres():
         )
     assert len(queries) == 1
     assert done == {j.id for j in running} and len(claimed) == 1
-
-
-@pytest.mark.postgres
-def test_heartbeat_skips_rows_locked_by_a_completion_instead_of_waiting(
-    rival, lock_rows, no_lock_waits
-):
-    tasks.noop.enqueue_many([(), ()])
-    engine = get_engine()
-    held = engine.claim_jobs(WORKER, None, 2, 30)
-    lock_rows("django_jobs_job", [held[0].id])
-    assert engine.heartbeat(held, 30) == 1  # the idle job only, without waiting
-    rival.rollback()
-    assert engine.heartbeat(held, 30) == 2
 
 
 @pytest.mark.postgres

@@ -14,10 +14,10 @@ from django.test import override_settings
 from django.utils import timezone
 
 from django_jobs import outbox
-from django_jobs.engine.outbox import OutboxEngine, get_outbox_engine
+from django_jobs.engine.outbox import get_outbox_engine
 from django_jobs.engine.outbox_postgres import PostgresOutboxEngine
 from django_jobs.models import Job, OutboxEvent
-from django_jobs.outbox.delivery import DELIVERY_TASK, plan_jobs, plan_redispatch
+from django_jobs.outbox.delivery import DELIVERY_TASK, plan_redispatch
 from django_jobs.outbox.publishers import get_publishers
 from django_jobs.outbox.relay import Relay
 from django_jobs.status import JobStatus, OutboxStatus
@@ -144,32 +144,6 @@ def test_relay_batches_in_id_order():
     assert [relay.dispatch_once().dispatched for _ in range(4)] == [2, 2, 1, 0]
     order = [job.args[0]["payload"]["n"] for job in Job.objects.order_by("id")]
     assert order == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]  # two subscribers per event
-
-
-@pytest.mark.postgres
-@pytest.mark.parametrize("engine_class", [PostgresOutboxEngine, OutboxEngine])
-def test_event_behind_a_locked_earlier_event_of_its_key_waits(
-    engine_class, rival, lock_rows, no_lock_waits
-):
-    """What keeps per-key order across relays: another relay holds event 1 of
-    key k mid-batch; we dispatch other keys, never event 2 of k. Both the SQL
-    and the portable ORM claim (as used on MySQL) keep the rule, without
-    waiting for the locked event."""
-    engine = engine_class("default")
-    first, second = outbox.publish_many([("seq.step", {"n": 1}, "k"), ("seq.step", {"n": 2}, "k")])
-    other = outbox.publish("seq.step", {"n": 1}, key="other")
-    lock_rows("django_jobs_outboxevent", [first.pk])
-    report = engine.dispatch_batch(10, plan_jobs)
-    assert (report.dispatched, report.blocked) == (1, 1)
-    assert OutboxEvent.objects.get(pk=other.pk).status == OutboxStatus.DISPATCHED
-    assert OutboxEvent.objects.get(pk=second.pk).status == OutboxStatus.PENDING
-    rival.rollback()
-    report = engine.dispatch_batch(10, plan_jobs)
-    assert (report.dispatched, report.blocked) == (2, 0)
-    order = [
-        j.args[0]["payload"]["n"] for j in Job.objects.order_by("id") if j.args[0]["key"] == "k"
-    ]
-    assert order == [1, 2]
 
 
 def test_delivery_bookkeeping_failed_then_redispatched():
