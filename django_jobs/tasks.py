@@ -24,6 +24,7 @@ from django.utils import timezone
 from django_jobs.backoff import BACKOFF_NAMES, BackoffSpec
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import InvalidJobOptions, InvalidTaskError, UnknownTaskError
+from django_jobs.rows import NewJob
 
 if TYPE_CHECKING:
     from django_jobs.models import Job
@@ -48,46 +49,6 @@ NOT_REGISTERED_HINT = (
     "tasks of a django_jobs backend, run on the worker; define the task in an installed "
     "app's tasks.py or list its module in DJANGO_JOBS['TASK_MODULES']"
 )
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class NewJob:
-    """One row to insert, already validated and JSON-encoded."""
-
-    task_name: str
-    queue_name: str
-    priority: int
-    args_json: str
-    kwargs_json: str
-    max_attempts: int
-    timeout: float
-    run_after: datetime | None  # None: the database's now()
-    idempotency_key: str | None
-
-    def as_model(self, database: str | None = None, **fields: Any) -> Job:
-        """A Job instance with this row's values plus ``fields`` (id, timestamps).
-
-        With ``database``, marked as stored there (``_state.adding`` False).
-        """
-        from django_jobs.engine.instances import builder
-        from django_jobs.models import Job
-
-        return builder(Job, database=database)(self.model_fields(**fields))
-
-    def model_fields(self, **fields: Any) -> dict[str, Any]:
-        """This row's Job field values (decoded) plus ``fields``."""
-        return {
-            "task_name": self.task_name,
-            "queue_name": self.queue_name,
-            "priority": self.priority,
-            "args": [] if self.args_json == "[]" else json.loads(self.args_json),
-            "kwargs": {} if self.kwargs_json == "{}" else json.loads(self.kwargs_json),
-            "max_attempts": self.max_attempts,
-            "timeout": self.timeout,
-            "idempotency_key": self.idempotency_key,
-            "requested_run_after": self.run_after,
-            **fields,
-        }
 
 
 # One encoder for every enqueue: json.dumps() with options builds a new one per call.

@@ -43,8 +43,8 @@ from django_jobs.backend.registry import register_django_task, runnable_django_t
 from django_jobs.backend.results import result_for_job, result_for_new_job
 from django_jobs.backoff import BackoffSpec
 from django_jobs.exceptions import InvalidJobOptions
+from django_jobs.rows import NewJob
 from django_jobs.tasks import (
-    NewJob,
     _encode_arguments,
     _validate_backoff,
     _validate_exception_classes,

@@ -10,6 +10,7 @@ from functools import cache
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from django_jobs.engine.base import Engine
+from django_jobs.engine.generic import GenericEngine
 
 
 @cache
@@ -18,8 +19,6 @@ def _engine_for(alias: str, vendor: str) -> Engine:
         from django_jobs.engine.postgres import PostgresEngine
 
         return PostgresEngine(alias)
-    from django_jobs.engine.generic import GenericEngine
-
     return GenericEngine(alias)
 
 

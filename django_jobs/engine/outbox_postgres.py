@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django_jobs.conf import jobs_settings
 from django_jobs.engine import get_engine
 from django_jobs.engine.outbox import OutboxEngine
-from django_jobs.outbox.events import Event
+from django_jobs.models import OutboxEvent
+from django_jobs.rows import Event, NewEvent
 from django_jobs.status import OutboxStatus
-
-if TYPE_CHECKING:
-    from django_jobs.models import OutboxEvent
-    from django_jobs.outbox.events import NewEvent
 
 # Channel the relay LISTENs on; payloads are empty (any event wakes it).
 OUTBOX_NOTIFY_CHANNEL = "django_jobs_outbox"
@@ -161,8 +158,6 @@ class PostgresOutboxEngine(OutboxEngine):
         ]
 
     def _model(self, row: NewEvent, event_id: int, created_at: Any) -> OutboxEvent:
-        from django_jobs.models import OutboxEvent
-
         event = OutboxEvent(
             id=event_id,
             topic=row.topic,

@@ -13,28 +13,18 @@ import uuid
 import weakref
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import psycopg
 from django.db import transaction
 
 from django_jobs.conf import jobs_settings
-from django_jobs.engine.base import (
-    LOST_WORKER_MESSAGE,
-    LOST_WORKER_REASON,
-    ClaimedJob,
-    Completion,
-    Inserted,
-    RecoveryReport,
-    logger,
-)
+from django_jobs.engine.base import LOST_WORKER_MESSAGE, LOST_WORKER_REASON, logger
 from django_jobs.engine.generic import GenericEngine
-from django_jobs.engine.instances import builder
+from django_jobs.engine.instances import builder, new_job_model
+from django_jobs.models import Job
+from django_jobs.rows import ClaimedJob, Completion, Inserted, NewJob, RecoveryReport
 from django_jobs.status import JobStatus
-
-if TYPE_CHECKING:
-    from django_jobs.models import Job
-    from django_jobs.tasks import NewJob
 
 NOTIFY_CHANNEL = "django_jobs"
 
@@ -379,8 +369,6 @@ class PostgresEngine(GenericEngine):
     # -- enqueue ---------------------------------------------------------
 
     def insert_jobs(self, rows: Sequence[NewJob]) -> list[Inserted]:
-        from django_jobs.models import Job
-
         if len(rows) == 1 and rows[0].idempotency_key is None:
             return [Inserted(self._insert_one(rows[0]), created=True)]
         with transaction.atomic(using=self.alias), self._hot_cursor() as cursor:
@@ -463,7 +451,9 @@ class PostgresEngine(GenericEngine):
                 },
             )
             job_id, run_after, enqueued_at, _ = cursor.fetchone()
-        job = row.as_model(self.alias, id=job_id, run_after=run_after, enqueued_at=enqueued_at)
+        job = new_job_model(
+            row, self.alias, id=job_id, run_after=run_after, enqueued_at=enqueued_at
+        )
         self._after_enqueue([job])
         return job
 

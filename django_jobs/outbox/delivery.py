@@ -20,10 +20,10 @@ from typing import Any
 
 from django_jobs.context import current_job
 from django_jobs.exceptions import Discard, Retry, describe_exception, exception_message
-from django_jobs.outbox.events import Event
 from django_jobs.outbox.publishers import Publisher, get_publisher, get_publishers
 from django_jobs.outbox.subscribers import dispatch_key, subscribers_for
-from django_jobs.tasks import NewJob, task
+from django_jobs.rows import Event, NewJob
+from django_jobs.tasks import task
 
 logger = logging.getLogger("django_jobs.outbox")
 

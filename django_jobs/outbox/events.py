@@ -12,72 +12,19 @@ words; ``order.*`` matches ``order.created`` but not ``order.item.added``,
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import unicodedata
 from collections.abc import Mapping
-from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from django.utils.dateparse import parse_datetime
-
+from django_jobs.rows import NewEvent
 from django_jobs.tasks import reject_unstorable, unstorable_text
 
 MAX_TOPIC_LENGTH = 255
 MAX_KEY_LENGTH = 255
 _WILDCARDS = frozenset("*#")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class NewEvent:
-    """One event to insert, already validated and JSON-encoded."""
-
-    topic: str
-    key: str | None
-    payload_json: str
-    headers_json: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Event:
-    """An outbox event as a subscriber or publisher sees it."""
-
-    id: int
-    topic: str
-    key: str | None
-    payload: Any
-    headers: dict[str, Any]
-    created_at: datetime
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form (``created_at`` as ISO 8601), as sent to external systems."""
-        return {
-            "id": self.id,
-            "topic": self.topic,
-            "key": self.key,
-            "payload": self.payload,
-            "headers": self.headers,
-            "created_at": self.created_at.isoformat(),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Event:
-        created = data["created_at"]
-        if isinstance(created, str):
-            parsed = parse_datetime(created)
-            if parsed is None:
-                raise ValueError(f"event created_at is not an ISO datetime: {created!r}")
-            created = parsed
-        return cls(
-            id=int(data["id"]),
-            topic=str(data["topic"]),
-            key=data.get("key"),
-            payload=data.get("payload"),
-            headers=dict(data.get("headers") or {}),
-            created_at=created,
-        )
 
 
 def _dumps(value: Any, what: str) -> str:

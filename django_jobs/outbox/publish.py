@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import DEFAULT_DB_ALIAS
 
-from django_jobs.outbox.events import NewEvent, new_event
+from django_jobs.outbox.events import new_event
+from django_jobs.rows import NewEvent
 
 if TYPE_CHECKING:
     from django_jobs.models import OutboxEvent

@@ -26,9 +26,10 @@ from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from django_jobs.conf import jobs_settings
-from django_jobs.engine.outbox import DispatchReport, get_outbox_engine
+from django_jobs.engine.outbox import get_outbox_engine
 from django_jobs.exceptions import describe_exception
 from django_jobs.outbox.delivery import plan_jobs
+from django_jobs.rows import DispatchReport
 
 logger = logging.getLogger("django_jobs.outbox")
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from django.db import connections
 
-from django_jobs.engine.base import ClaimedJob, Completion, Failure
+from django_jobs.rows import ClaimedJob, Completion, Failure
 from django_jobs.worker.runner import Outcome, Settled, run_job
 
 # Exit code of a child whose own loop failed, or whose parent died.

@@ -50,8 +50,8 @@ from typing import Any
 
 from django.db import connections
 
-from django_jobs.engine.base import ClaimedJob
 from django_jobs.exceptions import WorkerCrashed
+from django_jobs.rows import ClaimedJob
 from django_jobs.worker.executor import PoolBookkeeping
 from django_jobs.worker.process_child import (
     CHILD_BROKEN,

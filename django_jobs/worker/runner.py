@@ -27,7 +27,6 @@ from django_jobs.backoff import compute_delay
 from django_jobs.conf import jobs_settings
 from django_jobs.context import running
 from django_jobs.engine import get_engine
-from django_jobs.engine.base import ClaimedJob, Completion, Failure
 from django_jobs.exceptions import (
     Discard,
     JobTimeout,
@@ -37,6 +36,7 @@ from django_jobs.exceptions import (
     exception_message,
     format_traceback,
 )
+from django_jobs.rows import ClaimedJob, Completion, Failure
 from django_jobs.status import JobStatus
 from django_jobs.tasks import (
     Task,

@@ -25,8 +25,8 @@ from django.db import DatabaseError, ProgrammingError, connections
 
 from django_jobs.conf import jobs_settings
 from django_jobs.engine import get_engine
-from django_jobs.engine.base import ClaimedJob, Completion, Failure, WorkerInfo
 from django_jobs.exceptions import exception_message
+from django_jobs.rows import ClaimedJob, Completion, Failure, WorkerInfo
 from django_jobs.worker.executor import Executor, Finished, ThreadExecutor
 from django_jobs.worker.heartbeat import Heartbeat
 from django_jobs.worker.ledger import Ledger

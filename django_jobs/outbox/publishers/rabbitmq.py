@@ -28,8 +28,8 @@ import pika
 import pika.exceptions
 
 from django_jobs.exceptions import describe_exception
-from django_jobs.outbox.events import Event
 from django_jobs.outbox.publishers import DeliveryError, Publisher, redact_url
+from django_jobs.rows import Event
 
 # Errors that mean "this connection or channel is gone": reconnect and try again.
 _CONNECTION_ERRORS = (

@@ -40,8 +40,8 @@ from urllib.parse import quote
 
 import httpx
 
-from django_jobs.outbox.events import Event
 from django_jobs.outbox.publishers import DeliveryError, Publisher, redact_url
+from django_jobs.rows import Event
 
 SIGNATURE_HEADER = "X-Django-Jobs-Signature"
 TOPIC_HEADER = "X-Django-Jobs-Topic"
