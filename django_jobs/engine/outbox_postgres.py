@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from django_jobs.codec import from_jsonb
 from django_jobs.conf import jobs_settings
 from django_jobs.engine import get_engine
 from django_jobs.engine.outbox import OutboxEngine
@@ -114,11 +115,6 @@ WHERE id = ANY(%s::bigint[]) AND status = 'PENDING'
 """
 
 
-def _json(value: Any) -> Any:
-    # Django's psycopg setup returns jsonb as text from raw cursors.
-    return json.loads(value) if isinstance(value, str | bytes) else value
-
-
 class PostgresOutboxEngine(OutboxEngine):
     supports_notify = True
 
@@ -180,8 +176,8 @@ class PostgresOutboxEngine(OutboxEngine):
                 id=r[0],
                 topic=r[1],
                 key=r[2],
-                payload=_json(r[3]),
-                headers=_json(r[4]) or {},
+                payload=from_jsonb(r[3]),
+                headers=from_jsonb(r[4]) or {},
                 created_at=r[5],
             )
             for r in rows

@@ -7,7 +7,6 @@ under concurrency. Parameters are always bound, never formatted in.
 
 from __future__ import annotations
 
-import json
 import select
 import uuid
 import weakref
@@ -18,6 +17,7 @@ from typing import Any, Self
 import psycopg
 from django.db import transaction
 
+from django_jobs.codec import from_jsonb
 from django_jobs.conf import jobs_settings
 from django_jobs.engine.base import LOST_WORKER_MESSAGE, LOST_WORKER_REASON, logger
 from django_jobs.engine.generic import GenericEngine
@@ -302,11 +302,6 @@ WHERE job.id = doomed.id
 """
 
 
-def _json(value: Any) -> Any:
-    # Django's psycopg setup loads jsonb as text and decodes in from_db_value.
-    return json.loads(value) if isinstance(value, str | bytes) else value
-
-
 _EXPLICIT_PREPARE_ONLY = 2**62
 
 
@@ -479,8 +474,8 @@ class PostgresEngine(GenericEngine):
                 task_name=r[1],
                 queue_name=r[2],
                 priority=r[3],
-                args=_json(r[4]),
-                kwargs=_json(r[5]),
+                args=from_jsonb(r[4]),
+                kwargs=from_jsonb(r[5]),
                 attempts=r[6],
                 max_attempts=r[7],
                 timeout=r[8],
@@ -490,7 +485,7 @@ class PostgresEngine(GenericEngine):
                 enqueued_at=r[11],
                 started_at=r[12],
                 idempotency_key=r[13],
-                meta=_json(r[14]),
+                meta=from_jsonb(r[14]),
                 database=self.alias,
                 last_attempted_at=r[15],
                 requested_run_after=r[16],

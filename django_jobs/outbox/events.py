@@ -12,27 +12,22 @@ words; ``order.*`` matches ``order.created`` but not ``order.item.added``,
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
+from django_jobs.codec import dumps, reject_unstorable, unstorable_text
 from django_jobs.rows import NewEvent
-from django_jobs.tasks import reject_unstorable, unstorable_text
 
 MAX_TOPIC_LENGTH = 255
 MAX_KEY_LENGTH = 255
 _WILDCARDS = frozenset("*#")
 
 
-def _dumps(value: Any, what: str) -> str:
-    try:
-        encoded = json.dumps(value, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{what} must be JSON-serializable: {exc}") from exc
-    return reject_unstorable(encoded, what)
+def _encoded(value: Any, what: str) -> str:
+    return reject_unstorable(dumps(value, what), what)
 
 
 def _unfit_character(text: str) -> tuple[int, str, str] | None:
@@ -99,8 +94,8 @@ def new_event(topic: Any, payload: Any, key: Any = None, headers: Any = None) ->
     return NewEvent(
         topic=topic,
         key=key,
-        payload_json=_dumps(payload, f"payload of event {topic!r}"),
-        headers_json=_dumps(dict(headers), f"headers of event {topic!r}"),
+        payload_json=_encoded(payload, f"payload of event {topic!r}"),
+        headers_json=_encoded(dict(headers), f"headers of event {topic!r}"),
     )
 
 
