@@ -16,6 +16,7 @@ from django_jobs.engine.generic import GenericEngine
 @cache
 def _engine_for(alias: str, vendor: str) -> Engine:
     if vendor == "postgresql":
+        # psycopg is an optional dependency: imported by PostgreSQL projects only.
         from django_jobs.engine.postgres import PostgresEngine
 
         return PostgresEngine(alias)

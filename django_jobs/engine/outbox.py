@@ -225,6 +225,7 @@ class OutboxEngine:
 @cache
 def _outbox_engine_for(alias: str, vendor: str) -> OutboxEngine:
     if vendor == "postgresql":
+        # psycopg is an optional dependency: imported by PostgreSQL projects only.
         from django_jobs.engine.outbox_postgres import PostgresOutboxEngine
 
         return PostgresOutboxEngine(alias)

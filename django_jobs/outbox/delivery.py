@@ -19,6 +19,7 @@ from typing import Any
 
 from django_jobs.codec import encode
 from django_jobs.context import current_job
+from django_jobs.engine.outbox import get_outbox_engine
 from django_jobs.exceptions import Discard, Retry, describe_exception, exception_message
 from django_jobs.outbox.publishers import Publisher, get_publisher, get_publishers
 from django_jobs.outbox.subscribers import dispatch_key, subscribers_for
@@ -93,8 +94,6 @@ def deliver(publisher: str, event: dict[str, Any]) -> None:
     dead-lettered and the event marked FAILED with the error, for an operator
     to re-dispatch.
     """
-    from django_jobs.engine.outbox import get_outbox_engine
-
     job = current_job()
     engine = get_outbox_engine(job._state.db or "default")
     received = Event.from_dict(event)

@@ -156,6 +156,7 @@ class RelayService:
     def _start_listener(self) -> None:
         engine = get_outbox_engine(self.database)
         if engine.supports_notify and jobs_settings.USE_NOTIFY:
+            # psycopg is an optional dependency: imported by PostgreSQL projects only.
             from django_jobs.engine.outbox_postgres import OUTBOX_NOTIFY_CHANNEL
             from django_jobs.worker.notify import NotifyListener
 

@@ -20,6 +20,7 @@ from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import Any
 
+import django
 from django.db import connections
 
 from django_jobs.rows import ClaimedJob, Completion, Failure
@@ -156,8 +157,6 @@ def decode_outcome(job: ClaimedJob, message: dict[str, Any]) -> Outcome:
 def main(argv: list[str]) -> int:
     """Entry point of a spawned child: ``python -m django_jobs.worker.process_child
     FD PARENT_PID MAX_TASKS MAX_MEMORY_BYTES`` (0: no limit)."""
-    import django
-
     django.setup()
     fd, parent_pid, max_tasks, max_memory = (int(arg) for arg in argv)
     return child_main(Connection(fd), parent_pid, max_tasks or None, max_memory or None)
