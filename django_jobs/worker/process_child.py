@@ -2,7 +2,8 @@
 
 A child is forked by :class:`~django_jobs.worker.process_pool.ProcessExecutor`
 and never returns into the parent's code: it runs :func:`child_main` and
-exits. On SQLite children are spawned instead and enter through :func:`main`.
+exits. On SQLite children are spawned instead and enter through
+:mod:`~django_jobs.worker.spawned_child`.
 Messages are JSON (never pickle): a job one way, its outcome back.
 """
 
@@ -20,7 +21,6 @@ from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import Any
 
-import django
 from django.db import connections
 
 from django_jobs.rows import ClaimedJob, Completion, Failure
@@ -152,15 +152,3 @@ def decode_outcome(job: ClaimedJob, message: dict[str, Any]) -> Outcome:
             message["reason"],
         )
     return Settled(message["kind"])
-
-
-def main(argv: list[str]) -> int:
-    """Entry point of a spawned child: ``python -m django_jobs.worker.process_child
-    FD PARENT_PID MAX_TASKS MAX_MEMORY_BYTES`` (0: no limit)."""
-    django.setup()
-    fd, parent_pid, max_tasks, max_memory = (int(arg) for arg in argv)
-    return child_main(Connection(fd), parent_pid, max_tasks or None, max_memory or None)
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -253,7 +253,7 @@ class ProcessExecutor(PoolBookkeeping):
     def _spawn_fresh(self, child_end: Connection) -> int:
         """A new interpreter that sets Django up itself (SQLite: no fork)."""
         fd = child_end.fileno()
-        command = [sys.executable, "-m", "django_jobs.worker.process_child", str(fd)]
+        command = [sys.executable, "-m", "django_jobs.worker.spawned_child", str(fd)]
         command += [str(os.getpid()), str(self.max_tasks_per_child or 0)]
         command += [str(self.max_memory_bytes or 0)]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
