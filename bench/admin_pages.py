@@ -336,7 +336,7 @@ def index_cost(rounds: int) -> str:
     from django.db import connection, transaction
 
     from django_jobs.engine import get_engine
-    from django_jobs.engine.base import Completion
+    from django_jobs.rows import Completion
     from example_project.demo.tasks import send_welcome
 
     engine, worker = get_engine(), uuid.uuid4()

@@ -17,7 +17,8 @@ class DjangoJobsConfig(AppConfig):
         # Registration only: system checks, the built-in delivery task, each
         # installed app's tasks module and DJANGO_JOBS["TASK_MODULES"], so that the
         # task registries are filled before the worker claims anything (it runs
-        # registered tasks only).
+        # registered tasks only). Imported here, in ready(): the app registry is
+        # loaded, so these modules may import the models.
         from django.utils.module_loading import autodiscover_modules
 
         from django_jobs import checks  # noqa: F401

@@ -8,8 +8,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from django_jobs.engine.base import ClaimedJob
     from django_jobs.models import Job
+    from django_jobs.rows import ClaimedJob
 
 _current: contextvars.ContextVar[ClaimedJob | None] = contextvars.ContextVar(
     "django_jobs_current_job", default=None
@@ -32,7 +32,11 @@ def current_job() -> Job:
     claimed = _current.get()
     if claimed is None:
         raise RuntimeError("current_job() called outside a running django_jobs job")
-    job = claimed.as_model()
+    # engine.instances imports the models; this module loads with users' tasks.py,
+    # while the app registry is still loading.
+    from django_jobs.engine.instances import claimed_job_model
+
+    job = claimed_job_model(claimed)
     _current_model.set(job)
     return job
 

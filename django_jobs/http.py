@@ -49,7 +49,7 @@ class StatusToken:
 
 def job_id_of(job_or_result: Any) -> int:
     """The job id of a :class:`~django_jobs.models.Job` or a ``django.tasks`` TaskResult."""
-    from django_jobs.models import Job
+    from django_jobs.models import Job  # models need the app registry: not at import time
 
     if isinstance(job_or_result, Job):
         return int(job_or_result.pk)

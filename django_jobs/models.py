@@ -16,6 +16,8 @@ from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from django_jobs.codec import encode_payload
+from django_jobs.conf import jobs_settings
 from django_jobs.status import FINISHED_STATUSES, JobStatus, OutboxStatus
 
 _ACTIVE = Q(status__in=[JobStatus.READY, JobStatus.RUNNING])
@@ -182,9 +184,8 @@ class Job(models.Model):
         Fenced by the claim token: returns False (and writes nothing) if this
         worker no longer owns the job.
         """
-        from django_jobs.tasks import encode_payload
-
-        encode_payload(progress, "progress")  # raise here, not in SQL, for what cannot be stored
+        # Raise here, not in SQL, for what cannot be stored.
+        encode_payload(progress, "progress", jobs_settings.MAX_PAYLOAD_BYTES)
         rows = Job.objects.filter(
             pk=self.pk, claim_token=self.claim_token, status=JobStatus.RUNNING
         ).update(progress=progress)

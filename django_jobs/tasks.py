@@ -11,9 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-import json
 import math
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
@@ -22,8 +20,10 @@ from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
 from django_jobs.backoff import BACKOFF_NAMES, BackoffSpec
+from django_jobs.codec import dumps, encode, reject_oversized, reject_unstorable, unstorable_text
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import InvalidJobOptions, InvalidTaskError, UnknownTaskError
+from django_jobs.rows import NewJob
 
 if TYPE_CHECKING:
     from django_jobs.models import Job
@@ -48,124 +48,6 @@ NOT_REGISTERED_HINT = (
     "tasks of a django_jobs backend, run on the worker; define the task in an installed "
     "app's tasks.py or list its module in DJANGO_JOBS['TASK_MODULES']"
 )
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class NewJob:
-    """One row to insert, already validated and JSON-encoded."""
-
-    task_name: str
-    queue_name: str
-    priority: int
-    args_json: str
-    kwargs_json: str
-    max_attempts: int
-    timeout: float
-    run_after: datetime | None  # None: the database's now()
-    idempotency_key: str | None
-
-    def as_model(self, database: str | None = None, **fields: Any) -> Job:
-        """A Job instance with this row's values plus ``fields`` (id, timestamps).
-
-        With ``database``, marked as stored there (``_state.adding`` False).
-        """
-        from django_jobs.engine.instances import builder
-        from django_jobs.models import Job
-
-        return builder(Job, database=database)(self.model_fields(**fields))
-
-    def model_fields(self, **fields: Any) -> dict[str, Any]:
-        """This row's Job field values (decoded) plus ``fields``."""
-        return {
-            "task_name": self.task_name,
-            "queue_name": self.queue_name,
-            "priority": self.priority,
-            "args": [] if self.args_json == "[]" else json.loads(self.args_json),
-            "kwargs": {} if self.kwargs_json == "{}" else json.loads(self.kwargs_json),
-            "max_attempts": self.max_attempts,
-            "timeout": self.timeout,
-            "idempotency_key": self.idempotency_key,
-            "requested_run_after": self.run_after,
-            **fields,
-        }
-
-
-# One encoder for every enqueue: json.dumps() with options builds a new one per call.
-_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
-
-
-def _json_dumps(value: Any, what: str) -> str:
-    try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{what} must be JSON-serializable: {exc}") from exc
-
-
-# An escaped NUL (\u0000) not preceded by an escaping backslash.
-_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
-_NUL = "contains a NUL character (\\x00), which PostgreSQL cannot store"
-
-
-def unstorable_text(text: str) -> str | None:
-    """Why PostgreSQL cannot store ``text``, or None.
-
-    A NUL character is refused in text and jsonb; a lone surrogate
-    (``"\ud800"``) is not valid Unicode, so it cannot be encoded as UTF-8.
-    """
-    if "\x00" in text:
-        return _NUL
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            return (
-                f"contains a lone surrogate (\\u{ord(exc.object[exc.start]):04x}), "
-                "which is not valid Unicode and cannot be stored"
-            )
-    return None
-
-
-def reject_unstorable(encoded: str, what: str) -> str:
-    """``encoded`` JSON unchanged, or TypeError if it holds a NUL or a lone surrogate.
-
-    JSON allows ``\u0000`` and ``\ud800``; PostgreSQL's jsonb rejects both, so
-    the row (or a whole batch of completions) would fail to write. SQLite
-    stores them, and the job fails later instead.
-    """
-    if "\\u0000" in encoded and _ESCAPED_NUL.search(encoded):
-        raise TypeError(f"{what} {_NUL}")
-    if "\\ud" in encoded:
-        # json.dumps writes a character beyond U+FFFF as a surrogate pair
-        # (valid): only a lone one is not. Decoding pairs them up, then UTF-8
-        # refuses what is left. Rare, so the slow path is fine.
-        reason = unstorable_text(json.dumps(json.loads(encoded), ensure_ascii=False))
-        if reason is not None:
-            raise TypeError(f"{what} {reason}")
-    return encoded
-
-
-# The older name, from when only NUL characters were refused.
-reject_nul = reject_unstorable
-
-
-def reject_oversized(size: int, subject: str) -> None:
-    """ValueError if ``size`` bytes of JSON exceed ``MAX_PAYLOAD_BYTES``.
-
-    ``subject`` starts the sentence: ``"progress is"``.
-    """
-    limit = jobs_settings.MAX_PAYLOAD_BYTES
-    if limit and size > limit:
-        raise ValueError(
-            f"{subject} {size:,} bytes of JSON, over DJANGO_JOBS['MAX_PAYLOAD_BYTES'] ({limit:,})"
-        )
-
-
-def encode_payload(value: Any, what: str) -> str:
-    """JSON for a stored value (progress): TypeError if it is not JSON or
-    cannot be stored, ValueError if it is larger than ``MAX_PAYLOAD_BYTES``."""
-    encoded = _json_dumps(value, what)
-    reject_oversized(len(encoded), f"{what} is")  # ensure_ascii: characters are bytes
-    return reject_unstorable(encoded, what)
 
 
 @functools.cache
@@ -228,27 +110,31 @@ def _encode_arguments(
     # Encode each argument on its own first only when the whole fails, so the
     # error names the culprit without slowing the common path.
     try:
-        args_json = _encode(list(args)) if args else "[]"
-        kwargs_json = _encode(dict(kwargs)) if kwargs else "{}"
+        args_json = encode(list(args)) if args else "[]"
+        kwargs_json = encode(dict(kwargs)) if kwargs else "{}"
     except (TypeError, ValueError):
         for index, value in enumerate(args):
-            _json_dumps(value, f"{where}: positional argument {index} ({type(value).__name__})")
+            dumps(value, f"{where}: positional argument {index} ({type(value).__name__})")
         for key, value in kwargs.items():
             if not isinstance(key, str):
                 raise TypeError(
                     f"{where}: keyword argument names must be strings, got {key!r}"
                 ) from None
-            _json_dumps(value, f"{where}: keyword argument {key!r} ({type(value).__name__})")
+            dumps(value, f"{where}: keyword argument {key!r} ({type(value).__name__})")
         raise
-    reject_oversized(len(args_json) + len(kwargs_json), f"{where}: arguments are")
+    reject_oversized(
+        len(args_json) + len(kwargs_json),
+        jobs_settings.MAX_PAYLOAD_BYTES,
+        f"{where}: arguments are",
+    )
     try:
         reject_unstorable(args_json, f"{where}: an argument")
         reject_unstorable(kwargs_json, f"{where}: an argument")
     except TypeError:
         for index, value in enumerate(args):
-            reject_unstorable(_encode(value), f"{where}: positional argument {index}")
+            reject_unstorable(encode(value), f"{where}: positional argument {index}")
         for key, value in kwargs.items():
-            reject_unstorable(_encode({key: value}), f"{where}: keyword argument {key!r}")
+            reject_unstorable(encode({key: value}), f"{where}: keyword argument {key!r}")
         raise
     return args_json, kwargs_json
 
@@ -496,6 +382,7 @@ class Task(Generic[P, R]):
         Returns the saved :class:`~django_jobs.models.Job`; with an
         ``idempotency_key`` already READY or RUNNING, returns that job instead.
         """
+        # The engine imports the models: not while the app registry loads (tasks.py).
         from django_jobs.engine import get_engine
 
         row = self._new_job(args, kwargs, self.idempotency_key)
@@ -508,6 +395,7 @@ class Task(Generic[P, R]):
         arguments. With ``using(idempotency_key=...)`` the key is suffixed with
         the item's index (``key:0``, ``key:1``...), so a repeated call is a no-op.
         """
+        # The engine imports the models: not while the app registry loads (tasks.py).
         from django_jobs.engine import get_engine
 
         rows: list[NewJob] = []

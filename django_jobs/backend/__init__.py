@@ -42,9 +42,10 @@ from django.tasks.signals import task_enqueued
 from django_jobs.backend.registry import register_django_task, runnable_django_task
 from django_jobs.backend.results import result_for_job, result_for_new_job
 from django_jobs.backoff import BackoffSpec
+from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import InvalidJobOptions
+from django_jobs.rows import NewJob
 from django_jobs.tasks import (
-    NewJob,
     _encode_arguments,
     _validate_backoff,
     _validate_exception_classes,
@@ -221,8 +222,6 @@ class JobsBackend(BaseTaskBackend):
     # -- enqueue -------------------------------------------------------------
 
     def _new_job(self, task: Task[..., Any], args: Any, kwargs: Any) -> NewJob:
-        from django_jobs.conf import jobs_settings
-
         check_binding(task.module_path, task.func, args, kwargs, takes_context=task.takes_context)
         args_json, kwargs_json = _encode_arguments(task.module_path, args, kwargs)
         max_attempts = getattr(task, "max_attempts", None) or self.default_max_attempts
@@ -241,6 +240,8 @@ class JobsBackend(BaseTaskBackend):
 
     def enqueue(self, task: Task[P, R], args: Any, kwargs: Any) -> TaskResult[P, R]:
         """Store a job in the caller's transaction; ``task_enqueued`` fires on commit."""
+        # The engine imports the models; django.tasks may load this backend while
+        # the app registry is still loading (a task defined in a models module).
         from django_jobs.engine import get_engine
 
         self._ensure_configured()
@@ -265,7 +266,7 @@ class JobsBackend(BaseTaskBackend):
 
     def get_result(self, result_id: str) -> TaskResult[..., Any]:
         """The current state of a job as a ``TaskResult``."""
-        from django_jobs.models import Job
+        from django_jobs.models import Job  # as in enqueue: not at import time
 
         text = str(result_id)
         if not text.isascii() or not text.isdigit() or int(text) > MAX_JOB_ID:

@@ -20,11 +20,13 @@ from typing import Any
 from django.dispatch import receiver
 from django.tasks import Task as DjangoTask
 from django.tasks import TaskContext, TaskResult, TaskResultStatus, task_backends
+from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 
 from django_jobs import signals
 from django_jobs.backend.results import build_result, task_error, task_for_row
 from django_jobs.context import current_job
+from django_jobs.models import Job
 from django_jobs.status import JobStatus
 from django_jobs.tasks import Task
 
@@ -106,8 +108,6 @@ def _previous_errors(job: Any) -> list[dict[str, Any]]:
     """Errors of earlier attempts; only retries (attempt > 1) pay the query."""
     if job.attempts <= 1:
         return []
-    from django_jobs.models import Job
-
     alias = getattr(job, "database", None) or job._state.db  # ClaimedJob or Job
     found = Job.objects.using(alias).filter(pk=job.id).values_list("errors", flat=True).first()
     return list(found or [])
@@ -133,8 +133,6 @@ def _running_result(django_task: DjangoTask[..., Any], job: Any) -> TaskResult[.
 def _send_task_started(sender: Any, job: Any, **kwargs: Any) -> None:
     if not isinstance(sender, BridgedTask):
         return
-    from django.tasks.signals import task_started
-
     result = _running_result(sender.django_task, job)
     _running[(job.id, job.claim_token)] = result
     task_started.send_robust(sender=sender.sender, task_result=result)
@@ -151,8 +149,6 @@ def _send_task_finished(
 ) -> None:
     if not isinstance(sender, BridgedTask):
         return
-    from django.tasks.signals import task_finished
-
     task_result = _running.pop((job.id, job.claim_token), None)
     if task_result is None:
         task_result = _running_result(sender.django_task, job)

@@ -10,16 +10,16 @@ from functools import cache
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from django_jobs.engine.base import Engine
+from django_jobs.engine.generic import GenericEngine
 
 
 @cache
 def _engine_for(alias: str, vendor: str) -> Engine:
     if vendor == "postgresql":
+        # psycopg is an optional dependency: imported by PostgreSQL projects only.
         from django_jobs.engine.postgres import PostgresEngine
 
         return PostgresEngine(alias)
-    from django_jobs.engine.generic import GenericEngine
-
     return GenericEngine(alias)
 
 

@@ -14,126 +14,30 @@ Rules every implementation keeps:
 from __future__ import annotations
 
 import abc
-import dataclasses
 import logging
 import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import connections, transaction
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from django_jobs.models import DeadLetter, Job, Worker
+from django_jobs.rows import (
+    ClaimedJob,
+    Completion,
+    Failure,
+    Inserted,
+    NewJob,
+    RecoveryReport,
+    WorkerInfo,
+)
 from django_jobs.status import JobStatus
 
-if TYPE_CHECKING:
-    from django_jobs.models import Job
-    from django_jobs.tasks import NewJob
-
 logger = logging.getLogger("django_jobs.engine")
-
-
-@dataclasses.dataclass(slots=True)
-class ClaimedJob:
-    """A job this worker owns until its lease expires."""
-
-    id: int
-    task_name: str
-    queue_name: str
-    priority: int
-    args: list[Any]
-    kwargs: dict[str, Any]
-    attempts: int
-    max_attempts: int
-    timeout: float
-    claim_token: uuid.UUID
-    worker_id: uuid.UUID
-    run_after: datetime
-    enqueued_at: datetime
-    started_at: datetime  # the first attempt's start; last_attempted_at is this one's
-    idempotency_key: str | None = None
-    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
-    database: str = "default"
-    last_attempted_at: datetime | None = None
-    requested_run_after: datetime | None = None  # run_after as enqueued
-
-    @property
-    def attempt(self) -> int:
-        return self.attempts
-
-    def as_model(self) -> Job:
-        """An unsaved-looking Job instance with this claim's fields."""
-        from django_jobs.models import Job
-
-        job = Job(
-            id=self.id,
-            task_name=self.task_name,
-            queue_name=self.queue_name,
-            priority=self.priority,
-            args=self.args,
-            kwargs=self.kwargs,
-            status=JobStatus.RUNNING,
-            attempts=self.attempts,
-            max_attempts=self.max_attempts,
-            timeout=self.timeout,
-            claim_token=self.claim_token,
-            worker_id=self.worker_id,
-            run_after=self.run_after,
-            enqueued_at=self.enqueued_at,
-            started_at=self.started_at,
-            last_attempted_at=self.last_attempted_at,
-            requested_run_after=self.requested_run_after,
-            idempotency_key=self.idempotency_key,
-            meta=self.meta,
-        )
-        job._state.adding = False
-        job._state.db = self.database
-        return job
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Inserted:
-    """One row of ``insert_jobs``: the job, and whether this call created it
-    (False: its idempotency key was held by an active job, returned instead)."""
-
-    job: Job
-    created: bool
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Completion:
-    """A successful run: ``result_json`` is the JSON text of the return value."""
-
-    job: ClaimedJob
-    result_json: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Failure:
-    """A failed run. ``retry_at`` None means give up: FAILED + dead letter."""
-
-    job: ClaimedJob
-    error: dict[str, Any]
-    retry_at: datetime | None
-    reason: str = ""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class WorkerInfo:
-    id: uuid.UUID
-    hostname: str
-    pid: int
-    queues: list[str]
-    concurrency: int
-    pool: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RecoveryReport:
-    retried: int = 0
-    dead_lettered: int = 0
 
 
 # Texts of recovery, shared by every engine (PostgreSQL formats them in SQL).
@@ -256,8 +160,6 @@ class Engine(abc.ABC):
     # -- workers ---------------------------------------------------------
 
     def register_worker(self, info: WorkerInfo) -> None:
-        from django_jobs.models import Worker
-
         Worker.objects.using(self.alias).create(
             id=info.id,
             hostname=info.hostname,
@@ -270,21 +172,15 @@ class Engine(abc.ABC):
     def touch_worker(self, info: WorkerInfo) -> None:
         """Record a heartbeat on the Worker row; re-create the row if it was pruned
         (a worker paused for longer than the pruning threshold comes back)."""
-        from django_jobs.models import Worker
-
         workers = Worker.objects.using(self.alias)
         if not workers.filter(id=info.id).update(last_heartbeat_at=Now()):
             self.register_worker(info)
 
     def unregister_worker(self, worker_id: uuid.UUID) -> None:
-        from django_jobs.models import Worker
-
         Worker.objects.using(self.alias).filter(id=worker_id).delete()
 
     def prune_dead_workers(self, older_than_seconds: float) -> int:
         """Delete Worker rows whose heartbeat stopped long ago."""
-        from django_jobs.models import Worker
-
         cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
         deleted, _ = Worker.objects.using(self.alias).filter(last_heartbeat_at__lt=cutoff).delete()
         return deleted
@@ -293,8 +189,6 @@ class Engine(abc.ABC):
 
     def retry_jobs(self, ids: Sequence[int]) -> int:
         """FAILED/CANCELLED -> READY now with fresh attempts; history kept."""
-        from django_jobs.models import Job
-
         return (
             Job.objects.using(self.alias)
             .filter(pk__in=ids, status__in=[JobStatus.FAILED, JobStatus.CANCELLED])
@@ -312,8 +206,6 @@ class Engine(abc.ABC):
 
     def cancel_jobs(self, ids: Sequence[int]) -> int:
         """READY -> CANCELLED. Running jobs are not touched."""
-        from django_jobs.models import Job
-
         return (
             Job.objects.using(self.alias)
             .filter(pk__in=ids, status=JobStatus.READY)
@@ -322,8 +214,6 @@ class Engine(abc.ABC):
 
     def run_jobs_now(self, ids: Sequence[int]) -> int:
         """Scheduled READY jobs become due now."""
-        from django_jobs.models import Job
-
         return (
             Job.objects.using(self.alias)
             .filter(pk__in=ids, status=JobStatus.READY)
@@ -332,8 +222,6 @@ class Engine(abc.ABC):
 
     def retry_dead_letters(self, ids: Sequence[int]) -> list[tuple[int, int]]:
         """Re-enqueue dead letters not retried yet; returns (dead letter id, new job id)."""
-        from django_jobs.models import DeadLetter, Job
-
         done: list[tuple[int, int]] = []
         with transaction.atomic(using=self.alias):
             letters = (
@@ -363,8 +251,6 @@ class Engine(abc.ABC):
 
         One bounded statement per call; callers loop (see ``django_jobs.pruning``).
         """
-        from django_jobs.models import Job
-
         old = Job.objects.using(self.alias).finished().filter(finished_at__lt=finished_before)
         doomed = old.order_by("finished_at")
         if self.connection.features.has_select_for_update_skip_locked:
@@ -382,8 +268,6 @@ class Engine(abc.ABC):
 
     def count_finished(self, finished_before: datetime) -> int:
         """How many finished jobs are older than ``finished_before`` (for dry runs)."""
-        from django_jobs.models import Job
-
         return (
             Job.objects.using(self.alias).finished().filter(finished_at__lt=finished_before).count()
         )

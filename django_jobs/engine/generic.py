@@ -13,29 +13,19 @@ import json
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import Case, DateTimeField, F, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from django_jobs.engine.base import (
-    LOST_WORKER_REASON,
-    ClaimedJob,
-    Completion,
-    Engine,
-    Failure,
-    Inserted,
-    RecoveryReport,
-    logger,
-    lost_worker_error,
-)
+from django_jobs import signals
+from django_jobs.engine.base import LOST_WORKER_REASON, Engine, logger, lost_worker_error
+from django_jobs.engine.instances import new_job_model
+from django_jobs.models import DeadLetter, Job, JobQuerySet
+from django_jobs.rows import ClaimedJob, Completion, Failure, Inserted, NewJob, RecoveryReport
 from django_jobs.status import JobStatus
-
-if TYPE_CHECKING:
-    from django_jobs.models import Job, JobQuerySet
-    from django_jobs.tasks import NewJob
 
 _CLAIMED_FIELDS = (
     "id",
@@ -68,8 +58,6 @@ def _unless_first_attempt(field: str) -> Case:
 
 def dead_letter_for(job: Job, reason: str) -> Any:
     """An unsaved DeadLetter row describing ``job``."""
-    from django_jobs.models import DeadLetter
-
     return DeadLetter(
         job_id=job.pk,
         task_name=job.task_name,
@@ -86,8 +74,6 @@ def dead_letter_for(job: Job, reason: str) -> Any:
 
 class GenericEngine(Engine):
     def _jobs(self) -> JobQuerySet:
-        from django_jobs.models import Job
-
         return Job.objects.using(self.alias)
 
     def _lockable(self, qs: JobQuerySet) -> JobQuerySet:
@@ -100,7 +86,7 @@ class GenericEngine(Engine):
 
     def _model_for(self, row: NewJob) -> Job:
         now = timezone.now()
-        return row.as_model(run_after=row.run_after or now, enqueued_at=now)
+        return new_job_model(row, run_after=row.run_after or now, enqueued_at=now)
 
     def _existing_active(self, key: str) -> Job | None:
         return (
@@ -153,8 +139,6 @@ class GenericEngine(Engine):
         return [result for result in results if result is not None]
 
     def _after_enqueue(self, jobs: list[Job]) -> None:
-        from django_jobs import signals
-
         if jobs and signals.job_enqueued.has_listeners():
 
             def send() -> None:

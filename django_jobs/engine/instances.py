@@ -18,6 +18,10 @@ from django.db import models
 from django.db.models import signals
 from django.db.models.base import ModelState
 
+from django_jobs.models import Job
+from django_jobs.rows import ClaimedJob, NewJob
+from django_jobs.status import JobStatus
+
 M = TypeVar("M", bound=models.Model)
 
 
@@ -70,3 +74,39 @@ def builder(model: type[M], *, database: str | None = None) -> Callable[[dict[st
         return obj
 
     return fill
+
+
+def new_job_model(row: NewJob, database: str | None = None, **fields: Any) -> Job:
+    """A Job instance with ``row``'s values plus ``fields`` (id, timestamps).
+
+    With ``database``, marked as stored there (``_state.adding`` False).
+    """
+    return builder(Job, database=database)(row.model_fields(**fields))
+
+
+def claimed_job_model(claimed: ClaimedJob) -> Job:
+    """A Job instance (marked as loaded from its database) with ``claimed``'s fields."""
+    job = Job(
+        id=claimed.id,
+        task_name=claimed.task_name,
+        queue_name=claimed.queue_name,
+        priority=claimed.priority,
+        args=claimed.args,
+        kwargs=claimed.kwargs,
+        status=JobStatus.RUNNING,
+        attempts=claimed.attempts,
+        max_attempts=claimed.max_attempts,
+        timeout=claimed.timeout,
+        claim_token=claimed.claim_token,
+        worker_id=claimed.worker_id,
+        run_after=claimed.run_after,
+        enqueued_at=claimed.enqueued_at,
+        started_at=claimed.started_at,
+        last_attempted_at=claimed.last_attempted_at,
+        requested_run_after=claimed.requested_run_after,
+        idempotency_key=claimed.idempotency_key,
+        meta=claimed.meta,
+    )
+    job._state.adding = False
+    job._state.db = claimed.database
+    return job

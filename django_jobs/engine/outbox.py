@@ -18,24 +18,21 @@ Dispatch rules every implementation keeps:
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import JSONField, Min, Value
+from django.db.models.functions import Now
 
 from django_jobs.engine import get_engine
-from django_jobs.outbox.events import Event
+from django_jobs.models import OutboxEvent, OutboxEventQuerySet
+from django_jobs.rows import DispatchReport, Event, NewEvent, NewJob
 from django_jobs.status import OutboxStatus
-
-if TYPE_CHECKING:
-    from django_jobs.models import OutboxEvent, OutboxEventQuerySet
-    from django_jobs.outbox.events import NewEvent
-    from django_jobs.tasks import NewJob
 
 logger = logging.getLogger("django_jobs.engine")
 
@@ -46,15 +43,6 @@ RedispatchPlanner = Callable[[Event, Sequence[str]], list["NewJob"]]
 
 MAX_ERROR_LENGTH = 4000
 _EVENT_FIELDS = ("id", "topic", "key", "payload", "headers", "created_at")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class DispatchReport:
-    """What one relay transaction did."""
-
-    dispatched: int = 0  # events marked DISPATCHED
-    jobs: int = 0  # jobs enqueued for them
-    blocked: int = 0  # claimed but left PENDING behind an earlier same-key event
 
 
 def event_from_row(row: dict[str, Any]) -> Event:
@@ -81,17 +69,12 @@ class OutboxEngine:
         return connections[self.alias]
 
     def _events(self) -> OutboxEventQuerySet:
-        from django_jobs.models import OutboxEvent
-
         return OutboxEvent.objects.using(self.alias)
 
     # -- publish ---------------------------------------------------------
 
     def insert_events(self, rows: Sequence[NewEvent]) -> list[OutboxEvent]:
         """Insert events in the caller's transaction; return them in input order."""
-        import json
-
-        from django_jobs.models import OutboxEvent
 
         payloads = [json.loads(row.payload_json) for row in rows]
         models = [
@@ -153,8 +136,6 @@ class OutboxEngine:
         return events, len(rows) - len(events)
 
     def mark_dispatched(self, ids: Sequence[int]) -> int:
-        from django.db.models.functions import Now
-
         return (
             self._events()
             .filter(pk__in=ids, status=OutboxStatus.PENDING)
@@ -210,8 +191,6 @@ class OutboxEngine:
     def redispatch_failed(self, ids: Sequence[int], plan: RedispatchPlanner) -> int:
         """FAILED events -> DISPATCHED, with new delivery jobs for the publishers
         that gave up. Subscribers are not run again. Returns the events re-dispatched."""
-        from django.db.models.functions import Now
-
         with transaction.atomic(using=self.alias):
             events = list(
                 self._events().select_for_update().failed().filter(pk__in=ids).dispatch_order()
@@ -246,6 +225,7 @@ class OutboxEngine:
 @cache
 def _outbox_engine_for(alias: str, vendor: str) -> OutboxEngine:
     if vendor == "postgresql":
+        # psycopg is an optional dependency: imported by PostgreSQL projects only.
         from django_jobs.engine.outbox_postgres import PostgresOutboxEngine
 
         return PostgresOutboxEngine(alias)

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from django_jobs.codec import from_jsonb
 from django_jobs.conf import jobs_settings
 from django_jobs.engine import get_engine
 from django_jobs.engine.outbox import OutboxEngine
-from django_jobs.outbox.events import Event
+from django_jobs.models import OutboxEvent
+from django_jobs.rows import Event, NewEvent
 from django_jobs.status import OutboxStatus
-
-if TYPE_CHECKING:
-    from django_jobs.models import OutboxEvent
-    from django_jobs.outbox.events import NewEvent
 
 # Channel the relay LISTENs on; payloads are empty (any event wakes it).
 OUTBOX_NOTIFY_CHANNEL = "django_jobs_outbox"
@@ -117,11 +115,6 @@ WHERE id = ANY(%s::bigint[]) AND status = 'PENDING'
 """
 
 
-def _json(value: Any) -> Any:
-    # Django's psycopg setup returns jsonb as text from raw cursors.
-    return json.loads(value) if isinstance(value, str | bytes) else value
-
-
 class PostgresOutboxEngine(OutboxEngine):
     supports_notify = True
 
@@ -161,8 +154,6 @@ class PostgresOutboxEngine(OutboxEngine):
         ]
 
     def _model(self, row: NewEvent, event_id: int, created_at: Any) -> OutboxEvent:
-        from django_jobs.models import OutboxEvent
-
         event = OutboxEvent(
             id=event_id,
             topic=row.topic,
@@ -185,8 +176,8 @@ class PostgresOutboxEngine(OutboxEngine):
                 id=r[0],
                 topic=r[1],
                 key=r[2],
-                payload=_json(r[3]),
-                headers=_json(r[4]) or {},
+                payload=from_jsonb(r[3]),
+                headers=from_jsonb(r[4]) or {},
                 created_at=r[5],
             )
             for r in rows

@@ -7,34 +7,24 @@ under concurrency. Parameters are always bound, never formatted in.
 
 from __future__ import annotations
 
-import json
 import select
 import uuid
 import weakref
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import psycopg
 from django.db import transaction
 
+from django_jobs.codec import from_jsonb
 from django_jobs.conf import jobs_settings
-from django_jobs.engine.base import (
-    LOST_WORKER_MESSAGE,
-    LOST_WORKER_REASON,
-    ClaimedJob,
-    Completion,
-    Inserted,
-    RecoveryReport,
-    logger,
-)
+from django_jobs.engine.base import LOST_WORKER_MESSAGE, LOST_WORKER_REASON, logger
 from django_jobs.engine.generic import GenericEngine
-from django_jobs.engine.instances import builder
+from django_jobs.engine.instances import builder, new_job_model
+from django_jobs.models import Job
+from django_jobs.rows import ClaimedJob, Completion, Inserted, NewJob, RecoveryReport
 from django_jobs.status import JobStatus
-
-if TYPE_CHECKING:
-    from django_jobs.models import Job
-    from django_jobs.tasks import NewJob
 
 NOTIFY_CHANNEL = "django_jobs"
 
@@ -312,11 +302,6 @@ WHERE job.id = doomed.id
 """
 
 
-def _json(value: Any) -> Any:
-    # Django's psycopg setup loads jsonb as text and decodes in from_db_value.
-    return json.loads(value) if isinstance(value, str | bytes) else value
-
-
 _EXPLICIT_PREPARE_ONLY = 2**62
 
 
@@ -379,8 +364,6 @@ class PostgresEngine(GenericEngine):
     # -- enqueue ---------------------------------------------------------
 
     def insert_jobs(self, rows: Sequence[NewJob]) -> list[Inserted]:
-        from django_jobs.models import Job
-
         if len(rows) == 1 and rows[0].idempotency_key is None:
             return [Inserted(self._insert_one(rows[0]), created=True)]
         with transaction.atomic(using=self.alias), self._hot_cursor() as cursor:
@@ -463,7 +446,9 @@ class PostgresEngine(GenericEngine):
                 },
             )
             job_id, run_after, enqueued_at, _ = cursor.fetchone()
-        job = row.as_model(self.alias, id=job_id, run_after=run_after, enqueued_at=enqueued_at)
+        job = new_job_model(
+            row, self.alias, id=job_id, run_after=run_after, enqueued_at=enqueued_at
+        )
         self._after_enqueue([job])
         return job
 
@@ -489,8 +474,8 @@ class PostgresEngine(GenericEngine):
                 task_name=r[1],
                 queue_name=r[2],
                 priority=r[3],
-                args=_json(r[4]),
-                kwargs=_json(r[5]),
+                args=from_jsonb(r[4]),
+                kwargs=from_jsonb(r[5]),
                 attempts=r[6],
                 max_attempts=r[7],
                 timeout=r[8],
@@ -500,7 +485,7 @@ class PostgresEngine(GenericEngine):
                 enqueued_at=r[11],
                 started_at=r[12],
                 idempotency_key=r[13],
-                meta=_json(r[14]),
+                meta=from_jsonb(r[14]),
                 database=self.alias,
                 last_attempted_at=r[15],
                 requested_run_after=r[16],

@@ -20,8 +20,9 @@ time.
 
 from __future__ import annotations
 
-from django_jobs.outbox.events import Event, topic_matches
+from django_jobs.outbox.events import topic_matches
 from django_jobs.outbox.publish import publish, publish_many
 from django_jobs.outbox.subscribers import subscriber, subscribers_for
+from django_jobs.rows import Event
 
 __all__ = ["Event", "publish", "publish_many", "subscriber", "subscribers_for", "topic_matches"]

@@ -13,25 +13,22 @@ active.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
 
+from django_jobs.codec import encode
 from django_jobs.context import current_job
+from django_jobs.engine.outbox import get_outbox_engine
 from django_jobs.exceptions import Discard, Retry, describe_exception, exception_message
-from django_jobs.outbox.events import Event
 from django_jobs.outbox.publishers import Publisher, get_publisher, get_publishers
 from django_jobs.outbox.subscribers import dispatch_key, subscribers_for
-from django_jobs.tasks import NewJob, task
+from django_jobs.rows import Event, NewJob
+from django_jobs.tasks import task
 
 logger = logging.getLogger("django_jobs.outbox")
 
 DELIVERY_TASK = "django_jobs.outbox.delivery.deliver"
-
-
-def _event_json(event: Event) -> str:
-    return json.dumps(event.as_dict(), separators=(",", ":"), allow_nan=False)
 
 
 def delivery_job(publisher: Publisher, event: Event, event_json: str | None = None) -> NewJob:
@@ -40,7 +37,7 @@ def delivery_job(publisher: Publisher, event: Event, event_json: str | None = No
         task_name=DELIVERY_TASK,
         queue_name=publisher.queue_name or deliver.effective_queue,
         priority=publisher.priority,
-        args_json=f"[{json.dumps(publisher.name)},{event_json or _event_json(event)}]",
+        args_json=f"[{encode(publisher.name)},{event_json or encode(event.as_dict())}]",
         kwargs_json="{}",
         max_attempts=publisher.max_attempts,
         # The attempt's own timeout is the publisher's; the margin covers connecting.
@@ -55,7 +52,7 @@ def plan_jobs(events: Sequence[Event]) -> list[NewJob]:
     publishers = list(get_publishers().values())
     rows: list[NewJob] = []
     for event in events:
-        event_json = _event_json(event)
+        event_json = encode(event.as_dict())
         for sub in subscribers_for(event.topic):
             rows.append(
                 NewJob(
@@ -97,8 +94,6 @@ def deliver(publisher: str, event: dict[str, Any]) -> None:
     dead-lettered and the event marked FAILED with the error, for an operator
     to re-dispatch.
     """
-    from django_jobs.engine.outbox import get_outbox_engine
-
     job = current_job()
     engine = get_outbox_engine(job._state.db or "default")
     received = Event.from_dict(event)

@@ -12,80 +12,22 @@ words; ``order.*`` matches ``order.created`` but not ``order.item.added``,
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import re
 import unicodedata
 from collections.abc import Mapping
-from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from django.utils.dateparse import parse_datetime
-
-from django_jobs.tasks import reject_unstorable, unstorable_text
+from django_jobs.codec import dumps, reject_unstorable, unstorable_text
+from django_jobs.rows import NewEvent
 
 MAX_TOPIC_LENGTH = 255
 MAX_KEY_LENGTH = 255
 _WILDCARDS = frozenset("*#")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class NewEvent:
-    """One event to insert, already validated and JSON-encoded."""
-
-    topic: str
-    key: str | None
-    payload_json: str
-    headers_json: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Event:
-    """An outbox event as a subscriber or publisher sees it."""
-
-    id: int
-    topic: str
-    key: str | None
-    payload: Any
-    headers: dict[str, Any]
-    created_at: datetime
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form (``created_at`` as ISO 8601), as sent to external systems."""
-        return {
-            "id": self.id,
-            "topic": self.topic,
-            "key": self.key,
-            "payload": self.payload,
-            "headers": self.headers,
-            "created_at": self.created_at.isoformat(),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Event:
-        created = data["created_at"]
-        if isinstance(created, str):
-            parsed = parse_datetime(created)
-            if parsed is None:
-                raise ValueError(f"event created_at is not an ISO datetime: {created!r}")
-            created = parsed
-        return cls(
-            id=int(data["id"]),
-            topic=str(data["topic"]),
-            key=data.get("key"),
-            payload=data.get("payload"),
-            headers=dict(data.get("headers") or {}),
-            created_at=created,
-        )
-
-
-def _dumps(value: Any, what: str) -> str:
-    try:
-        encoded = json.dumps(value, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{what} must be JSON-serializable: {exc}") from exc
-    return reject_unstorable(encoded, what)
+def _encoded(value: Any, what: str) -> str:
+    return reject_unstorable(dumps(value, what), what)
 
 
 def _unfit_character(text: str) -> tuple[int, str, str] | None:
@@ -152,8 +94,8 @@ def new_event(topic: Any, payload: Any, key: Any = None, headers: Any = None) ->
     return NewEvent(
         topic=topic,
         key=key,
-        payload_json=_dumps(payload, f"payload of event {topic!r}"),
-        headers_json=_dumps(dict(headers), f"headers of event {topic!r}"),
+        payload_json=_encoded(payload, f"payload of event {topic!r}"),
+        headers_json=_encoded(dict(headers), f"headers of event {topic!r}"),
     )
 
 

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import DEFAULT_DB_ALIAS
 
-from django_jobs.outbox.events import NewEvent, new_event
+from django_jobs.outbox.events import new_event
+from django_jobs.rows import NewEvent
 
 if TYPE_CHECKING:
     from django_jobs.models import OutboxEvent
@@ -33,6 +34,8 @@ def publish(
     events: events with the same key are dispatched in publish order.
     Invalid input raises TypeError/ValueError and writes nothing.
     """
+    # The engine imports the models, and django_jobs.outbox is imported by tasks
+    # modules while the app registry is still loading.
     from django_jobs.engine.outbox import get_outbox_engine
 
     row = new_event(topic, payload, key, headers)
@@ -70,7 +73,7 @@ def publish_many(
     those fields. Every item is validated before anything is written; events
     with the same key are dispatched in list order.
     """
-    from django_jobs.engine.outbox import get_outbox_engine
+    from django_jobs.engine.outbox import get_outbox_engine  # as in publish()
 
     rows = [_spec_to_row(index, spec) for index, spec in enumerate(events)]
     if not rows:

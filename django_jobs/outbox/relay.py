@@ -26,9 +26,10 @@ from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from django_jobs.conf import jobs_settings
-from django_jobs.engine.outbox import DispatchReport, get_outbox_engine
+from django_jobs.engine.outbox import get_outbox_engine
 from django_jobs.exceptions import describe_exception
 from django_jobs.outbox.delivery import plan_jobs
+from django_jobs.rows import DispatchReport
 
 logger = logging.getLogger("django_jobs.outbox")
 
@@ -155,6 +156,7 @@ class RelayService:
     def _start_listener(self) -> None:
         engine = get_outbox_engine(self.database)
         if engine.supports_notify and jobs_settings.USE_NOTIFY:
+            # psycopg is an optional dependency: imported by PostgreSQL projects only.
             from django_jobs.engine.outbox_postgres import OUTBOX_NOTIFY_CHANNEL
             from django_jobs.worker.notify import NotifyListener
 

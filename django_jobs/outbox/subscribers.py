@@ -15,7 +15,8 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from django_jobs.outbox.events import Event, topic_matches, validate_pattern
+from django_jobs.outbox.events import topic_matches, validate_pattern
+from django_jobs.rows import Event
 from django_jobs.tasks import MAX_KEY_LENGTH, Task, task
 
 R = TypeVar("R")

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from django_jobs.engine.base import ClaimedJob
+from django_jobs.rows import ClaimedJob
 
 _Entry = tuple[tuple[int, datetime, int], int, float, ClaimedJob]
 

@@ -22,8 +22,8 @@ from typing import Protocol
 
 from django.db import connections
 
-from django_jobs.engine.base import ClaimedJob
 from django_jobs.exceptions import JobTimeout, WorkerStartError
+from django_jobs.rows import ClaimedJob
 from django_jobs.worker.backlog import Backlog, RuntimeMeter
 from django_jobs.worker.runner import Outcome, in_task_body, run_job
 

@@ -22,7 +22,7 @@ from django.db import connections
 
 from django_jobs.conf import jobs_settings
 from django_jobs.engine import get_engine
-from django_jobs.engine.base import ClaimedJob, WorkerInfo
+from django_jobs.rows import ClaimedJob, WorkerInfo
 
 logger = logging.getLogger("django_jobs.worker")
 

@@ -2,7 +2,8 @@
 
 A child is forked by :class:`~django_jobs.worker.process_pool.ProcessExecutor`
 and never returns into the parent's code: it runs :func:`child_main` and
-exits. On SQLite children are spawned instead and enter through :func:`main`.
+exits. On SQLite children are spawned instead and enter through
+:mod:`~django_jobs.worker.spawned_child`.
 Messages are JSON (never pickle): a job one way, its outcome back.
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 
 from django.db import connections
 
-from django_jobs.engine.base import ClaimedJob, Completion, Failure
+from django_jobs.rows import ClaimedJob, Completion, Failure
 from django_jobs.worker.runner import Outcome, Settled, run_job
 
 # Exit code of a child whose own loop failed, or whose parent died.
@@ -151,17 +152,3 @@ def decode_outcome(job: ClaimedJob, message: dict[str, Any]) -> Outcome:
             message["reason"],
         )
     return Settled(message["kind"])
-
-
-def main(argv: list[str]) -> int:
-    """Entry point of a spawned child: ``python -m django_jobs.worker.process_child
-    FD PARENT_PID MAX_TASKS MAX_MEMORY_BYTES`` (0: no limit)."""
-    import django
-
-    django.setup()
-    fd, parent_pid, max_tasks, max_memory = (int(arg) for arg in argv)
-    return child_main(Connection(fd), parent_pid, max_tasks or None, max_memory or None)
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

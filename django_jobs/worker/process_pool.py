@@ -50,8 +50,8 @@ from typing import Any
 
 from django.db import connections
 
-from django_jobs.engine.base import ClaimedJob
 from django_jobs.exceptions import WorkerCrashed
+from django_jobs.rows import ClaimedJob
 from django_jobs.worker.executor import PoolBookkeeping
 from django_jobs.worker.process_child import (
     CHILD_BROKEN,
@@ -253,7 +253,7 @@ class ProcessExecutor(PoolBookkeeping):
     def _spawn_fresh(self, child_end: Connection) -> int:
         """A new interpreter that sets Django up itself (SQLite: no fork)."""
         fd = child_end.fileno()
-        command = [sys.executable, "-m", "django_jobs.worker.process_child", str(fd)]
+        command = [sys.executable, "-m", "django_jobs.worker.spawned_child", str(fd)]
         command += [str(os.getpid()), str(self.max_tasks_per_child or 0)]
         command += [str(self.max_memory_bytes or 0)]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}

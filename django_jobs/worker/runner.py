@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import inspect
-import json
 import logging
 import threading
 from datetime import datetime, timedelta
@@ -24,10 +23,10 @@ from django.utils import timezone
 
 from django_jobs import signals
 from django_jobs.backoff import compute_delay
+from django_jobs.codec import check_stored, encode, loads, storable
 from django_jobs.conf import jobs_settings
 from django_jobs.context import running
 from django_jobs.engine import get_engine
-from django_jobs.engine.base import ClaimedJob, Completion, Failure
 from django_jobs.exceptions import (
     Discard,
     JobTimeout,
@@ -37,14 +36,9 @@ from django_jobs.exceptions import (
     exception_message,
     format_traceback,
 )
+from django_jobs.rows import ClaimedJob, Completion, Failure
 from django_jobs.status import JobStatus
-from django_jobs.tasks import (
-    Task,
-    find_task,
-    reject_oversized,
-    reject_unstorable,
-    resolve_task,
-)
+from django_jobs.tasks import Task, find_task, resolve_task
 
 logger = logging.getLogger("django_jobs.worker")
 
@@ -73,12 +67,6 @@ class ClaimLost(Exception):
     """The job's lease was taken over; roll back the atomic body."""
 
 
-def storable(text: str) -> str:
-    """``text`` with NUL characters written out: PostgreSQL stores none in text or
-    jsonb, and an error quoting binary data must not make its failure unwritable."""
-    return text.replace("\x00", "\\x00") if "\x00" in text else text
-
-
 def error_entry(
     job: ClaimedJob, exc: BaseException, *, tb: str | None = None, now: datetime | None = None
 ) -> dict[str, Any]:
@@ -100,15 +88,13 @@ def error_entry(
 
 def _encode_result(value: Any) -> str:
     try:
-        encoded = json.dumps(value, separators=(",", ":"), allow_nan=False)
+        encoded = encode(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(
             "task returned a value that is not JSON-serializable "
             f"({type(value).__name__}): {exception_message(exc)}"
         ) from exc
-    what = "the task's return value"
-    reject_oversized(len(encoded), f"{what} is")  # ensure_ascii: characters are bytes
-    return reject_unstorable(encoded, what)
+    return check_stored(encoded, "the task's return value", jobs_settings.MAX_PAYLOAD_BYTES)
 
 
 class Cause(enum.Enum):
@@ -277,7 +263,7 @@ def _run_atomic(job: ClaimedJob, func: Any) -> Completion:
 
 def _send_finished(task_obj: Task[Any, Any] | None, job: ClaimedJob, outcome: Outcome) -> None:
     if isinstance(outcome, Completion):
-        status, error, result = JobStatus.SUCCESSFUL, None, json.loads(outcome.result_json)
+        status, error, result = JobStatus.SUCCESSFUL, None, loads(outcome.result_json)
     elif isinstance(outcome, Failure):
         status = JobStatus.READY if outcome.retry_at is not None else JobStatus.FAILED
         error, result = outcome.error, None

@@ -25,11 +25,12 @@ from django.db import DatabaseError, ProgrammingError, connections
 
 from django_jobs.conf import jobs_settings
 from django_jobs.engine import get_engine
-from django_jobs.engine.base import ClaimedJob, Completion, Failure, WorkerInfo
 from django_jobs.exceptions import exception_message
+from django_jobs.rows import ClaimedJob, Completion, Failure, WorkerInfo
 from django_jobs.worker.executor import Executor, Finished, ThreadExecutor
 from django_jobs.worker.heartbeat import Heartbeat
 from django_jobs.worker.ledger import Ledger
+from django_jobs.worker.process_pool import ProcessExecutor
 from django_jobs.worker.pruner import Pruner
 from django_jobs.worker.runner import Settled, timeout_failure
 
@@ -122,8 +123,6 @@ class Worker:
 
     def _make_executor(self) -> Executor:
         if self.options.pool == "process":
-            from django_jobs.worker.process_pool import ProcessExecutor
-
             return ProcessExecutor(
                 self.options.concurrency,
                 self._wake.set,
@@ -187,7 +186,7 @@ class Worker:
         if pruner is not None:
             self.services.append(pruner)
         if self.engine.supports_notify and jobs_settings.USE_NOTIFY:
-            from django_jobs.worker.notify import NotifyListener
+            from django_jobs.worker.notify import NotifyListener  # psycopg: optional
 
             self.services.append(
                 NotifyListener(self.options.database, self.options.queues, self._wake.set)

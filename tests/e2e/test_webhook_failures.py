@@ -18,8 +18,8 @@ import pytest
 from django_jobs import outbox
 from django_jobs.models import DeadLetter, Job, OutboxEvent
 from django_jobs.outbox.delivery import DELIVERY_TASK
-from django_jobs.outbox.events import Event
 from django_jobs.outbox.publishers.webhook import WebhookPublisher, verify_signature
+from django_jobs.rows import Event
 from django_jobs.status import JobStatus, OutboxStatus
 from tests.conftest import wait_until
 

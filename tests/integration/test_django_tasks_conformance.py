@@ -17,8 +17,8 @@ from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
 from django_jobs.engine import get_engine
-from django_jobs.engine.base import Failure
 from django_jobs.models import Job
+from django_jobs.rows import Failure
 from django_jobs.worker.runner import error_entry, run_job
 from tests.conftest import wait_until
 from tests.testapp import dtasks

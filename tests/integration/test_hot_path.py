@@ -11,8 +11,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from django_jobs.engine import get_engine
-from django_jobs.engine.base import Completion
 from django_jobs.models import Job
+from django_jobs.rows import Completion
 from django_jobs.status import JobStatus
 from tests.testapp import tasks
 

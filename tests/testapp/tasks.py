@@ -8,8 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 from django_jobs import Discard, Retry, current_job, task
-from django_jobs.outbox.events import Event as OutboxEventData
 from django_jobs.outbox.publishers import Publisher
+from django_jobs.rows import Event as OutboxEventData
 from tests.testapp.models import Event, Execution
 
 

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from django_jobs.engine.base import ClaimedJob
 from django_jobs.exceptions import (
     Discard,
     JobTimeout,
@@ -19,6 +18,7 @@ from django_jobs.exceptions import (
     WorkerCrashed,
 )
 from django_jobs.outbox.events import topic_matches
+from django_jobs.rows import ClaimedJob
 from django_jobs.tasks import Task, not_registered
 from django_jobs.worker.runner import Cause, crash_failure, decide, timeout_failure
 

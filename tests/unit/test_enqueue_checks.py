@@ -1,59 +1,12 @@
-"""The pure checks behind enqueue(): storable text and JSON, argument binding."""
+"""The pure checks behind enqueue(): argument binding (JSON rules: test_codec.py)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
-from django_jobs.tasks import (
-    _binding_shapes,
-    check_binding,
-    reject_unstorable,
-    unstorable_text,
-)
-
-
-@pytest.mark.parametrize(
-    ("text", "reason"),
-    [
-        ("plain", None),
-        ("caf\u00e9 \U0001f600", None),
-        ("a\x00", "NUL character"),
-        ("a\ud800", "lone surrogate (\\ud800)"),
-        ("\udc00b", "lone surrogate (\\udc00)"),
-        ("\ud83d\ude00", "lone surrogate"),  # a pair as two code points is still invalid text
-    ],
-)
-def test_unstorable_text(text, reason):
-    found = unstorable_text(text)
-    assert found is None if reason is None else reason in found
-
-
-@pytest.mark.parametrize(
-    "value",
-    ["\U0001f600", ["\\ud800"], {"k\U0001f511": "\\\\ud800"}, "\\u0000", "\ud7ff\ue000"],
-)
-def test_storable_json_passes_unchanged(value):
-    encoded = json.dumps(value)
-    assert reject_unstorable(encoded, "it") is encoded
-
-
-@pytest.mark.parametrize(
-    ("value", "reason"),
-    [
-        ("\ud800", "it contains a lone surrogate (\\ud800)"),
-        ({"\udfff": 1}, "it contains a lone surrogate (\\udfff)"),
-        (["\ude00\ud83d"], "it contains a lone surrogate"),  # low before high: no pair
-        ("\\\ud800", "it contains a lone surrogate"),  # a backslash, then a surrogate
-        (["a\x00"], "it contains a NUL character"),
-    ],
-)
-def test_unstorable_json_is_a_type_error(value, reason):
-    with pytest.raises(TypeError) as info:
-        reject_unstorable(json.dumps(value), "it")
-    assert reason in str(info.value)
+from django_jobs.tasks import _binding_shapes, check_binding
 
 
 def positional_only(a: int, /, b: int = 0, *, c: int = 0) -> None: ...

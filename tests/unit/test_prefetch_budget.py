@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from django_jobs.engine.base import ClaimedJob
+from django_jobs.rows import ClaimedJob
 from django_jobs.worker.backlog import Backlog, RuntimeMeter
 from django_jobs.worker.executor import ThreadExecutor
 from django_jobs.worker.worker import PREFETCH_WINDOW, Worker, WorkerOptions

@@ -33,7 +33,8 @@ from django.utils.module_loading import import_string
 from django_jobs.backoff import BACKOFF_NAMES, BackoffSpec, compute_delay
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import exception_message
-from django_jobs.outbox.events import Event, topic_matches, validate_pattern
+from django_jobs.outbox.events import topic_matches, validate_pattern
+from django_jobs.rows import Event
 from django_jobs.tasks import validate_priority, validate_queue_name
 
 BACKENDS = {

@@ -19,7 +19,6 @@ retries with backoff.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -27,9 +26,10 @@ from typing import Any, ClassVar
 import pika
 import pika.exceptions
 
+from django_jobs.codec import encode
 from django_jobs.exceptions import describe_exception
-from django_jobs.outbox.events import Event
 from django_jobs.outbox.publishers import DeliveryError, Publisher, redact_url
+from django_jobs.rows import Event
 
 # Errors that mean "this connection or channel is gone": reconnect and try again.
 _CONNECTION_ERRORS = (
@@ -87,7 +87,7 @@ class RabbitMQPublisher(Publisher):
                     connection.close()
 
     def publish(self, event: Event) -> None:
-        body = json.dumps(event.as_dict(), separators=(",", ":"), allow_nan=False).encode()
+        body = encode(event.as_dict()).encode()
         properties = pika.BasicProperties(
             content_type="application/json",
             delivery_mode=pika.DeliveryMode.Persistent,

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 import string
 import threading
@@ -40,8 +39,9 @@ from urllib.parse import quote
 
 import httpx
 
-from django_jobs.outbox.events import Event
+from django_jobs.codec import encode
 from django_jobs.outbox.publishers import DeliveryError, Publisher, redact_url
+from django_jobs.rows import Event
 
 SIGNATURE_HEADER = "X-Django-Jobs-Signature"
 TOPIC_HEADER = "X-Django-Jobs-Topic"
@@ -132,7 +132,7 @@ class WebhookPublisher(Publisher):
         return self._client
 
     def publish(self, event: Event) -> None:
-        body = json.dumps(event.as_dict(), separators=(",", ":"), allow_nan=False).encode()
+        body = encode(event.as_dict()).encode()
         headers = {
             **self.extra_headers,
             "Content-Type": "application/json",

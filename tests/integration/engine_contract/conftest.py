@@ -23,7 +23,7 @@ from django_jobs.engine.generic import GenericEngine
 from django_jobs.engine.outbox import OutboxEngine
 from django_jobs.engine.outbox_postgres import PostgresOutboxEngine
 from django_jobs.engine.postgres import PostgresEngine
-from django_jobs.tasks import NewJob
+from django_jobs.rows import NewJob
 from tests.conftest import TEST_DB
 
 ALIAS = "default"

@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from django_jobs.engine.base import Completion
 from django_jobs.models import Job
+from django_jobs.rows import Completion
 from django_jobs.status import JobStatus
 from tests.testapp import tasks
 

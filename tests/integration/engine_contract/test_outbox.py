@@ -11,7 +11,7 @@ from django.db import DatabaseError, connection, transaction
 from django_jobs import outbox
 from django_jobs.models import Job, OutboxEvent
 from django_jobs.outbox.delivery import plan_jobs
-from django_jobs.outbox.events import NewEvent
+from django_jobs.rows import NewEvent
 from django_jobs.status import OutboxStatus
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,8 +11,8 @@ import pytest
 from django.utils import timezone
 
 from django_jobs.context import current_job, running
-from django_jobs.engine.base import Completion, Failure
 from django_jobs.models import DeadLetter, Job
+from django_jobs.rows import Completion, Failure
 from django_jobs.status import JobStatus
 from tests.testapp import tasks
 

@@ -10,8 +10,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from django_jobs.engine.base import RecoveryReport
 from django_jobs.models import DeadLetter, Job
+from django_jobs.rows import RecoveryReport
 from django_jobs.status import JobStatus
 from tests.testapp import tasks
 

@@ -17,9 +17,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from django_jobs import outbox
-from django_jobs.engine.base import Completion
 from django_jobs.models import Job, OutboxEvent
 from django_jobs.outbox.delivery import plan_jobs
+from django_jobs.rows import Completion
 from django_jobs.status import JobStatus, OutboxStatus
 from tests.testapp import tasks
 
