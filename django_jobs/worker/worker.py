@@ -51,6 +51,9 @@ HAND_BACK_AFTER = 1.0
 # connections, deadlocks, timeouts, a read-only node after a failover) is
 # retried with backoff for as long as it lasts.
 REJECTED_IN_A_ROW_LIMIT = 3
+# At shutdown, how long to wait for a heartbeat in flight (one beat is a few
+# short statements; a database outage makes it fail within its connect timeout).
+HEARTBEAT_JOIN_TIMEOUT = 10.0
 
 
 def rejection_hint(exc: DatabaseError) -> str | None:
@@ -107,6 +110,7 @@ class Worker:
         self._prefetch_paused = False  # after a hand-back, until a slot frees up
         self._releasing: list[ClaimedJob] = []  # handed back, release not confirmed yet
         self._wake = threading.Event()
+        self._heartbeat: Heartbeat | None = None
         self._stopping = False
         self._signals_received = 0
         self.executor: Executor = executor or self._make_executor()
@@ -173,15 +177,10 @@ class Worker:
         return info
 
     def _start_services(self, info: WorkerInfo) -> None:
-        self.services.insert(
-            0,
-            Heartbeat(
-                info,
-                self.options.database,
-                lease_seconds=self.lease_seconds,
-                held_jobs=self.held_jobs,
-            ),
+        self._heartbeat = Heartbeat(
+            info, self.options.database, lease_seconds=self.lease_seconds, held_jobs=self.held_jobs
         )
+        self.services.insert(0, self._heartbeat)
         pruner = Pruner.from_settings(self.options.database)
         if pruner is not None:
             self.services.append(pruner)
@@ -215,6 +214,10 @@ class Worker:
             for service in reversed(self.services):
                 service.stop()
             self.executor.stop()
+            # A beat in flight re-creates a missing Worker row (touch_worker), so
+            # the heartbeat must have ended before the row is removed.
+            if self._heartbeat is not None and self._heartbeat.is_alive():
+                self._heartbeat.join(HEARTBEAT_JOIN_TIMEOUT)
             self._safely(self.engine.unregister_worker, self.id)
             connections.close_all()
         logger.info("worker %s stopped after %s", self.id, self.ledger.summary())
