@@ -20,7 +20,7 @@ in the machine's load hits every revision alike.
 
 Which bench code runs: the orchestrator (this script, bench/workloads.py,
 bench/harness.py) is always the current one. The client side (bench/clients/
-django_jobs_client.py, base.py, jobs_tasks.py and bench/settings_jobs.py) is
+django_jobs_client.py, base.py, jobs_tasks.py, tasks.py and bench/settings_jobs.py) is
 copied from the current tree over each worktree's bench/, so every revision is
 driven by the same client code and only django_jobs differs; the protocol
 between them is small (task, enqueue, enqueue_many, migrate). If that client
@@ -69,6 +69,7 @@ CLIENT_FILES = [
     "bench/clients/base.py",
     "bench/clients/django_jobs_client.py",
     "bench/clients/jobs_tasks.py",
+    "bench/clients/tasks.py",
 ]
 # (result key, label) in table order; latency last.
 ROWS = [
