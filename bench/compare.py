@@ -20,14 +20,17 @@ in the machine's load hits every revision alike.
 
 Which bench code runs: the orchestrator (this script, bench/workloads.py,
 bench/harness.py) is always the current one. The client side (bench/clients/
-django_jobs_client.py, base.py, jobs_tasks.py, tasks.py and bench/settings_jobs.py) is
-copied from the current tree over each worktree's bench/, so every revision is
-driven by the same client code and only django_jobs differs; the protocol
-between them is small (task, enqueue, enqueue_many, migrate). If that client
-fails on a revision (its setup or a smoke enqueue fails), the revision's own
-bench/ is restored and used instead, and the table says so. (Old revisions'
-own client may not work either: before 96e1486 it asks for the distribution
-``django-jobs``, which the venv no longer has.)
+django_jobs_client.py, base.py, jobs_tasks.py, tasks.py and
+bench/settings_jobs.py) is copied from the current tree over each worktree's
+bench/, so every revision is driven by the same client code and only
+django_jobs differs; what the client needs from django_jobs is small (@task,
+enqueue, enqueue_many, migrate, runworker). If that client fails on a revision
+(its setup fails, or 10 smoke jobs enqueued and run by ``runworker --burst`` do
+not all succeed), the revision's own bench/ is restored and tried instead, and
+the table says which one ran. (Old revisions' own client may not work either:
+before 96e1486 it asks for the distribution ``django-jobs``, which the venv no
+longer has; before the bench tasks became an installed app's tasks.py, a
+worker of a revision with e8a7345 dead-letters them as unregistered.)
 
 Worktrees, databases and worker processes are removed on exit, failure,
 Ctrl+C and SIGTERM; worktrees left by a killed run are removed at the next
@@ -53,8 +56,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import psycopg
+
 from bench import pgbench_ceiling, report, workloads
-from bench.harness import BENCH, OUT, ROOT, drop_database, load, log, run_json
+from bench.harness import BENCH, OUT, ROOT, drop_database, dsn, load, log, run_json
 from bench.run import _machine, _measure, _postgres, _steps, set_sizes
 from bench.systems import DJANGO_JOBS, System
 
@@ -176,11 +181,34 @@ def _check_imports(revision: Revision) -> dict[str, str]:
     return paths
 
 
+# After the smoke burst: jobs that did not succeed (e.g. dead-lettered as an
+# unregistered task), in the job table and, where it exists, the dead letters.
+NOT_SUCCESSFUL_SQL = """
+SELECT (SELECT count(*) FROM django_jobs_job WHERE status <> 'SUCCESSFUL')
+     + CASE WHEN to_regclass('django_jobs_deadletter') IS NULL THEN 0
+            ELSE (SELECT count(*) FROM django_jobs_deadletter) END
+"""
+
+
 def _setup_and_smoke(revision: Revision) -> dict[str, str]:
-    """Create and migrate the database, then enqueue a few jobs: the client works."""
-    versions = workloads.setup(revision.system)
-    workloads.enqueue_bulk(revision.system, 10)
-    workloads.reset(revision.system)
+    """Create and migrate the database, enqueue 10 jobs, run them with a burst
+    worker: the client works and the worker runs the bench tasks."""
+    system = revision.system
+    versions = workloads.setup(system)
+    workloads.enqueue_bulk(system, 10)
+    burst = [*system.workers(1)[0], "--burst"]
+    proc = subprocess.run(
+        burst, cwd=system.root, env=system.env(), capture_output=True, text=True, timeout=120
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"runworker --burst exited {proc.returncode}: {proc.stderr[-2000:]}")
+    with psycopg.connect(dsn(system.db), autocommit=True) as conn:
+        row = conn.execute(NOT_SUCCESSFUL_SQL).fetchone()
+    if row and row[0]:
+        raise RuntimeError(
+            f"{row[0]} of 10 smoke jobs did not succeed: {(proc.stderr or proc.stdout)[-2000:]}"
+        )
+    workloads.reset(system)
     return versions
 
 
