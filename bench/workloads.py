@@ -133,9 +133,16 @@ def drain(
         # Every worker process is up and idle before the jobs arrive (in one
         # transaction), so a slow start never counts as slow draining.
         _wait_ready(system, ready, workers, 60)
-        run_json(
-            system.client_cmd("prefill", "--n", str(n)), system.env(), timeout=600, cwd=system.root
+        # The jobs are watched while the prefill client still runs: a fast
+        # worker may finish them all while that process exits, and a clock
+        # started only after its exit would see nothing left to time.
+        prefill = spawn(
+            system.client_cmd("prefill", "--n", str(n)),
+            system.env(),
+            f"prefill-{system.key}.log",
+            system.root,
         )
+        procs.append(prefill)
         if prune:
             pruner = spawn(
                 system.client_cmd("prune", "--seconds", str(cap)),
@@ -143,13 +150,25 @@ def drain(
                 f"prune-{system.key}.log",
                 system.root,
             )
-        start_deadline = time.monotonic() + 60
+        start_deadline = time.monotonic() + 660  # the prefill (600 s at most), then 60 s
         left = remaining()
-        while left >= n and time.monotonic() < start_deadline:
-            if all(proc.poll() is not None for proc in procs):
+        # Until a job is seen finished: none visible yet (prefill not committed)
+        # or all still unfinished.
+        while left >= n or (left == 0 and prefill.poll() is None):
+            if time.monotonic() > start_deadline:
+                break  # rated on what it finishes in the cap, as a slow system
+            if prefill.poll() not in (None, 0):
+                raise RuntimeError(
+                    f"prefill exited {prefill.returncode}; see bench/out/prefill-{system.key}.log"
+                )
+            if all(proc.poll() is not None for proc in procs[:-1]):
                 raise RuntimeError(f"{system.label} workers exited; see bench/out/worker-*.log")
             time.sleep(POLL_SECONDS)
             left = remaining()
+        if left == 0:
+            raise RuntimeError(
+                f"{system.label}: all {n:,} jobs finished between two polls; too few to time"
+            )
         started, first_left = time.monotonic(), left
         while left > 0 and time.monotonic() - started < cap:
             time.sleep(POLL_SECONDS)
