@@ -44,6 +44,9 @@ test: venv browser-deps lint typecheck  ## set up and run everything: lint, type
 bench: venv
 	$(PY) bench/run.py
 
+bench-compare: venv  ## django_jobs at several git revisions in one run: make bench-compare REVS="699352c HEAD"
+	$(PY) bench/compare.py $(REVS) --write $(COMPARE_ARGS)
+
 bench-admin: venv  ## admin page timings with 1,000,000 jobs (own database), into bench/RESULTS.md
 	$(PY) bench/admin_pages.py --write
 

@@ -55,10 +55,12 @@ def drop_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def run_json(cmd: Sequence[str], env: dict[str, str], timeout: float = 600) -> dict[str, Any]:
-    """Run a client command; its last stdout line is a JSON object."""
+def run_json(
+    cmd: Sequence[str], env: dict[str, str], timeout: float = 600, cwd: Path = ROOT
+) -> dict[str, Any]:
+    """Run a client command in ``cwd``; its last stdout line is a JSON object."""
     proc = subprocess.run(
-        list(cmd), cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        list(cmd), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
     if proc.returncode != 0:
         raise RuntimeError(
@@ -71,10 +73,12 @@ def run_json(cmd: Sequence[str], env: dict[str, str], timeout: float = 600) -> d
     return result
 
 
-def spawn(cmd: Sequence[str], env: dict[str, str], log_name: str) -> subprocess.Popen[bytes]:
+def spawn(
+    cmd: Sequence[str], env: dict[str, str], log_name: str, cwd: Path = ROOT
+) -> subprocess.Popen[bytes]:
     OUT.mkdir(exist_ok=True)
     handle = (OUT / log_name).open("ab")
-    return subprocess.Popen(list(cmd), cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    return subprocess.Popen(list(cmd), cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT)
 
 
 def stop(procs: Sequence[subprocess.Popen[bytes]], timeout: float = 15.0) -> None:

@@ -81,6 +81,17 @@ def _steps(args: argparse.Namespace) -> list[tuple[str, str, Any, tuple[Any, ...
     ]
 
 
+def set_sizes(args: argparse.Namespace) -> None:
+    """The workload sizes, small with ``args.quick`` (shared with bench/compare.py)."""
+    quick = args.quick
+    args.jobs = 2_000 if quick else 10_000
+    args.cap = 10.0 if quick else 30.0
+    args.enqueue = 2_000 if quick else 20_000
+    args.bulk = 2_000 if quick else 20_000
+    args.latency = 50 if quick else 300
+    args.history = 100_000 if quick else 1_000_000
+
+
 def run_all(chosen: list[systems.System], args: argparse.Namespace) -> dict[str, Any]:
     """Every workload for every system, workload by workload.
 
@@ -138,13 +149,7 @@ def main() -> int:
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl+C: the finally blocks stop workers and drop databases.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    quick = args.quick
-    args.jobs = 2_000 if quick else 10_000
-    args.cap = 10.0 if quick else 30.0
-    args.enqueue = 2_000 if quick else 20_000
-    args.bulk = 2_000 if quick else 20_000
-    args.latency = 50 if quick else 300
-    args.history = 100_000 if quick else 1_000_000
+    set_sizes(args)
     chosen = [s for s in systems.ALL if s.key in args.systems.split(",")]
     OUT.mkdir(exist_ok=True)
     for old in OUT.glob("*.log"):
@@ -165,12 +170,12 @@ def main() -> int:
     if any(s.python != Path(sys.executable) for s in chosen):
         systems.ensure_peers_venv()
     if not args.skip_pgbench:
-        run["pgbench"] = pgbench_ceiling.run(seconds=5 if quick else 10)
+        run["pgbench"] = pgbench_ceiling.run(seconds=5 if args.quick else 10)
     run["systems"] = run_all(chosen, args)
     run["load_end"] = load()
     run["duration"] = time.monotonic() - started
 
-    full = not quick and not args.skip_pgbench and len(chosen) == len(systems.ALL)
+    full = not args.quick and not args.skip_pgbench and len(chosen) == len(systems.ALL)
     target = BENCH / "RESULTS.md" if full else OUT / "RESULTS.md"
     report.write_results(target, run)
     (OUT / "results.json").write_text(json.dumps(run, indent=2))

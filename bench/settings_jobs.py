@@ -9,7 +9,8 @@ SECRET_KEY = "bench-only"
 DEBUG = False
 USE_TZ = True
 TIME_ZONE = "UTC"
-INSTALLED_APPS = ["django.contrib.contenttypes", "django_jobs"]
+# bench.clients: its tasks.py holds the bench tasks, imported by the worker at start-up.
+INSTALLED_APPS = ["django.contrib.contenttypes", "django_jobs", "bench.clients"]
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.postgresql",

@@ -57,11 +57,14 @@ class System:
     settings: str  # how it runs, for the results table
     extra_env: dict[str, str] = dataclasses.field(default_factory=dict)
     ready_sql: str | None = None  # rows counting live worker processes, when known
+    # Where its clients and workers run (cwd and PYTHONPATH): another checkout
+    # of this repository for bench/compare.py, this one otherwise.
+    root: Path = ROOT
 
     def env(self, **more: str) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
-            PYTHONPATH=str(ROOT),
+            PYTHONPATH=str(self.root),
             PYTHONUNBUFFERED="1",
             BENCH_DB=self.db,
             BENCH_DSN=dsn(self.db),

@@ -17,7 +17,6 @@ import psycopg
 
 from bench.harness import (
     OUT,
-    ROOT,
     Counter,
     dsn,
     load,
@@ -36,7 +35,7 @@ SETTLE_SECONDS = 6.0
 
 def setup(system: System) -> dict[str, str]:
     recreate_database(system.db)
-    out = run_json(system.client_cmd("setup"), system.env())
+    out = run_json(system.client_cmd("setup"), system.env(), cwd=system.root)
     versions: dict[str, str] = out["versions"]
     return versions
 
@@ -53,7 +52,7 @@ def enqueue_one(system: System, n: int = 2000, clients: int = 2, deadline: float
     procs = [
         subprocess.Popen(
             cmd,
-            cwd=ROOT,
+            cwd=system.root,
             env=system.env(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -84,7 +83,7 @@ def enqueue_one(system: System, n: int = 2000, clients: int = 2, deadline: float
 
 def enqueue_bulk(system: System, n: int = 20_000) -> Result | None:
     reset(system)
-    out = run_json(system.client_cmd("enqueue-bulk", "--n", str(n)), system.env())
+    out = run_json(system.client_cmd("enqueue-bulk", "--n", str(n)), system.env(), cwd=system.root)
     if not out["seconds"]:
         return None
     return {"value": n / out["seconds"], "load": load()}
@@ -126,24 +125,50 @@ def drain(
     remaining = Counter(system.db, system.remaining_sql)
     ready = Counter(system.db, system.ready_sql) if system.ready_sql else None
     env = system.env(BENCH_WORKERS=str(workers))
-    procs = [spawn(cmd, env, f"worker-{system.key}.log") for cmd in system.workers(workers)]
+    procs = [
+        spawn(cmd, env, f"worker-{system.key}.log", system.root) for cmd in system.workers(workers)
+    ]
     pruner = None
     try:
         # Every worker process is up and idle before the jobs arrive (in one
         # transaction), so a slow start never counts as slow draining.
         _wait_ready(system, ready, workers, 60)
-        run_json(system.client_cmd("prefill", "--n", str(n)), system.env(), timeout=600)
+        # The jobs are watched while the prefill client still runs: a fast
+        # worker may finish them all while that process exits, and a clock
+        # started only after its exit would see nothing left to time.
+        prefill = spawn(
+            system.client_cmd("prefill", "--n", str(n)),
+            system.env(),
+            f"prefill-{system.key}.log",
+            system.root,
+        )
+        procs.append(prefill)
         if prune:
             pruner = spawn(
-                system.client_cmd("prune", "--seconds", str(cap)), env, f"prune-{system.key}.log"
+                system.client_cmd("prune", "--seconds", str(cap)),
+                env,
+                f"prune-{system.key}.log",
+                system.root,
             )
-        start_deadline = time.monotonic() + 60
+        start_deadline = time.monotonic() + 660  # the prefill (600 s at most), then 60 s
         left = remaining()
-        while left >= n and time.monotonic() < start_deadline:
-            if all(proc.poll() is not None for proc in procs):
+        # Until a job is seen finished: none visible yet (prefill not committed)
+        # or all still unfinished.
+        while left >= n or (left == 0 and prefill.poll() is None):
+            if time.monotonic() > start_deadline:
+                break  # rated on what it finishes in the cap, as a slow system
+            if prefill.poll() not in (None, 0):
+                raise RuntimeError(
+                    f"prefill exited {prefill.returncode}; see bench/out/prefill-{system.key}.log"
+                )
+            if all(proc.poll() is not None for proc in procs[:-1]):
                 raise RuntimeError(f"{system.label} workers exited; see bench/out/worker-*.log")
             time.sleep(POLL_SECONDS)
             left = remaining()
+        if left == 0:
+            raise RuntimeError(
+                f"{system.label}: all {n:,} jobs finished between two polls; too few to time"
+            )
         started, first_left = time.monotonic(), left
         while left > 0 and time.monotonic() - started < cap:
             time.sleep(POLL_SECONDS)
@@ -175,7 +200,8 @@ def median_of_three(measure: Callable[[], Result], jobs: int) -> Result:
         return first
     runs = sorted([first, measure(), measure()], key=lambda run: float(run["value"]))
     spread = f"{runs[0]['value']:,.0f}-{runs[-1]['value']:,.0f}"
-    return {**runs[1], "note": f"median of 3 runs, {spread}"}
+    values = [float(run["value"]) for run in runs]
+    return {**runs[1], "note": f"median of 3 runs, {spread}", "runs": values}
 
 
 def drain_median(system: System, workers: int, n: int, cap: float, **options: bool) -> Result:
@@ -193,17 +219,21 @@ def latency(system: System, n: int = 300, interval: float = 0.02) -> Result:
     reset(system)
     path = OUT / f"latency-{system.key}.txt"
     env = system.env(BENCH_WORKERS="1")
-    procs = [spawn(cmd, env, f"worker-{system.key}.log") for cmd in system.workers(1)]
+    procs = [spawn(cmd, env, f"worker-{system.key}.log", system.root) for cmd in system.workers(1)]
     remaining = Counter(system.db, system.remaining_sql)
     ready = Counter(system.db, system.ready_sql) if system.ready_sql else None
     try:
         _wait_ready(system, ready, 1, 30)
         # One job first: the worker is up and has run a job when it finishes.
-        run_json(system.client_cmd("latency", "--n", "1", "--interval", "0"), env)
+        run_json(system.client_cmd("latency", "--n", "1", "--interval", "0"), env, cwd=system.root)
         _wait_zero(remaining, 60)
         time.sleep(1.0)  # idle again
         path.unlink(missing_ok=True)
-        run_json(system.client_cmd("latency", "--n", str(n), "--interval", str(interval)), env)
+        run_json(
+            system.client_cmd("latency", "--n", str(n), "--interval", str(interval)),
+            env,
+            cwd=system.root,
+        )
         _wait_zero(remaining, 60)
         time.sleep(0.2)
     finally:
@@ -235,7 +265,9 @@ def _wait_zero(counter: Counter, timeout: float) -> None:
 def history(system: System, rows: int) -> Result | None:
     """Insert ``rows`` finished jobs (not measured); None if the system has no such hook."""
     reset(system)
-    out = run_json(system.client_cmd("prefill-finished", "--n", str(rows)), system.env(), 1800)
+    out = run_json(
+        system.client_cmd("prefill-finished", "--n", str(rows)), system.env(), 1800, cwd=system.root
+    )
     if not out["ok"]:
         log(f"  {rows:,} finished jobs of history: n/a")
         return None
