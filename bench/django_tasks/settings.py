@@ -33,7 +33,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 if BACKEND == "jobs":
     INSTALLED_APPS += ["django_jobs"]
     TASKS = {"default": {"BACKEND": "django_jobs.backend.JobsBackend"}}
-    DJANGO_JOBS: dict[str, Any] = {}  # the defaults
+    # The defaults, plus the task module: the worker runs registered tasks only.
+    DJANGO_JOBS: dict[str, Any] = {"TASK_MODULES": ["bench.django_tasks.tasks"]}
 elif BACKEND == "tasksdb":
     INSTALLED_APPS += ["django_tasks_db"]
     TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
