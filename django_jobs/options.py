@@ -14,7 +14,7 @@ Adding an option:
 1. A field here, ``name: type = option(default, validate_name, decorator=...,
    using=...)``, and its validator: it takes the value and returns it
    (normalised if need be) or raises ``InvalidJobOptions`` naming the option.
-   Defaults are not validated: keep them valid.
+   Defaults are not validated: keep them valid, or None for "unset".
 2. Its keyword in the typed signatures: ``task()``'s overload and/or
    ``Task.using()`` (``tests/unit/test_options.py`` checks they match the
    fields); for ``django.tasks`` tasks, a field on ``backend.JobsTask`` and a
@@ -183,7 +183,8 @@ def option(
     using: bool = False,
 ) -> T:
     """A :class:`JobOptions` field: ``validate`` checks any value but the
-    default; ``decorator`` / ``using``: ``@task(...)`` / ``using()`` accept it."""
+    default (valid, or None: unset); ``decorator`` / ``using``: ``@task(...)`` /
+    ``using()`` accept it."""
     metadata = {"validate": validate, "decorator": decorator, "using": using}
     return dataclasses.field(default=default, metadata=metadata)
 
