@@ -237,10 +237,16 @@ class Task(JobOptions, Generic[P, R]):
         the idempotency key. ``options``: :meth:`row_options`, when the caller
         resolved them once for many rows.
         """
-        if index is None:
-            where, key = self.name, self.idempotency_key
-        else:
-            where, key = f"{self.name}: enqueue_many item {index}", self._item_key(index)
+        where, key = self.name, self.idempotency_key
+        if index is not None:
+            where = f"{self.name}: enqueue_many item {index}"
+            if key:
+                key = f"{key}:{index}"
+                if len(key) > MAX_KEY_LENGTH:
+                    raise InvalidJobOptions(
+                        f"{where}: idempotency_key {key!r} (with its :{index} suffix) "
+                        f"is longer than {MAX_KEY_LENGTH} characters"
+                    )
         check_binding(where, self.func, args, kwargs, takes_context=self.takes_context)
         args_json, kwargs_json = _encode_arguments(where, args, kwargs)
         return self.encoded_job(args_json, kwargs_json, key, options)
@@ -267,17 +273,6 @@ class Task(JobOptions, Generic[P, R]):
             run_after=resolved.run_after,
             idempotency_key=idempotency_key,
         )
-
-    def _item_key(self, index: int) -> str | None:
-        if not self.idempotency_key:
-            return None
-        key = f"{self.idempotency_key}:{index}"
-        if len(key) > MAX_KEY_LENGTH:
-            raise InvalidJobOptions(
-                f"{self.name}: enqueue_many item {index}: idempotency_key {key!r} "
-                f"(with its :{index} suffix) is longer than {MAX_KEY_LENGTH} characters"
-            )
-        return key
 
     # -- enqueueing ------------------------------------------------------
 

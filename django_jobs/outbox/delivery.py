@@ -25,7 +25,7 @@ from django_jobs.exceptions import Discard, Retry, describe_exception, exception
 from django_jobs.outbox.publishers import Publisher, get_publisher, get_publishers
 from django_jobs.outbox.subscribers import dispatch_key, subscribers_for
 from django_jobs.rows import Event, NewJob
-from django_jobs.tasks import Task, task
+from django_jobs.tasks import RowOptions, Task, task
 
 logger = logging.getLogger("django_jobs.outbox")
 
@@ -55,25 +55,41 @@ def delivery_task(publisher: Publisher) -> Task[..., None]:
     return configured
 
 
-def delivery_job(publisher: Publisher, event: Event, event_json: str | None = None) -> NewJob:
-    """The job delivering ``event`` to ``publisher``."""
+def delivery_job(
+    publisher: Publisher,
+    event: Event,
+    event_json: str | None = None,
+    options: RowOptions | None = None,
+) -> NewJob:
+    """The job delivering ``event`` to ``publisher``; ``options``: its delivery
+    task's ``row_options()``, when the caller resolved them for a batch."""
     return delivery_task(publisher).encoded_job(
         f"[{encode(publisher.name)},{event_json or encode(event.as_dict())}]",
-        idempotency_key=dispatch_key(event.id, f"publisher:{publisher.name}"),
+        "{}",
+        dispatch_key(event.id, f"publisher:{publisher.name}"),
+        options,
     )
 
 
 def plan_jobs(events: Sequence[Event]) -> list[NewJob]:
     """The jobs for a batch of events, in event order (the relay's Planner)."""
-    publishers = list(get_publishers().values())
+    # Row options (settings' defaults filled in) resolved once per batch, not per row.
+    publishers = [(pub, delivery_task(pub).row_options()) for pub in get_publishers().values()]
+    resolved: dict[str, RowOptions] = {}
     rows: list[NewJob] = []
     for event in events:
         event_json = encode(event.as_dict())
         for sub in subscribers_for(event.topic):
+            options = resolved.get(sub.name)
+            if options is None:
+                options = resolved[sub.name] = sub.row_options()
             # The event is the subscriber's one argument: it binds, and it is JSON already.
-            rows.append(sub.encoded_job(f"[{event_json}]", "{}", dispatch_key(event.id, sub.name)))
+            key = dispatch_key(event.id, sub.name)
+            rows.append(sub.encoded_job(f"[{event_json}]", "{}", key, options))
         rows.extend(
-            delivery_job(pub, event, event_json) for pub in publishers if pub.accepts(event.topic)
+            delivery_job(pub, event, event_json, pub_options)
+            for pub, pub_options in publishers
+            if pub.accepts(event.topic)
         )
     return rows
 
