@@ -3,8 +3,9 @@
 Nothing here imports django_jobs, so any module can use these types without
 pulling in models, the engine or the worker. Who makes and who takes each:
 
-- :class:`NewJob`: built by ``tasks`` (``Task.enqueue``), ``outbox.delivery``
-  and the ``django.tasks`` backend; inserted by ``Engine.insert_jobs``.
+- :class:`NewJob`: built by ``Task.new_job`` / ``Task.encoded_job`` (for
+  ``enqueue``, the ``django.tasks`` backend and the outbox relay); inserted by
+  ``Engine.insert_jobs``.
 - :class:`Inserted`: returned by ``Engine.insert_jobs``, one per NewJob.
 - :class:`ClaimedJob`: returned by ``Engine.claim_jobs``; run by the worker
   (``worker.runner``), renewed by its heartbeat, handed back by ``release_jobs``.

@@ -1,9 +1,11 @@
 """``@task``: turn a module-level function into an enqueueable task.
 
-A :class:`Task` is a frozen dataclass. ``using()`` returns a copy with other
-options (``dataclasses.replace``), so a task object can be shared freely.
-Everything is validated when the task is defined or when options are given,
-so a bad task fails at import time, not at 3 a.m. in the worker.
+A :class:`Task` is a frozen dataclass: its options are those of
+:class:`~django_jobs.options.JobOptions`, validated when the task is defined
+and again by ``using()``, which returns a copy (``dataclasses.replace``), so a
+task object can be shared freely and a bad task fails at import time, not at
+3 a.m. in the worker. :meth:`Task.new_job` builds the row an enqueue inserts,
+for ``enqueue``, ``enqueue_many``, the ``django.tasks`` backend and the outbox.
 """
 
 from __future__ import annotations
@@ -11,18 +13,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar, overload
 
-from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
-from django_jobs.backoff import BACKOFF_NAMES, BackoffSpec
-from django_jobs.codec import dumps, encode, reject_oversized, reject_unstorable, unstorable_text
+from django_jobs.backoff import BackoffSpec
+from django_jobs.codec import dumps, encode, reject_oversized, reject_unstorable
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import InvalidJobOptions, InvalidTaskError, UnknownTaskError
+from django_jobs.options import MAX_KEY_LENGTH, JobOptions, reject_unknown_options
 from django_jobs.rows import NewJob
 
 if TYPE_CHECKING:
@@ -31,11 +32,7 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-MIN_PRIORITY = -100
-MAX_PRIORITY = 100
 MAX_NAME_LENGTH = 255
-MAX_QUEUE_LENGTH = 100
-MAX_KEY_LENGTH = 255
 
 # Dotted path -> Task. Filled by @task (and so @subscriber and the outbox's
 # delivery task) when the task's module is imported. The worker runs the names
@@ -139,100 +136,6 @@ def _encode_arguments(
     return args_json, kwargs_json
 
 
-def validate_priority(priority: Any) -> int:
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise InvalidJobOptions(f"priority must be an integer, got {priority!r}")
-    if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
-        raise InvalidJobOptions(
-            f"priority must be between {MIN_PRIORITY} and {MAX_PRIORITY}, got {priority}"
-        )
-    return priority
-
-
-def validate_queue_name(queue_name: Any) -> str:
-    if not isinstance(queue_name, str) or not queue_name.strip():
-        raise InvalidJobOptions(f"queue_name must be a non-empty string, got {queue_name!r}")
-    if len(queue_name) > MAX_QUEUE_LENGTH:
-        raise InvalidJobOptions(f"queue_name is longer than {MAX_QUEUE_LENGTH} characters")
-    reason = unstorable_text(queue_name)
-    if reason is not None:
-        raise InvalidJobOptions(f"queue_name {queue_name!r} {reason}")
-    return queue_name
-
-
-def validate_idempotency_key(key: Any) -> str:
-    if not isinstance(key, str) or not key:
-        raise InvalidJobOptions(f"idempotency_key must be a non-empty string, got {key!r}")
-    if len(key) > MAX_KEY_LENGTH:
-        raise InvalidJobOptions(f"idempotency_key is longer than {MAX_KEY_LENGTH} characters")
-    reason = unstorable_text(key)
-    if reason is not None:
-        raise InvalidJobOptions(f"idempotency_key {key!r} {reason}")
-    return key
-
-
-def validate_run_after(run_after: Any) -> datetime | timedelta | None:
-    if run_after is None:
-        return None
-    if isinstance(run_after, timedelta):
-        try:
-            timezone.now() + run_after
-        except OverflowError:
-            raise InvalidJobOptions(
-                f"run_after {run_after!r} is out of range: from now it lands outside "
-                "the years 1 to 9999"
-            ) from None
-        return run_after
-    if isinstance(run_after, datetime):
-        if timezone.is_naive(run_after):
-            raise InvalidJobOptions(
-                f"run_after must be an aware datetime (got naive {run_after.isoformat()}); "
-                "use django.utils.timezone.now() or a timedelta"
-            )
-        try:
-            run_after.astimezone(UTC)  # how the database stores it
-        except OverflowError:
-            raise InvalidJobOptions(
-                f"run_after {run_after.isoformat()} is out of range: in UTC it lands outside "
-                "the years 1 to 9999"
-            ) from None
-        return run_after
-    raise InvalidJobOptions(f"run_after must be a datetime or timedelta, got {run_after!r}")
-
-
-def _validate_positive_number(name: str, value: Any, *, integer: bool) -> Any:
-    kinds = (int,) if integer else (int, float)
-    if value is None:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, kinds)
-        or value <= 0
-        or (isinstance(value, float) and not math.isfinite(value))
-    ):
-        kind = "a positive integer" if integer else "a positive number of seconds"
-        raise InvalidJobOptions(f"{name} must be {kind}, got {value!r}")
-    return value
-
-
-def _validate_backoff(backoff: Any) -> BackoffSpec | None:
-    if backoff is None or callable(backoff) or backoff in BACKOFF_NAMES:
-        return backoff  # type: ignore[no-any-return]
-    raise InvalidJobOptions(
-        f"backoff must be one of {', '.join(BACKOFF_NAMES)} or a callable, got {backoff!r}"
-    )
-
-
-def _validate_exception_classes(name: str, value: Any) -> tuple[type[BaseException], ...]:
-    if isinstance(value, type):
-        value = (value,)
-    classes: tuple[type[BaseException], ...] = tuple(value or ())
-    for item in classes:
-        if not (isinstance(item, type) and issubclass(item, BaseException)):
-            raise InvalidJobOptions(f"{name} must contain exception classes, got {item!r}")
-    return classes
-
-
 def dotted_path(func: Callable[..., Any]) -> str:
     """The import path of a module-level function, or InvalidTaskError."""
     if not inspect.isfunction(func) and not inspect.iscoroutinefunction(func):
@@ -260,62 +163,33 @@ def dotted_path(func: Callable[..., Any]) -> str:
     return path
 
 
-# Options accepted by @task and by using(); anything else is a TypeError.
-TASK_OPTIONS = frozenset(
-    {
-        "queue_name",
-        "priority",
-        "max_attempts",
-        "backoff",
-        "timeout",
-        "atomic",
-        "retry_on",
-        "discard_on",
-    }
-)
-ENQUEUE_OPTIONS = frozenset({"queue_name", "priority", "run_after", "idempotency_key", "database"})
+class RowOptions(NamedTuple):
+    """The options of one enqueue call, resolved: the settings' defaults filled
+    in, a ``run_after`` timedelta counted from now. Every row of the call shares them."""
+
+    queue_name: str
+    max_attempts: int
+    timeout: float
+    run_after: datetime | None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Task(Generic[P, R]):
-    """A function that can run now (call it) or later on a worker (``enqueue``)."""
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Task(JobOptions, Generic[P, R]):
+    """A function that can run now (call it) or later on a worker (``enqueue``).
+
+    Its options are the fields of :class:`~django_jobs.options.JobOptions`,
+    validated when the task is made and again by each ``using()`` copy.
+    """
 
     func: Callable[P, R]
     name: str
-    queue_name: str | None = None  # None: DJANGO_JOBS["DEFAULT_QUEUE"]
-    priority: int = 0
-    max_attempts: int | None = None  # None: DJANGO_JOBS["DEFAULT_MAX_ATTEMPTS"]
-    backoff: BackoffSpec | None = None  # None: DJANGO_JOBS["DEFAULT_BACKOFF"]
-    timeout: float | None = None  # None: DJANGO_JOBS["DEFAULT_TIMEOUT"]
-    atomic: bool = False
-    retry_on: tuple[type[BaseException], ...] = ()
-    discard_on: tuple[type[BaseException], ...] = ()
-    run_after: datetime | timedelta | None = None
-    idempotency_key: str | None = None
-    database: str = DEFAULT_DB_ALIAS
+    # The function's first parameter is the TaskContext the worker passes
+    # (django.tasks' takes_context): enqueue arguments bind after it.
+    takes_context: bool = False
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function right here, like the undecorated function."""
         return self.func(*args, **kwargs)
-
-    # -- options ---------------------------------------------------------
-
-    @property
-    def effective_queue(self) -> str:
-        return self.queue_name or jobs_settings.DEFAULT_QUEUE
-
-    @property
-    def effective_max_attempts(self) -> int:
-        return self.max_attempts or int(jobs_settings.DEFAULT_MAX_ATTEMPTS)
-
-    @property
-    def effective_timeout(self) -> float:
-        return float(self.timeout or jobs_settings.DEFAULT_TIMEOUT)
-
-    @property
-    def effective_backoff(self) -> BackoffSpec:
-        spec: BackoffSpec = self.backoff or jobs_settings.DEFAULT_BACKOFF
-        return spec
 
     def using(
         self,
@@ -326,55 +200,81 @@ class Task(Generic[P, R]):
         idempotency_key: str | None = None,
         database: str | None = None,
     ) -> Task[P, R]:
-        """A copy of this task with per-enqueue options changed."""
-        changes: dict[str, Any] = {}
-        if queue_name is not None:
-            changes["queue_name"] = validate_queue_name(queue_name)
-        if priority is not None:
-            changes["priority"] = validate_priority(priority)
-        if run_after is not None:
-            changes["run_after"] = validate_run_after(run_after)
-        if idempotency_key is not None:
-            changes["idempotency_key"] = validate_idempotency_key(idempotency_key)
-        if database is not None:
-            changes["database"] = database
-        return dataclasses.replace(self, **changes)
-
-    # -- enqueueing ------------------------------------------------------
-
-    def _resolve_run_after(self) -> datetime | None:
-        if isinstance(self.run_after, timedelta):
-            return timezone.now() + self.run_after
-        return self.run_after
-
-    def _row_options(self) -> dict[str, Any]:
-        """The NewJob fields every job of one enqueue call shares."""
-        return {
-            "task_name": self.name,
-            "queue_name": self.effective_queue,
-            "priority": self.priority,
-            "max_attempts": self.effective_max_attempts,
-            "timeout": self.effective_timeout,
-            "run_after": self._resolve_run_after(),
+        """A copy of this task with per-enqueue options changed (None: unchanged),
+        validated again (``dataclasses.replace`` runs ``__post_init__``)."""
+        changes: dict[str, Any] = {
+            "queue_name": queue_name,
+            "priority": priority,
+            "run_after": run_after,
+            "idempotency_key": idempotency_key,
+            "database": database,
         }
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
-    def _new_job(
+    # -- rows ----------------------------------------------------------------
+
+    def row_options(self) -> RowOptions:
+        """This task's options as one enqueue call stores them."""
+        run_after = self.run_after
+        if isinstance(run_after, timedelta):
+            run_after = timezone.now() + run_after
+        return RowOptions(
+            self.effective_queue, self.effective_max_attempts, self.effective_timeout, run_after
+        )
+
+    def new_job(
         self,
         args: Sequence[Any],
         kwargs: Mapping[str, Any],
-        key: str | None,
-        options: dict[str, Any] | None = None,
+        *,
         index: int | None = None,
+        options: RowOptions | None = None,
     ) -> NewJob:
-        where = self.name if index is None else f"{self.name}: enqueue_many item {index}"
-        check_binding(where, self.func, args, kwargs)
+        """The row that runs ``func(*args, **kwargs)``; raises what enqueue raises
+        (arguments that do not bind or are not storable JSON: TypeError).
+
+        ``index``: the item of ``enqueue_many``, named in errors and suffixed to
+        the idempotency key. ``options``: :meth:`row_options`, when the caller
+        resolved them once for many rows.
+        """
+        where, key = self.name, self.idempotency_key
+        if index is not None:
+            where = f"{self.name}: enqueue_many item {index}"
+            if key:
+                key = f"{key}:{index}"
+                if len(key) > MAX_KEY_LENGTH:
+                    raise InvalidJobOptions(
+                        f"{where}: idempotency_key {key!r} (with its :{index} suffix) "
+                        f"is longer than {MAX_KEY_LENGTH} characters"
+                    )
+        check_binding(where, self.func, args, kwargs, takes_context=self.takes_context)
         args_json, kwargs_json = _encode_arguments(where, args, kwargs)
+        return self.encoded_job(args_json, kwargs_json, key, options)
+
+    def encoded_job(
+        self,
+        args_json: str,
+        kwargs_json: str = "{}",
+        idempotency_key: str | None = None,
+        options: RowOptions | None = None,
+    ) -> NewJob:
+        """The row for arguments already encoded and checked by the caller (the
+        outbox relay encodes each event once for all its jobs): the one place
+        options become row fields."""
+        resolved = options or self.row_options()
         return NewJob(
+            task_name=self.name,
+            queue_name=resolved.queue_name,
+            priority=self.priority,
             args_json=args_json,
             kwargs_json=kwargs_json,
-            idempotency_key=key,
-            **(options or self._row_options()),
+            max_attempts=resolved.max_attempts,
+            timeout=resolved.timeout,
+            run_after=resolved.run_after,
+            idempotency_key=idempotency_key,
         )
+
+    # -- enqueueing ------------------------------------------------------
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         """Store a job for this task in the caller's current transaction.
@@ -385,7 +285,7 @@ class Task(Generic[P, R]):
         # The engine imports the models: not while the app registry loads (tasks.py).
         from django_jobs.engine import get_engine
 
-        row = self._new_job(args, kwargs, self.idempotency_key)
+        row = self.new_job(args, kwargs)
         return get_engine(self.database).insert_jobs([row])[0].job
 
     def enqueue_many(self, calls: Iterable[Sequence[Any] | Mapping[str, Any]]) -> list[Job]:
@@ -399,18 +299,12 @@ class Task(Generic[P, R]):
         from django_jobs.engine import get_engine
 
         rows: list[NewJob] = []
-        options = self._row_options()
+        options = self.row_options()
         for index, call in enumerate(calls):
-            key = f"{self.idempotency_key}:{index}" if self.idempotency_key else None
-            if key is not None and len(key) > MAX_KEY_LENGTH:
-                raise InvalidJobOptions(
-                    f"{self.name}: enqueue_many item {index}: idempotency_key {key!r} "
-                    f"(with its :{index} suffix) is longer than {MAX_KEY_LENGTH} characters"
-                )
             if isinstance(call, Mapping):
-                rows.append(self._new_job((), call, key, options, index))
+                rows.append(self.new_job((), call, index=index, options=options))
             elif isinstance(call, list | tuple):
-                rows.append(self._new_job(call, {}, key, options, index))
+                rows.append(self.new_job(call, {}, index=index, options=options))
             else:
                 raise TypeError(
                     f"{self.name}: enqueue_many item {index} must be a tuple/list of positional "
@@ -422,29 +316,9 @@ class Task(Generic[P, R]):
 
 
 def _make_task(func: Callable[P, R], options: dict[str, Any]) -> Task[P, R]:
-    unknown = set(options) - TASK_OPTIONS
-    if unknown:
-        raise TypeError(
-            f"@task got unknown option(s) {', '.join(sorted(unknown))}; "
-            f"valid options: {', '.join(sorted(TASK_OPTIONS))}"
-        )
     name = dotted_path(func)
     _signature(func)  # computed now, once, for check_binding at each enqueue
-    queue_name = options.get("queue_name")
-    created: Task[P, R] = Task(
-        func=func,
-        name=name,
-        queue_name=validate_queue_name(queue_name) if queue_name is not None else None,
-        priority=validate_priority(options.get("priority", 0)),
-        max_attempts=_validate_positive_number(
-            "max_attempts", options.get("max_attempts"), integer=True
-        ),
-        backoff=_validate_backoff(options.get("backoff")),
-        timeout=_validate_positive_number("timeout", options.get("timeout"), integer=False),
-        atomic=bool(options.get("atomic", False)),
-        retry_on=_validate_exception_classes("retry_on", options.get("retry_on")),
-        discard_on=_validate_exception_classes("discard_on", options.get("discard_on")),
-    )
+    created: Task[P, R] = Task(func=func, name=name, **options)
     registry[name] = created
     return created
 
@@ -468,18 +342,13 @@ def task(
 
 
 def task(func: Callable[P, R] | None = None, /, **options: Any) -> Any:
-    """Declare a task: ``@task`` or ``@task(queue_name=..., priority=..., ...)``."""
+    """Declare a task: ``@task`` or ``@task(queue_name=..., priority=..., ...)``
+    (the options of :class:`~django_jobs.options.JobOptions` marked for ``@task``)."""
     if func is not None:
         if options:
             raise TypeError("use @task(...) with keyword options, or bare @task")
         return _make_task(func, {})
-
-    unknown = set(options) - TASK_OPTIONS
-    if unknown:
-        raise TypeError(
-            f"@task got unknown option(s) {', '.join(sorted(unknown))}; "
-            f"valid options: {', '.join(sorted(TASK_OPTIONS))}"
-        )
+    reject_unknown_options(options)
 
     def decorator(f: Callable[P, R]) -> Task[P, R]:
         return _make_task(f, options)

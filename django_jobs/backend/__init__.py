@@ -25,7 +25,6 @@ Our own options ride on Django's ``@task(**kwargs)`` forwarding::
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
@@ -39,22 +38,12 @@ from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 
+from django_jobs import tasks
 from django_jobs.backend.registry import register_django_task, runnable_django_task
 from django_jobs.backend.results import result_for_job, result_for_new_job
 from django_jobs.backoff import BackoffSpec
-from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import InvalidJobOptions
-from django_jobs.rows import NewJob
-from django_jobs.tasks import (
-    _encode_arguments,
-    _validate_backoff,
-    _validate_exception_classes,
-    _validate_positive_number,
-    check_binding,
-    register_resolver,
-    validate_idempotency_key,
-    validate_run_after,
-)
+from django_jobs.options import positive_number_problem, validate_backoff
 
 __all__ = ["JobsBackend", "JobsTask"]
 
@@ -71,12 +60,13 @@ OPTION_KEYS = frozenset({"DATABASE", "MAX_ATTEMPTS", "TIMEOUT", "BACKOFF"})
 MAX_JOB_ID = 2**63 - 1  # bigint
 
 # The worker finds this backend's tasks by name through the bridge (a lookup only).
-register_resolver(runnable_django_task)
+tasks.register_resolver(runnable_django_task)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class JobsTask(_TaskBase):
-    """Django's ``Task`` plus django_jobs' options (``None``: the backend's default)."""
+    """Django's ``Task`` plus django_jobs' options (``None``: the backend's default),
+    validated by :class:`~django_jobs.options.JobOptions` (``validate_task``)."""
 
     max_attempts: int | None = None
     backoff: BackoffSpec | None = None
@@ -109,8 +99,9 @@ class JobsTask(_TaskBase):
         return task
 
 
-def _validate_key(key: Any) -> str | None:
-    return None if key is None else validate_idempotency_key(key)
+def _or(value: Any, default: Any) -> Any:
+    """``value``, or ``default`` when it is None (a bad value stays, to be refused)."""
+    return default if value is None else value
 
 
 class JobsBackend(BaseTaskBackend):
@@ -140,46 +131,60 @@ class JobsBackend(BaseTaskBackend):
         if not isinstance(self.database, str):
             self.problems.append(f"OPTIONS['DATABASE'] must be a string, got {self.database!r}")
             self.database = DEFAULT_DB_ALIAS
-        self.default_max_attempts: int | None = self._option(
-            options, "MAX_ATTEMPTS", lambda v: _validate_positive_number("v", v, integer=True)
-        )
-        self.default_timeout: float | None = self._option(
-            options, "TIMEOUT", lambda v: _validate_positive_number("v", v, integer=False)
-        )
-        self.default_backoff: BackoffSpec | None = self._option(
-            options, "BACKOFF", _validate_backoff
-        )
-
-    def _option(self, options: dict[str, Any], key: str, validate: Callable[[Any], Any]) -> Any:
+        self.default_max_attempts: int | None = self._number(options, "MAX_ATTEMPTS", integer=True)
+        self.default_timeout: float | None = self._number(options, "TIMEOUT", integer=False)
+        self.default_backoff: BackoffSpec | None = None
         try:
-            return validate(options.get(key))
+            self.default_backoff = validate_backoff(options.get("BACKOFF"))
         except InvalidJobOptions as exc:
-            self.problems.append(f"OPTIONS[{key!r}]: {str(exc).removeprefix('v ')}")
-            return None
+            self.problems.append(f"OPTIONS['BACKOFF']: {exc}")
+
+    def _number(self, options: dict[str, Any], key: str, *, integer: bool) -> Any:
+        problem = positive_number_problem(options.get(key), integer=integer)
+        if problem is None:
+            return options.get(key)
+        self.problems.append(f"OPTIONS[{key!r}]: {problem}")
+        return None
 
     # -- validation --------------------------------------------------------
 
     def validate_task(self, task: Task[..., Any]) -> None:
         """Django's checks plus django_jobs' options; raises ``InvalidTask``."""
         super().validate_task(task)
-        if not isinstance(task, JobsTask):
-            register_django_task(task)
-            return
-        try:
-            _validate_positive_number("max_attempts", task.max_attempts, integer=True)
-            _validate_positive_number("timeout", task.timeout, integer=False)
-            _validate_backoff(task.backoff)
-            _validate_exception_classes("retry_on", task.retry_on)
-            _validate_exception_classes("discard_on", task.discard_on)
-            _validate_key(task.idempotency_key)
-            validate_run_after(task.run_after)
-        except InvalidJobOptions as exc:
-            raise InvalidTask(f"{task.module_path}: {exc}") from exc
-        if not isinstance(task.retry_on, tuple) or not isinstance(task.discard_on, tuple):
-            raise InvalidTask(f"{task.module_path}: retry_on and discard_on must be tuples")
+        if isinstance(task, JobsTask):
+            self._jobs_task(task)
         # Django calls this from Task.__post_init__: the definition registers the
         # task for the worker (a dict entry, no import).
         register_django_task(task)
+
+    def _jobs_task(self, task: Task[..., Any]) -> tasks.Task[..., Any]:
+        """The django_jobs Task that makes ``task``'s rows: its options, or this
+        backend's defaults, validated by JobOptions (``InvalidTask`` names the
+        problem). A plain ``django.tasks`` Task has none of ours: the defaults."""
+        retry_on = getattr(task, "retry_on", ())
+        discard_on = getattr(task, "discard_on", ())
+        try:
+            built = tasks.Task(
+                func=task.func,
+                name=task.module_path,
+                takes_context=task.takes_context,
+                queue_name=task.queue_name,
+                priority=task.priority,
+                max_attempts=_or(getattr(task, "max_attempts", None), self.default_max_attempts),
+                backoff=_or(getattr(task, "backoff", None), self.default_backoff),
+                timeout=_or(getattr(task, "timeout", None), self.default_timeout),
+                atomic=getattr(task, "atomic", False),
+                retry_on=retry_on,
+                discard_on=discard_on,
+                run_after=task.run_after,
+                idempotency_key=getattr(task, "idempotency_key", None),
+                database=self.database,
+            )
+        except InvalidJobOptions as exc:
+            raise InvalidTask(f"{task.module_path}: {exc}") from exc
+        if not isinstance(retry_on, tuple) or not isinstance(discard_on, tuple):
+            raise InvalidTask(f"{task.module_path}: retry_on and discard_on must be tuples")
+        return built
 
     def check(self, **kwargs: Any) -> list[CheckMessage]:
         """System-check errors for this backend; never touches the database."""
@@ -221,23 +226,6 @@ class JobsBackend(BaseTaskBackend):
 
     # -- enqueue -------------------------------------------------------------
 
-    def _new_job(self, task: Task[..., Any], args: Any, kwargs: Any) -> NewJob:
-        check_binding(task.module_path, task.func, args, kwargs, takes_context=task.takes_context)
-        args_json, kwargs_json = _encode_arguments(task.module_path, args, kwargs)
-        max_attempts = getattr(task, "max_attempts", None) or self.default_max_attempts
-        timeout = getattr(task, "timeout", None) or self.default_timeout
-        return NewJob(
-            task_name=task.module_path,
-            queue_name=task.queue_name,
-            priority=task.priority,
-            args_json=args_json,
-            kwargs_json=kwargs_json,
-            max_attempts=int(max_attempts or jobs_settings.DEFAULT_MAX_ATTEMPTS),
-            timeout=float(timeout or jobs_settings.DEFAULT_TIMEOUT),
-            run_after=task.run_after,
-            idempotency_key=getattr(task, "idempotency_key", None),
-        )
-
     def enqueue(self, task: Task[P, R], args: Any, kwargs: Any) -> TaskResult[P, R]:
         """Store a job in the caller's transaction; ``task_enqueued`` fires on commit."""
         # The engine imports the models; django.tasks may load this backend while
@@ -245,8 +233,10 @@ class JobsBackend(BaseTaskBackend):
         from django_jobs.engine import get_engine
 
         self._ensure_configured()
-        self.validate_task(task)  # again: QUEUES may have changed since the definition
-        row = self._new_job(task, args, kwargs)
+        super().validate_task(task)  # again: QUEUES may have changed since the definition
+        jobs_task = self._jobs_task(task)
+        register_django_task(task)
+        row = jobs_task.new_job(args, kwargs)
         # The insert says whether it created the job: with an idempotency key
         # held by an active job (even one committed a moment ago by a concurrent
         # enqueue) that job comes back, and task_enqueued is not sent again.

@@ -13,6 +13,7 @@ active.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -24,51 +25,71 @@ from django_jobs.exceptions import Discard, Retry, describe_exception, exception
 from django_jobs.outbox.publishers import Publisher, get_publisher, get_publishers
 from django_jobs.outbox.subscribers import dispatch_key, subscribers_for
 from django_jobs.rows import Event, NewJob
-from django_jobs.tasks import task
+from django_jobs.tasks import RowOptions, Task, task
 
 logger = logging.getLogger("django_jobs.outbox")
 
 DELIVERY_TASK = "django_jobs.outbox.delivery.deliver"
 
 
-def delivery_job(publisher: Publisher, event: Event, event_json: str | None = None) -> NewJob:
-    """The job delivering ``event`` to ``publisher``."""
-    return NewJob(
-        task_name=DELIVERY_TASK,
-        queue_name=publisher.queue_name or deliver.effective_queue,
+# Publisher name -> (publisher, the deliver task with its options): built and
+# validated once per publisher, not per job (the relay plans thousands a second).
+# Settings changes build new Publisher objects, so the identity check rebuilds.
+_delivery_tasks: dict[str, tuple[Publisher, Task[..., None]]] = {}
+
+
+def delivery_task(publisher: Publisher) -> Task[..., None]:
+    """:func:`deliver` with ``publisher``'s queue, priority, attempts and timeout."""
+    found = _delivery_tasks.get(publisher.name)
+    if found is not None and found[0] is publisher:
+        return found[1]
+    configured = dataclasses.replace(
+        deliver,
+        queue_name=publisher.queue_name or deliver.queue_name,
         priority=publisher.priority,
-        args_json=f"[{encode(publisher.name)},{event_json or encode(event.as_dict())}]",
-        kwargs_json="{}",
         max_attempts=publisher.max_attempts,
         # The attempt's own timeout is the publisher's; the margin covers connecting.
         timeout=publisher.timeout * 2 + 5,
-        run_after=None,
-        idempotency_key=dispatch_key(event.id, f"publisher:{publisher.name}"),
+    )
+    _delivery_tasks[publisher.name] = (publisher, configured)
+    return configured
+
+
+def delivery_job(
+    publisher: Publisher,
+    event: Event,
+    event_json: str | None = None,
+    options: RowOptions | None = None,
+) -> NewJob:
+    """The job delivering ``event`` to ``publisher``; ``options``: its delivery
+    task's ``row_options()``, when the caller resolved them for a batch."""
+    return delivery_task(publisher).encoded_job(
+        f"[{encode(publisher.name)},{event_json or encode(event.as_dict())}]",
+        "{}",
+        dispatch_key(event.id, f"publisher:{publisher.name}"),
+        options,
     )
 
 
 def plan_jobs(events: Sequence[Event]) -> list[NewJob]:
     """The jobs for a batch of events, in event order (the relay's Planner)."""
-    publishers = list(get_publishers().values())
+    # Row options (settings' defaults filled in) resolved once per batch, not per row.
+    publishers = [(pub, delivery_task(pub).row_options()) for pub in get_publishers().values()]
+    resolved: dict[str, RowOptions] = {}
     rows: list[NewJob] = []
     for event in events:
         event_json = encode(event.as_dict())
         for sub in subscribers_for(event.topic):
-            rows.append(
-                NewJob(
-                    task_name=sub.name,
-                    queue_name=sub.effective_queue,
-                    priority=sub.priority,
-                    args_json=f"[{event_json}]",
-                    kwargs_json="{}",
-                    max_attempts=sub.effective_max_attempts,
-                    timeout=sub.effective_timeout,
-                    run_after=None,
-                    idempotency_key=dispatch_key(event.id, sub.name),
-                )
-            )
+            options = resolved.get(sub.name)
+            if options is None:
+                options = resolved[sub.name] = sub.row_options()
+            # The event is the subscriber's one argument: it binds, and it is JSON already.
+            key = dispatch_key(event.id, sub.name)
+            rows.append(sub.encoded_job(f"[{event_json}]", "{}", key, options))
         rows.extend(
-            delivery_job(pub, event, event_json) for pub in publishers if pub.accepts(event.topic)
+            delivery_job(pub, event, event_json, pub_options)
+            for pub, pub_options in publishers
+            if pub.accepts(event.topic)
         )
     return rows
 

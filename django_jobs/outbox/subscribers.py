@@ -15,9 +15,10 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from django_jobs.options import MAX_KEY_LENGTH
 from django_jobs.outbox.events import topic_matches, validate_pattern
 from django_jobs.rows import Event
-from django_jobs.tasks import MAX_KEY_LENGTH, Task, task
+from django_jobs.tasks import Task, task
 
 R = TypeVar("R")
 

@@ -33,9 +33,9 @@ from django.utils.module_loading import import_string
 from django_jobs.backoff import BACKOFF_NAMES, BackoffSpec, compute_delay
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import exception_message
+from django_jobs.options import validate_priority, validate_queue_name
 from django_jobs.outbox.events import topic_matches, validate_pattern
 from django_jobs.rows import Event
-from django_jobs.tasks import validate_priority, validate_queue_name
 
 BACKENDS = {
     "webhook": "django_jobs.outbox.publishers.webhook.WebhookPublisher",

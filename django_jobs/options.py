@@ -1,0 +1,260 @@
+"""Job options: what ``@task``, ``Task.using()`` and the ``django.tasks`` backend accept.
+
+:class:`JobOptions` is a frozen dataclass with one field per option and one
+validation, in ``__post_init__``, so every way of making options checks them
+the same way and ``dataclasses.replace`` (``using()``) checks them again for
+free, as Django's ``django/tasks/base.py`` does. :class:`~django_jobs.tasks.Task`
+is a JobOptions plus the function, so a task's options are its attributes
+(``send_welcome.priority``). Which call accepts an option (``@task``,
+``using()``, or both) is field metadata; the accepted names are derived from
+the fields (:data:`TASK_OPTIONS`, :data:`ENQUEUE_OPTIONS`).
+
+Adding an option:
+
+1. A field here, ``name: type = option(default, validate_name, decorator=...,
+   using=...)``, and its validator: it takes the value and returns it
+   (normalised if need be) or raises ``InvalidJobOptions`` naming the option.
+   Defaults are not validated: keep them valid, or None for "unset".
+2. Its keyword in the typed signatures: ``task()``'s overload and/or
+   ``Task.using()`` (``tests/unit/test_options.py`` checks they match the
+   fields); for ``django.tasks`` tasks, a field on ``backend.JobsTask`` and a
+   line in ``JobsBackend._jobs_task``.
+3. If it is stored on the job: a field on ``rows.NewJob``, filled in
+   ``Task.encoded_job`` (the one place rows are built), and its column in the
+   engine's insert.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from django.db import DEFAULT_DB_ALIAS
+from django.utils import timezone
+
+from django_jobs.backoff import BACKOFF_NAMES, BackoffSpec
+from django_jobs.codec import unstorable_text
+from django_jobs.conf import jobs_settings
+from django_jobs.exceptions import InvalidJobOptions
+
+__all__ = ["ENQUEUE_OPTIONS", "TASK_OPTIONS", "JobOptions"]
+
+T = TypeVar("T")
+
+MIN_PRIORITY = -100
+MAX_PRIORITY = 100
+MAX_QUEUE_LENGTH = 100
+MAX_KEY_LENGTH = 255
+
+
+# -- validators: each returns the value (normalised) or raises InvalidJobOptions --
+
+
+def validate_priority(priority: Any) -> int:
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise InvalidJobOptions(f"priority must be an integer, got {priority!r}")
+    if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        raise InvalidJobOptions(
+            f"priority must be between {MIN_PRIORITY} and {MAX_PRIORITY}, got {priority}"
+        )
+    return priority
+
+
+def validate_queue_name(queue_name: Any) -> str:
+    if not isinstance(queue_name, str) or not queue_name.strip():
+        raise InvalidJobOptions(f"queue_name must be a non-empty string, got {queue_name!r}")
+    if len(queue_name) > MAX_QUEUE_LENGTH:
+        raise InvalidJobOptions(f"queue_name is longer than {MAX_QUEUE_LENGTH} characters")
+    reason = unstorable_text(queue_name)
+    if reason is not None:
+        raise InvalidJobOptions(f"queue_name {queue_name!r} {reason}")
+    return queue_name
+
+
+def validate_idempotency_key(key: Any) -> str:
+    if not isinstance(key, str) or not key:
+        raise InvalidJobOptions(f"idempotency_key must be a non-empty string, got {key!r}")
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidJobOptions(f"idempotency_key is longer than {MAX_KEY_LENGTH} characters")
+    reason = unstorable_text(key)
+    if reason is not None:
+        raise InvalidJobOptions(f"idempotency_key {key!r} {reason}")
+    return key
+
+
+def validate_run_after(run_after: Any) -> datetime | timedelta | None:
+    if run_after is None:
+        return None
+    if isinstance(run_after, timedelta):
+        try:
+            timezone.now() + run_after
+        except OverflowError:
+            raise InvalidJobOptions(
+                f"run_after {run_after!r} is out of range: from now it lands outside "
+                "the years 1 to 9999"
+            ) from None
+        return run_after
+    if isinstance(run_after, datetime):
+        if timezone.is_naive(run_after):
+            raise InvalidJobOptions(
+                f"run_after must be an aware datetime (got naive {run_after.isoformat()}); "
+                "use django.utils.timezone.now() or a timedelta"
+            )
+        try:
+            run_after.astimezone(UTC)  # how the database stores it
+        except OverflowError:
+            raise InvalidJobOptions(
+                f"run_after {run_after.isoformat()} is out of range: in UTC it lands outside "
+                "the years 1 to 9999"
+            ) from None
+        return run_after
+    raise InvalidJobOptions(f"run_after must be a datetime or timedelta, got {run_after!r}")
+
+
+def positive_number_problem(value: Any, *, integer: bool) -> str | None:
+    """What is wrong with ``value`` as a positive integer (``integer``) or a
+    positive finite number of seconds ("must be ..."), or None (also for None).
+    The backend's OPTIONS['MAX_ATTEMPTS'] / ['TIMEOUT'] report it as is."""
+    kinds = (int,) if integer else (int, float)
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, kinds)
+        or value <= 0
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
+        kind = "a positive integer" if integer else "a positive number of seconds"
+        return f"must be {kind}, got {value!r}"
+    return None
+
+
+def validate_max_attempts(value: Any) -> int | None:
+    problem = positive_number_problem(value, integer=True)
+    if problem is not None:
+        raise InvalidJobOptions(f"max_attempts {problem}")
+    return value  # type: ignore[no-any-return]
+
+
+def validate_timeout(value: Any) -> float | None:
+    problem = positive_number_problem(value, integer=False)
+    if problem is not None:
+        raise InvalidJobOptions(f"timeout {problem}")
+    return value  # type: ignore[no-any-return]
+
+
+def validate_backoff(backoff: Any) -> BackoffSpec | None:
+    if backoff is None or callable(backoff) or backoff in BACKOFF_NAMES:
+        return backoff  # type: ignore[no-any-return]
+    raise InvalidJobOptions(
+        f"backoff must be one of {', '.join(BACKOFF_NAMES)} or a callable, got {backoff!r}"
+    )
+
+
+def _exception_classes(name: str, value: Any) -> tuple[type[BaseException], ...]:
+    if isinstance(value, type):
+        value = (value,)
+    classes: tuple[type[BaseException], ...] = tuple(value or ())
+    for item in classes:
+        if not (isinstance(item, type) and issubclass(item, BaseException)):
+            raise InvalidJobOptions(f"{name} must contain exception classes, got {item!r}")
+    return classes
+
+
+def validate_retry_on(value: Any) -> tuple[type[BaseException], ...]:
+    return _exception_classes("retry_on", value)
+
+
+def validate_discard_on(value: Any) -> tuple[type[BaseException], ...]:
+    return _exception_classes("discard_on", value)
+
+
+# -- the options -------------------------------------------------------------------
+
+
+def option(
+    default: T,
+    validate: Callable[[Any], Any] | None,
+    *,
+    decorator: bool = False,
+    using: bool = False,
+) -> T:
+    """A :class:`JobOptions` field: ``validate`` checks any value but the
+    default (valid, or None: unset); ``decorator`` / ``using``: ``@task(...)`` /
+    ``using()`` accept it."""
+    metadata = {"validate": validate, "decorator": decorator, "using": using}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class JobOptions:
+    """The options of a task and of one enqueue, validated when made.
+
+    ``None`` means the ``DJANGO_JOBS`` setting's default, read at enqueue
+    (``effective_*``). Building one with a bad value raises
+    ``InvalidJobOptions`` naming the option; ``dataclasses.replace`` (so
+    ``Task.using()``) validates the copy again.
+    """
+
+    queue_name: str | None = option(None, validate_queue_name, decorator=True, using=True)
+    priority: int = option(0, validate_priority, decorator=True, using=True)
+    max_attempts: int | None = option(None, validate_max_attempts, decorator=True)
+    # option() returns a dataclasses.field (ruff only knows field() itself).
+    backoff: BackoffSpec | None = option(None, validate_backoff, decorator=True)  # noqa: RUF009
+    timeout: float | None = option(None, validate_timeout, decorator=True)  # seconds
+    atomic: bool = option(False, bool, decorator=True)
+    retry_on: tuple[type[BaseException], ...] = option((), validate_retry_on, decorator=True)
+    discard_on: tuple[type[BaseException], ...] = option((), validate_discard_on, decorator=True)
+    # Per enqueue only (using()): a key fixed at definition time would make
+    # every enqueue after the first a no-op; a fixed datetime soon lies in the past.
+    run_after: datetime | timedelta | None = option(None, validate_run_after, using=True)  # noqa: RUF009
+    idempotency_key: str | None = option(None, validate_idempotency_key, using=True)
+    database: str = option(DEFAULT_DB_ALIAS, None, using=True)
+
+    def __post_init__(self) -> None:
+        for name, validate, default in _CHECKS:
+            value = getattr(self, name)
+            if value is not default:
+                checked = validate(value)
+                if checked is not value:
+                    object.__setattr__(self, name, checked)
+
+    @property
+    def effective_queue(self) -> str:
+        return self.queue_name or jobs_settings.DEFAULT_QUEUE
+
+    @property
+    def effective_max_attempts(self) -> int:
+        return self.max_attempts or int(jobs_settings.DEFAULT_MAX_ATTEMPTS)
+
+    @property
+    def effective_timeout(self) -> float:
+        return float(self.timeout or jobs_settings.DEFAULT_TIMEOUT)
+
+    @property
+    def effective_backoff(self) -> BackoffSpec:
+        spec: BackoffSpec = self.backoff or jobs_settings.DEFAULT_BACKOFF
+        return spec
+
+
+_FIELDS = dataclasses.fields(JobOptions)
+# (name, validator, default) of each validated field, in declaration order.
+_CHECKS = tuple(
+    (f.name, f.metadata["validate"], f.default) for f in _FIELDS if f.metadata["validate"]
+)
+# Options accepted by @task(...) and by using(); anything else is a TypeError.
+TASK_OPTIONS = frozenset(f.name for f in _FIELDS if f.metadata["decorator"])
+ENQUEUE_OPTIONS = frozenset(f.name for f in _FIELDS if f.metadata["using"])
+
+
+def reject_unknown_options(options: Mapping[str, Any]) -> None:
+    """TypeError naming the keywords of ``@task(...)`` that are not options."""
+    unknown = set(options) - TASK_OPTIONS
+    if unknown:
+        raise TypeError(
+            f"@task got unknown option(s) {', '.join(sorted(unknown))}; "
+            f"valid options: {', '.join(sorted(TASK_OPTIONS))}"
+        )
