@@ -13,10 +13,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar, overload
 
+from django.apps import apps
 from django.utils import timezone
 
 from django_jobs.backoff import BackoffSpec
@@ -29,6 +31,8 @@ from django_jobs.rows import NewJob
 if TYPE_CHECKING:
     from django_jobs.models import Job
 
+logger = logging.getLogger("django_jobs.tasks")
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -39,6 +43,13 @@ MAX_NAME_LENGTH = 255
 # in this registry and those its resolvers know, and nothing else: a job row
 # naming any other callable is dead-lettered, its module never imported.
 registry: dict[str, Task[Any, Any]] = {}
+
+# Names of tasks defined after Django's setup finished (a module imported by the
+# URLconf or a view, say). A worker process runs only the setup, so it never
+# defines them: their jobs would be dead-lettered as not registered. Enqueueing
+# one logs a warning, once per name.
+defined_after_setup: set[str] = set()
+_warned_after_setup: set[str] = set()
 
 NOT_REGISTERED_HINT = (
     "only functions decorated with @django_jobs.task or @subscriber, and django.tasks "
@@ -238,6 +249,8 @@ class Task(JobOptions, Generic[P, R]):
         resolved them once for many rows.
         """
         where, key = self.name, self.idempotency_key
+        if defined_after_setup and self.name in defined_after_setup:
+            warn_defined_after_setup(self.name)
         if index is not None:
             where = f"{self.name}: enqueue_many item {index}"
             if key:
@@ -320,7 +333,33 @@ def _make_task(func: Callable[P, R], options: dict[str, Any]) -> Task[P, R]:
     _signature(func)  # computed now, once, for check_binding at each enqueue
     created: Task[P, R] = Task(func=func, name=name, **options)
     registry[name] = created
+    note_definition(name)
     return created
+
+
+def note_definition(name: str) -> None:
+    """Record a task defined once Django's setup has finished (see ``defined_after_setup``)."""
+    if apps.ready:
+        defined_after_setup.add(name)
+    else:
+        defined_after_setup.discard(name)
+
+
+def warn_defined_after_setup(name: str) -> None:
+    """Warn, once per task, that workers will not know the task ``name``."""
+    if name in _warned_after_setup:
+        return
+    _warned_after_setup.add(name)
+    module = name.rpartition(".")[0]
+    logger.warning(
+        "task %s is defined in %s, which is imported after Django's setup (by a URLconf or "
+        "view?): workers do not import it and will dead-letter its jobs as not registered. "
+        "Define the task in an installed app's tasks.py or add %r to "
+        "DJANGO_JOBS['TASK_MODULES'].",
+        name,
+        module,
+        module,
+    )
 
 
 @overload

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.tasks import Task as DjangoTask
 
-from django_jobs.tasks import Task
+from django_jobs.tasks import Task, note_definition
 
 # Dotted path -> ``django.tasks`` Task of a django_jobs backend.
 django_task_registry: dict[str, DjangoTask[..., Any]] = {}
@@ -29,6 +29,7 @@ def register_django_task(django_task: DjangoTask[..., Any]) -> None:
     found = django_task_registry.get(name)
     if found is None or found.func is not django_task.func:
         django_task_registry[name] = django_task
+        note_definition(name)
 
 
 def runnable_django_task(name: str) -> Task[..., Any] | None:
