@@ -1,32 +1,30 @@
-"""PostgreSQL engine: the hot path in raw SQL, everything else from the
-generic ORM engine.
+"""PostgreSQL engine: the hot path in raw SQL; the rest (workers, operator
+actions, dead-letter retries) is inherited from the ORM engine, ``generic``.
 
 Every statement is a named constant with a comment saying why it is safe
-under concurrency. Parameters are always bound, never formatted in.
+under concurrency. Parameters (the NOTIFY channel too) are always bound,
+never formatted in; the connection plumbing is in ``pg``.
 """
 
 from __future__ import annotations
 
 import select
 import uuid
-import weakref
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Self
+from typing import Any
 
 import psycopg
 from django.db import transaction
 
 from django_jobs.codec import from_jsonb
-from django_jobs.conf import jobs_settings
 from django_jobs.engine.base import LOST_WORKER_MESSAGE, LOST_WORKER_REASON, logger
 from django_jobs.engine.generic import GenericEngine
 from django_jobs.engine.instances import builder, new_job_model
+from django_jobs.engine.pg import JOBS_CHANNEL, hot_cursor, notify_enabled
 from django_jobs.models import Job
 from django_jobs.rows import ClaimedJob, Completion, Inserted, NewJob, RecoveryReport
 from django_jobs.status import JobStatus
-
-NOTIFY_CHANNEL = "django_jobs"
 
 # Insert a batch of jobs in input order (ORDER BY ord; ids come from one
 # sequence, so they increase in that order). A row whose idempotency key is
@@ -35,7 +33,8 @@ NOTIFY_CHANNEL = "django_jobs"
 # it, so two concurrent enqueues can never both insert. RETURNING lists only
 # the rows inserted (a skipped row returns nothing): that is how the caller
 # tells created from existing jobs; it looks the skipped keys up afterwards.
-# When %(notify)s, each due job's queue is sent to the NOTIFY channel;
+# When %(notify)s, each due job's queue is sent to the NOTIFY channel
+# %(channel)s (pg.JOBS_CHANNEL, bound like every parameter);
 # PostgreSQL delivers it on commit (never for a rollback) and folds identical
 # notifications of one transaction into one.
 INSERT_JOBS = """
@@ -59,7 +58,7 @@ ON CONFLICT (idempotency_key) WHERE status IN ('READY', 'RUNNING')
     AND idempotency_key IS NOT NULL DO NOTHING
 RETURNING id, run_after, enqueued_at, idempotency_key,
     CASE WHEN %(notify)s AND run_after <= now()
-         THEN pg_notify('django_jobs', queue_name) END
+         THEN pg_notify(%(channel)s, queue_name) END
 """
 
 # Same for one job without an idempotency key: the common case, without the
@@ -74,7 +73,7 @@ INSERT INTO django_jobs_job (
     '[]'::jsonb, '{}'::jsonb, now()
 )
 RETURNING id, run_after, enqueued_at,
-    CASE WHEN %(notify)s AND run_after <= now() THEN pg_notify('django_jobs', queue_name) END
+    CASE WHEN %(notify)s AND run_after <= now() THEN pg_notify(%(channel)s, queue_name) END
 """
 
 # The active job holding each idempotency key (read after ON CONFLICT skipped
@@ -229,7 +228,7 @@ SET status = 'READY', attempts = job.attempts - 1,
     lease_expires_at = NULL, worker_id = NULL, claim_token = NULL
 FROM unnest(%s::bigint[], %s::uuid[]) AS held(id, claim_token)
 WHERE job.id = held.id AND job.claim_token = held.claim_token AND job.status = 'RUNNING'
-RETURNING job.id, CASE WHEN %s THEN pg_notify('django_jobs', job.queue_name) END
+RETURNING job.id, CASE WHEN %s THEN pg_notify(%s, job.queue_name) END
 """
 
 # Recover RUNNING jobs whose lease expired: their worker stopped renewing it
@@ -279,7 +278,7 @@ WITH expired AS MATERIALIZED (
     WHERE status = 'FAILED'
 )
 SELECT id, task_name, status, attempts, max_attempts, worker_id,
-    CASE WHEN %(notify)s AND status = 'READY' THEN pg_notify('django_jobs', queue_name) END
+    CASE WHEN %(notify)s AND status = 'READY' THEN pg_notify(%(channel)s, queue_name) END
 FROM recovered
 """
 
@@ -302,71 +301,19 @@ WHERE job.id = doomed.id
 """
 
 
-_EXPLICIT_PREPARE_ONLY = 2**62
-
-
-# Runs of each hot statement per connection, to prepare it on its second run.
-# Not psycopg's own prepare_threshold=2: that is per connection, and would also
-# prepare the project's queries on a server-side-binding connection.
-_statement_runs: weakref.WeakKeyDictionary[psycopg.Connection[Any], dict[str, int]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-class _PreparedCursor(psycopg.Cursor[Any]):
-    """Server-side binding; each statement prepared on its second run on a
-    connection. The worker runs the same few statements thousands of times per
-    connection; a web request with CONN_MAX_AGE=0 enqueues on a fresh
-    connection and would pay preparing's extra round trip for nothing."""
-
-    def execute(
-        self,
-        query: Any,
-        params: Any = None,
-        *,
-        prepare: bool | None = None,
-        binary: bool | None = None,
-    ) -> Self:
-        if prepare is None:
-            runs = _statement_runs.setdefault(self.connection, {})
-            count = runs.get(query, 0)
-            if count < 2:
-                runs[query] = count + 1
-            prepare = count >= 1
-        return super().execute(query, params, prepare=prepare, binary=binary)
-
-
 class PostgresEngine(GenericEngine):
     supports_notify = True
 
-    def _hot_cursor(self) -> Any:
-        """A cursor for the hot path: Django's wrapper (errors, query logging,
-        thread checks) around a prepared-statement psycopg cursor, unless
-        PREPARED_STATEMENTS is off (PgBouncer in transaction mode before 1.22)."""
-        conn = self.connection
-        if not jobs_settings.PREPARED_STATEMENTS:
-            return conn.cursor()
-        conn.close_if_health_check_failed()
-        conn.ensure_connection()
-        raw = conn.connection
-        if raw.prepare_threshold is None:
-            # Django turns psycopg's preparing off (prepare_threshold=None), which
-            # also ignores prepare=True. A threshold no statement reaches prepares
-            # exactly the statements that ask for it: ours, not the project's.
-            raw.prepare_threshold = _EXPLICIT_PREPARE_ONLY
-        with conn.wrap_database_errors:
-            return conn._prepare_cursor(_PreparedCursor(raw))
-
     @property
     def notify_enabled(self) -> bool:
-        return bool(jobs_settings.USE_NOTIFY)
+        return notify_enabled()
 
     # -- enqueue ---------------------------------------------------------
 
     def insert_jobs(self, rows: Sequence[NewJob]) -> list[Inserted]:
         if len(rows) == 1 and rows[0].idempotency_key is None:
             return [Inserted(self._insert_one(rows[0]), created=True)]
-        with transaction.atomic(using=self.alias), self._hot_cursor() as cursor:
+        with transaction.atomic(using=self.alias), hot_cursor(self.connection) as cursor:
             cursor.execute(
                 INSERT_JOBS,
                 {
@@ -380,6 +327,7 @@ class PostgresEngine(GenericEngine):
                     "timeout": [r.timeout for r in rows],
                     "idempotency_key": [r.idempotency_key for r in rows],
                     "notify": self.notify_enabled,
+                    "channel": JOBS_CHANNEL,
                 },
             )
             # RETURNING yields exactly the rows this statement inserted: ON
@@ -430,7 +378,7 @@ class PostgresEngine(GenericEngine):
         return [result for result in results if result is not None]
 
     def _insert_one(self, row: NewJob) -> Job:
-        with self._hot_cursor() as cursor:
+        with hot_cursor(self.connection) as cursor:
             cursor.execute(
                 INSERT_ONE_JOB,
                 {
@@ -443,6 +391,7 @@ class PostgresEngine(GenericEngine):
                     "max_attempts": row.max_attempts,
                     "timeout": row.timeout,
                     "notify": self.notify_enabled,
+                    "channel": JOBS_CHANNEL,
                 },
             )
             job_id, run_after, enqueued_at, _ = cursor.fetchone()
@@ -462,7 +411,7 @@ class PostgresEngine(GenericEngine):
             statement, params["queues"] = CLAIM_JOBS_IN_QUEUES, list(queues)
         else:
             statement = CLAIM_JOBS_ALL_QUEUES
-        with self._hot_cursor() as cursor:
+        with hot_cursor(self.connection) as cursor:
             cursor.execute(statement, params)
             rows = cursor.fetchall()
         return self._claimed(rows, worker_id)
@@ -517,7 +466,7 @@ class PostgresEngine(GenericEngine):
             statement, params["queues"] = COMPLETE_AND_CLAIM_IN_QUEUES, list(queues)
         else:
             statement = COMPLETE_AND_CLAIM_ALL_QUEUES
-        with self._hot_cursor() as cursor:
+        with hot_cursor(self.connection) as cursor:
             cursor.execute(statement, params)
             rows = cursor.fetchall()
         done = {row[1] for row in rows if not row[0]}
@@ -527,7 +476,7 @@ class PostgresEngine(GenericEngine):
     def complete_jobs(self, completions: Sequence[Completion]) -> set[int]:
         if not completions:
             return set()
-        with self._hot_cursor() as cursor:
+        with hot_cursor(self.connection) as cursor:
             cursor.execute(
                 COMPLETE_JOBS,
                 [
@@ -544,7 +493,12 @@ class PostgresEngine(GenericEngine):
         with self.connection.cursor() as cursor:
             cursor.execute(
                 RELEASE_JOBS,
-                [[j.id for j in jobs], [j.claim_token for j in jobs], self.notify_enabled],
+                [
+                    [j.id for j in jobs],
+                    [j.claim_token for j in jobs],
+                    self.notify_enabled,
+                    JOBS_CHANNEL,
+                ],
             )
             return len(cursor.fetchall())
 
@@ -573,6 +527,7 @@ class PostgresEngine(GenericEngine):
                         "{max_attempts}", "%s"
                     ),
                     "notify": self.notify_enabled,
+                    "channel": JOBS_CHANNEL,
                 },
             )
             rows = cursor.fetchall()
