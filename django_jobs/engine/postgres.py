@@ -8,6 +8,7 @@ never formatted in; the connection plumbing is in ``pg``.
 
 from __future__ import annotations
 
+import logging
 import select
 import uuid
 from collections.abc import Sequence
@@ -16,15 +17,18 @@ from typing import Any
 
 import psycopg
 from django.db import transaction
+from django.db.models import QuerySet
 
 from django_jobs.codec import from_jsonb
-from django_jobs.engine.base import LOST_WORKER_MESSAGE, LOST_WORKER_REASON, logger
+from django_jobs.engine.base import LOST_WORKER_MESSAGE, LOST_WORKER_REASON
 from django_jobs.engine.generic import GenericEngine
 from django_jobs.engine.instances import builder, new_job_model
 from django_jobs.engine.pg import JOBS_CHANNEL, hot_cursor, notify_enabled
 from django_jobs.models import Job
 from django_jobs.rows import ClaimedJob, Completion, Inserted, NewJob, RecoveryReport
 from django_jobs.status import JobStatus
+
+logger = logging.getLogger("django_jobs.engine")
 
 # Insert a batch of jobs in input order (ORDER BY ord; ids come from one
 # sequence, so they increase in that order). A row whose idempotency key is
@@ -301,8 +305,19 @@ WHERE job.id = doomed.id
 """
 
 
+# The planner's estimate of the rows an ORM query returns, without running it:
+# EXPLAIN before the ORM's own SELECT, whose parameters stay bound. Read-only
+# and takes no row locks (no ANALYZE), so safe beside any writer.
+EXPLAIN_ROWS_PREFIX = "EXPLAIN (FORMAT JSON) "
+
+
 class PostgresEngine(GenericEngine):
+    """Raw SQL for enqueue, the worker's hot path, recovery and pruning; the
+    rest (workers, operator actions, dead-letter retries, admin name lists) is
+    inherited from :class:`GenericEngine`, whose ORM queries are as good here."""
+
     supports_notify = True
+    estimates_rows = True
 
     @property
     def notify_enabled(self) -> bool:
@@ -579,3 +594,10 @@ class PostgresEngine(GenericEngine):
                 self.connection.close()
                 return
         super().drop_stale_connection()
+
+    def estimate_rows(self, queryset: QuerySet[Any]) -> int:
+        sql, params = queryset.order_by().query.sql_with_params()
+        with self.connection.cursor() as cursor:
+            cursor.execute(EXPLAIN_ROWS_PREFIX + sql, params)
+            plan: Any = from_jsonb(cursor.fetchone()[0])
+        return int(plan[0]["Plan"]["Plan Rows"])
