@@ -36,34 +36,6 @@ from django_jobs.rows import (
     WorkerInfo,
 )
 
-# The columns a claim reads, written once: PostgreSQL's RETURNING list, the
-# NULL padding of its combined complete-and-claim statement and its row ->
-# ClaimedJob mapping are built from this tuple, and the ORM engine reads the
-# same columns (plus worker_id, which the SQL engine knows without reading).
-# Every ClaimedJob field but worker_id and database (tests/unit/test_pg_statements.py).
-# ``id`` comes first: the combined statement's completion rows carry it there.
-CLAIMED_COLUMNS: tuple[str, ...] = (
-    "id",
-    "task_name",
-    "queue_name",
-    "priority",
-    "args",
-    "kwargs",
-    "attempts",
-    "max_attempts",
-    "timeout",
-    "claim_token",
-    "run_after",
-    "enqueued_at",
-    "started_at",
-    "idempotency_key",
-    "meta",
-    "last_attempted_at",
-    "requested_run_after",
-)
-# The jsonb ones among them (a raw cursor returns them as text).
-CLAIMED_JSON_COLUMNS = frozenset({"args", "kwargs", "meta"})
-
 # Texts of recovery, shared by every engine (PostgreSQL formats them in SQL).
 LOST_WORKER_MESSAGE = (
     "worker {worker} stopped renewing its lease (killed, crashed, paused or cut off "

@@ -25,13 +25,13 @@ from django.utils import timezone
 
 from django_jobs import signals
 from django_jobs.engine.base import (
-    CLAIMED_COLUMNS,
     LOST_WORKER_MESSAGE,
     LOST_WORKER_REASON,
     Engine,
     NameColumn,
     NamedTable,
 )
+from django_jobs.engine.claimed import CLAIMED_COLUMNS
 from django_jobs.engine.instances import new_job_model
 from django_jobs.models import DeadLetter, Job, JobQuerySet, Worker
 from django_jobs.rows import (

@@ -21,6 +21,13 @@ from django.db.models import QuerySet
 
 from django_jobs.codec import from_jsonb
 from django_jobs.engine.base import LOST_WORKER_MESSAGE, LOST_WORKER_REASON
+from django_jobs.engine.claimed import (
+    NULL_PADDING,
+    RETURNING_CLAIMED,
+    claimed_from_flagged_rows,
+    claimed_from_rows,
+    in_claim_order,
+)
 from django_jobs.engine.generic import GenericEngine
 from django_jobs.engine.instances import builder, new_job_model
 from django_jobs.engine.pg import JOBS_CHANNEL, hot_cursor, notify_enabled
@@ -90,8 +97,9 @@ FROM django_jobs_job
 WHERE idempotency_key = ANY(%s) AND status IN ('READY', 'RUNNING')
 """
 
-# started_at is the run's start (its first attempt's), last_attempted_at this attempt's.
-_CLAIM_SET_AND_RETURN = """
+# started_at is the run's start (its first attempt's), last_attempted_at this
+# attempt's. RETURNING lists claimed.CLAIMED_COLUMNS (constants, not input).
+_CLAIM_SET_AND_RETURN = f"""
 UPDATE django_jobs_job AS job
 SET status = 'RUNNING',
     attempts = job.attempts + 1,
@@ -102,10 +110,7 @@ SET status = 'RUNNING',
     lease_expires_at = now() + %(lease)s * interval '1 second'
 FROM candidates
 WHERE job.id = candidates.id
-RETURNING job.id, job.task_name, job.queue_name, job.priority, job.args, job.kwargs,
-    job.attempts, job.max_attempts, job.timeout, job.claim_token, job.run_after,
-    job.enqueued_at, job.started_at, job.idempotency_key, job.meta, job.last_attempted_at,
-    job.requested_run_after
+RETURNING {RETURNING_CLAIMED}
 """
 
 # Claim up to %(limit)s due jobs of every queue in one statement. FOR UPDATE
@@ -158,7 +163,8 @@ RETURNING job.id
 # new ones (exactly like CLAIM_JOBS_*). The two data-modifying CTEs touch
 # disjoint rows (RUNNING ones we own vs READY ones), so running them in one
 # snapshot is safe; both commit or neither does. Claimed rows come first with
-# is_claim true, then one row per acknowledged id with is_claim false.
+# is_claim true, then one row per acknowledged id with is_claim false: its id
+# where a claim has ``id`` (CLAIMED_COLUMNS' first), NULL for the other columns.
 _COMPLETE_CTE = """
 done AS (
     UPDATE django_jobs_job AS job
@@ -182,8 +188,9 @@ _CLAIMED_THEN_DONE = (
     + """)
 SELECT true AS is_claim, claimed.* FROM claimed
 UNION ALL
-SELECT false, done.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       NULL, NULL, NULL, NULL
+SELECT false, done.id"""
+    + NULL_PADDING
+    + """
 FROM done
 """
 )
@@ -432,32 +439,13 @@ class PostgresEngine(GenericEngine):
         return self._claimed(rows, worker_id)
 
     def _claimed(self, rows: Sequence[Sequence[Any]], worker_id: uuid.UUID) -> list[ClaimedJob]:
-        claimed = [
-            ClaimedJob(
-                id=r[0],
-                task_name=r[1],
-                queue_name=r[2],
-                priority=r[3],
-                args=from_jsonb(r[4]),
-                kwargs=from_jsonb(r[5]),
-                attempts=r[6],
-                max_attempts=r[7],
-                timeout=r[8],
-                claim_token=r[9],
-                worker_id=worker_id,
-                run_after=r[10],
-                enqueued_at=r[11],
-                started_at=r[12],
-                idempotency_key=r[13],
-                meta=from_jsonb(r[14]),
-                database=self.alias,
-                last_attempted_at=r[15],
-                requested_run_after=r[16],
-            )
-            for r in rows
-        ]
-        claimed.sort(key=lambda job: (-job.priority, job.run_after, job.id))
-        return claimed
+        return in_claim_order(claimed_from_rows(rows, worker_id, self.alias))
+
+    def _claimed_combined(
+        self, rows: Sequence[Sequence[Any]], worker_id: uuid.UUID
+    ) -> list[ClaimedJob]:
+        """The claims among COMPLETE_AND_CLAIM_* rows (is_claim true, then the columns)."""
+        return in_claim_order(claimed_from_flagged_rows(rows, worker_id, self.alias))
 
     def complete_and_claim(
         self,
@@ -485,8 +473,7 @@ class PostgresEngine(GenericEngine):
             cursor.execute(statement, params)
             rows = cursor.fetchall()
         done = {row[1] for row in rows if not row[0]}
-        claimed = self._claimed([row[1:] for row in rows if row[0]], worker_id)
-        return done, claimed
+        return done, self._claimed_combined(rows, worker_id)
 
     def complete_jobs(self, completions: Sequence[Completion]) -> set[int]:
         if not completions:
