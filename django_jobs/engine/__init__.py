@@ -4,9 +4,11 @@ interface (and their own ORM querysets), never to raw SQL.
 
 - ``base``: the interface, typed results and contracts; no queries.
 - ``generic``: every operation through the Django ORM (any database).
-- ``postgres`` / ``outbox_postgres``: raw SQL for PostgreSQL's hot paths,
-  inheriting the rest from the ORM engines; ``pg``: their shared plumbing
-  (prepared-statement cursor, NOTIFY channels).
+- ``postgres`` (statements in ``postgres_sql``) / ``outbox_postgres``: raw SQL
+  for PostgreSQL's hot paths, inheriting the rest from the ORM engines;
+  ``pg``: their shared plumbing (prepared-statement cursor, NOTIFY channels);
+  ``claimed``: the claimed-job columns, written once.
+- ``outbox``: the outbox's ORM engine; ``instances``: model instances from rows.
 
 All raw SQL of the package is in these modules (migrations aside). The
 admin's read-only statements live here too, as ``Engine.distinct_names``

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from django_jobs.engine import outbox_postgres, postgres
+from django_jobs.engine import outbox_postgres, postgres_sql
 from django_jobs.engine.claimed import (
     CLAIMED_COLUMNS,
     CLAIMED_JSON_COLUMNS,
@@ -32,7 +32,7 @@ def _statements(module: ModuleType) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("module", [postgres, outbox_postgres], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [postgres_sql, outbox_postgres], ids=lambda m: m.__name__)
 def test_every_pg_notify_binds_its_channel(module: ModuleType) -> None:
     calls = {
         name: re.findall(r"pg_notify\(([^,]+),", sql) for name, sql in _statements(module).items()
@@ -64,7 +64,7 @@ def test_claimed_columns_are_every_claimed_job_field_but_worker_and_database() -
 
 @pytest.mark.parametrize("name", CLAIM_STATEMENTS)
 def test_claim_returning_lists_the_claimed_columns(name: str) -> None:
-    sql = getattr(postgres, name)
+    sql = getattr(postgres_sql, name)
     lists = re.findall(r"RETURNING (job\.\w+(?:,\s*job\.\w+)*)", sql)
     longest = max(lists, key=len)
     assert re.findall(r"job\.(\w+)", longest) == list(CLAIMED_COLUMNS)
@@ -72,7 +72,7 @@ def test_claim_returning_lists_the_claimed_columns(name: str) -> None:
 
 @pytest.mark.parametrize("name", [n for n in CLAIM_STATEMENTS if n.startswith("COMPLETE")])
 def test_completion_rows_are_padded_to_the_claimed_columns(name: str) -> None:
-    sql = getattr(postgres, name)
+    sql = getattr(postgres_sql, name)
     padded = re.search(r"SELECT false, (.*?)\s+FROM done", sql, re.S)
     assert padded is not None
     values = [value.strip() for value in padded.group(1).split(",")]
