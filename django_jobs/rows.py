@@ -13,6 +13,7 @@ pulling in models, the engine or the worker. Who makes and who takes each:
   written by ``Engine.complete_jobs`` / ``Engine.fail_job``.
 - :class:`WorkerInfo`: made by the worker; stored by ``Engine.register_worker``.
 - :class:`RecoveryReport`: returned by ``Engine.recover_expired``.
+- :class:`RetriedLetter`: returned by ``Engine.retry_dead_letters``, one per letter.
 - :class:`NewEvent`: built by ``outbox.events.new_event`` (``publish()``);
   inserted by ``OutboxEngine.insert_events``.
 - :class:`Event`: read by the outbox engine; given to subscribers and publishers.
@@ -28,7 +29,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.utils.dateparse import parse_datetime
 
@@ -136,6 +137,13 @@ class WorkerInfo:
 class RecoveryReport:
     retried: int = 0
     dead_lettered: int = 0
+
+
+class RetriedLetter(NamedTuple):
+    """A dead letter re-enqueued by ``Engine.retry_dead_letters``, and its new job."""
+
+    dead_letter_id: int
+    job_id: int
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

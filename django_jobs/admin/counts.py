@@ -13,23 +13,23 @@ knows nothing about a table never analyzed (``reltuples`` -1, or 0 after a
 VACUUM of an empty table) and guesses a few hundred rows from its size, and
 a stale estimate can be far behind a fast-growing table. Shown as "≈".
 
-Other databases (SQLite in development) always get exact counts.
+Other databases (SQLite in development) always get exact counts. The
+estimate's SQL (EXPLAIN) is the engine's (``Engine.estimate_rows``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
-from django.db import connections
 from django.db.models import Model, QuerySet
 from django.utils.functional import cached_property
 
 from django_jobs.conf import jobs_settings
+from django_jobs.engine import get_engine
 
 logger = logging.getLogger("django_jobs.admin")
 
@@ -37,10 +37,6 @@ if TYPE_CHECKING:
     PaginatorBase = Paginator[Any]
 else:
     PaginatorBase = Paginator
-
-# Prefix for the ORM's own SELECT (its parameters stay bound): the planner's
-# estimate of the rows the query returns, without running it.
-PG_EXPLAIN_PREFIX = "EXPLAIN (FORMAT JSON) "
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -70,17 +66,6 @@ def bounded_count(queryset: QuerySet[Any], limit: int) -> int:
     return queryset.order_by()[: limit + 1].count()
 
 
-def planner_estimate(queryset: QuerySet[Any]) -> int:
-    """The planner's estimate of the rows ``queryset`` returns (no rows read)."""
-    sql, params = queryset.order_by().query.sql_with_params()
-    with connections[queryset.db].cursor() as cursor:
-        cursor.execute(PG_EXPLAIN_PREFIX + sql, params)
-        plan: Any = cursor.fetchone()[0]
-    if isinstance(plan, str | bytes):
-        plan = json.loads(plan)
-    return int(plan[0]["Plan"]["Plan Rows"])
-
-
 def count_rows(queryset: QuerySet[Any], limit: int | None = None) -> RowCount:
     """Exact up to ``limit`` (default ``ADMIN_EXACT_COUNT_LIMIT``), estimated above.
 
@@ -88,7 +73,8 @@ def count_rows(queryset: QuerySet[Any], limit: int | None = None) -> RowCount:
     count saw: whatever the planner believes, the page has proved that many.
     """
     limit = exact_limit() if limit is None else limit
-    if connections[queryset.db].vendor != "postgresql":
+    engine = get_engine(queryset.db)
+    if not engine.estimates_rows:
         return RowCount(queryset.count())
     counted = bounded_count(queryset, limit)
     if counted <= limit:
@@ -96,7 +82,7 @@ def count_rows(queryset: QuerySet[Any], limit: int | None = None) -> RowCount:
     # EXPLAIN rather than raw pg_class.reltuples, also unfiltered: the planner
     # scales reltuples by the table's current size in pages, so it follows
     # growth since the last ANALYZE; for a table never analyzed it guesses.
-    return RowCount(max(planner_estimate(queryset), counted), exact=False)
+    return RowCount(max(engine.estimate_rows(queryset), counted), exact=False)
 
 
 class EstimatedCountPaginator(PaginatorBase):

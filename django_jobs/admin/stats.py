@@ -1,7 +1,8 @@
 """Read-only statistics for the admin pages, each cheap at millions of rows.
 
-- Distinct task / queue names: a recursive "skip scan" over the btree index
-  (one index probe per distinct value), never ``SELECT DISTINCT`` over the table.
+- Distinct task / queue names: the engine's recursive "skip scan" over the
+  btree index (``Engine.distinct_names``: one index probe per distinct value),
+  never ``SELECT DISTINCT`` over the table.
 - Per-queue counts: one grouped query while the rows involved are few
   (bounded count first); per-queue bounded counts / estimates otherwise.
 - Throughput: finished jobs per minute / hour from the ``finished_at`` index.
@@ -18,37 +19,13 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connections
 from django.db.models import Count, Min, Q, QuerySet
 from django.db.models.functions import TruncHour, TruncMinute
 
 from django_jobs.admin.counts import RowCount, bounded_count, count_rows, exact_limit
+from django_jobs.engine import get_engine
 from django_jobs.models import Job
 from django_jobs.status import FINISHED_STATUSES, JobStatus
-
-
-def _skip_scan(table: str, column: str) -> str:
-    # Distinct values of an indexed column, one index probe each ("loose index
-    # scan"): MIN(col) WHERE col > previous walks the btree whose first column
-    # is col. Plain SQL that PostgreSQL and SQLite both run. Read-only.
-    # ``table`` and ``column`` are the constants below, never user input.
-    return f"""
-WITH RECURSIVE names(name) AS (
-    SELECT MIN({column}) FROM {table}
-    UNION ALL
-    SELECT (SELECT MIN({column}) FROM {table} WHERE {column} > names.name)
-    FROM names WHERE names.name IS NOT NULL
-)
-SELECT name FROM names WHERE name IS NOT NULL LIMIT %s
-"""
-
-
-# Index jobs_job_task_id / jobs_job_queue_id.
-DISTINCT_JOB_TASKS = _skip_scan("django_jobs_job", "task_name")
-DISTINCT_JOB_QUEUES = _skip_scan("django_jobs_job", "queue_name")
-# Index jobs_deadletter_task_id / jobs_deadletter_queue_id.
-DISTINCT_DEAD_LETTER_TASKS = _skip_scan("django_jobs_deadletter", "task_name")
-DISTINCT_DEAD_LETTER_QUEUES = _skip_scan("django_jobs_deadletter", "queue_name")
 
 # Filters list at most this many distinct values.
 MAX_DISTINCT = 500
@@ -56,28 +33,22 @@ MAX_DISTINCT = 500
 SETTLE = timedelta(seconds=30)
 
 
-def _distinct(sql: str, alias: str, limit: int) -> list[str]:
-    with connections[alias].cursor() as cursor:
-        cursor.execute(sql, [limit])
-        return [row[0] for row in cursor.fetchall()]
-
-
 def task_names(alias: str = "default", limit: int = MAX_DISTINCT) -> list[str]:
     """Every task name in the jobs table (index skip scan)."""
-    return _distinct(DISTINCT_JOB_TASKS, alias, limit)
+    return get_engine(alias).distinct_names("job", "task_name", limit)
 
 
 def queue_names(alias: str = "default", limit: int = MAX_DISTINCT) -> list[str]:
     """Every queue name in the jobs table (index skip scan)."""
-    return _distinct(DISTINCT_JOB_QUEUES, alias, limit)
+    return get_engine(alias).distinct_names("job", "queue_name", limit)
 
 
 def dead_letter_task_names(alias: str = "default", limit: int = MAX_DISTINCT) -> list[str]:
-    return _distinct(DISTINCT_DEAD_LETTER_TASKS, alias, limit)
+    return get_engine(alias).distinct_names("dead_letter", "task_name", limit)
 
 
 def dead_letter_queue_names(alias: str = "default", limit: int = MAX_DISTINCT) -> list[str]:
-    return _distinct(DISTINCT_DEAD_LETTER_QUEUES, alias, limit)
+    return get_engine(alias).distinct_names("dead_letter", "queue_name", limit)
 
 
 def count_by_group(
@@ -93,9 +64,7 @@ def count_by_group(
     result: dict[str, dict[str, RowCount]] = {
         group: {name: RowCount(0) for name in buckets} for group in groups
     }
-    small = (
-        connections[queryset.db].vendor != "postgresql" or bounded_count(queryset, limit) <= limit
-    )
+    small = not get_engine(queryset.db).estimates_rows or bounded_count(queryset, limit) <= limit
     if small:
         aggregates = {name: Count("pk", filter=q) for name, q in buckets.items()}
         for row in queryset.order_by().values(field).annotate(**aggregates):

@@ -1,5 +1,6 @@
-"""The portable engine: Django ORM only, correct on SQLite, MySQL/MariaDB and
-PostgreSQL. PostgreSQL subclasses it and replaces the hot path with raw SQL.
+"""The portable engine: every operation of :class:`~django_jobs.engine.base.Engine`
+through the Django ORM, correct on SQLite, MySQL/MariaDB and PostgreSQL.
+PostgreSQL subclasses it and replaces the hot path with raw SQL.
 
 Concurrency on SQLite relies on ``transaction_mode = "IMMEDIATE"``: every
 ``atomic()`` block takes the write lock when it begins, so a claim's
@@ -10,43 +11,83 @@ PostgreSQL, ``select_for_update(skip_locked=True)`` does the same per row.
 from __future__ import annotations
 
 import json
+import logging
+import time
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Case, DateTimeField, F, Value, When
-from django.db.models.functions import Coalesce
+from django.db.models import Case, DateTimeField, F, QuerySet, Value, When
+from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
 from django_jobs import signals
-from django_jobs.engine.base import LOST_WORKER_REASON, Engine, logger, lost_worker_error
+from django_jobs.engine.base import (
+    LOST_WORKER_MESSAGE,
+    LOST_WORKER_REASON,
+    Engine,
+    NameColumn,
+    NamedTable,
+)
+from django_jobs.engine.claimed import CLAIMED_COLUMNS
 from django_jobs.engine.instances import new_job_model
-from django_jobs.models import DeadLetter, Job, JobQuerySet
-from django_jobs.rows import ClaimedJob, Completion, Failure, Inserted, NewJob, RecoveryReport
+from django_jobs.models import DeadLetter, Job, JobQuerySet, Worker
+from django_jobs.rows import (
+    ClaimedJob,
+    Completion,
+    Failure,
+    Inserted,
+    NewJob,
+    RecoveryReport,
+    RetriedLetter,
+    WorkerInfo,
+)
 from django_jobs.status import JobStatus
 
-_CLAIMED_FIELDS = (
-    "id",
-    "task_name",
-    "queue_name",
-    "priority",
-    "args",
-    "kwargs",
-    "attempts",
-    "max_attempts",
-    "timeout",
-    "claim_token",
-    "worker_id",
-    "run_after",
-    "enqueued_at",
-    "started_at",
-    "idempotency_key",
-    "meta",
-    "last_attempted_at",
-    "requested_run_after",
+logger = logging.getLogger("django_jobs.engine")
+
+# The ORM reads worker_id too (the SQL engine knows it without reading).
+_CLAIMED_FIELDS = (*CLAIMED_COLUMNS, "worker_id")
+
+
+def _skip_scan(table: str, column: str) -> str:
+    # Distinct values of an indexed column, one index probe each ("loose index
+    # scan"): MIN(col) WHERE col > previous walks the btree whose first column
+    # is col. Plain SQL that PostgreSQL and SQLite both run. Read-only, so
+    # safe under any concurrency (it sees one snapshot, or on SQLite one read).
+    # ``table`` and ``column`` are the constants below, never user input.
+    return f"""
+WITH RECURSIVE names(name) AS (
+    SELECT MIN({column}) FROM {table}
+    UNION ALL
+    SELECT (SELECT MIN({column}) FROM {table} WHERE {column} > names.name)
+    FROM names WHERE names.name IS NOT NULL
 )
+SELECT name FROM names WHERE name IS NOT NULL LIMIT %s
+"""
+
+
+# Indexes jobs_job_task_id / jobs_job_queue_id, jobs_deadletter_task_id /
+# jobs_deadletter_queue_id.
+DISTINCT_NAMES: dict[tuple[NamedTable, NameColumn], str] = {
+    ("job", "task_name"): _skip_scan("django_jobs_job", "task_name"),
+    ("job", "queue_name"): _skip_scan("django_jobs_job", "queue_name"),
+    ("dead_letter", "task_name"): _skip_scan("django_jobs_deadletter", "task_name"),
+    ("dead_letter", "queue_name"): _skip_scan("django_jobs_deadletter", "queue_name"),
+}
+
+
+def lost_worker_error(job_id: int, attempts: int, worker_id: str | None) -> dict[str, Any]:
+    return {
+        "attempt": attempts,
+        "exception_class": "django_jobs.exceptions.WorkerLost",
+        "message": LOST_WORKER_MESSAGE.format(worker=worker_id or ""),
+        "traceback": "",
+        "at": timezone.now().isoformat(),
+        "worker_id": worker_id,
+    }
 
 
 def _unless_first_attempt(field: str) -> Case:
@@ -73,6 +114,8 @@ def dead_letter_for(job: Job, reason: str) -> Any:
 
 
 class GenericEngine(Engine):
+    """The Django ORM engine (PostgresEngine inherits what it does not replace)."""
+
     def _jobs(self) -> JobQuerySet:
         return Job.objects.using(self.alias)
 
@@ -181,6 +224,18 @@ class GenericEngine(Engine):
                 .values(*_CLAIMED_FIELDS)
             )
         return [ClaimedJob(**row, database=self.alias) for row in rows]
+
+    def complete_and_claim(
+        self,
+        completions: Sequence[Completion],
+        worker_id: uuid.UUID,
+        queues: Sequence[str] | None,
+        limit: int,
+        lease_seconds: float,
+    ) -> tuple[set[int], list[ClaimedJob]]:
+        done = self.complete_jobs(completions) if completions else set()
+        claimed = self.claim_jobs(worker_id, queues, limit, lease_seconds) if limit > 0 else []
+        return done, claimed
 
     def complete_jobs(self, completions: Sequence[Completion]) -> set[int]:
         done: set[int] = set()
@@ -316,3 +371,125 @@ class GenericEngine(Engine):
                     ]
                 )
         return RecoveryReport(retried=retried, dead_lettered=dead)
+
+    def drop_stale_connection(self) -> None:
+        # CONN_MAX_AGE = 0 (Django's default, "close after each request") is not
+        # applied per job: reconnecting for every job would cost more than the job.
+        conn = self.connection
+        if conn.connection is None or conn.in_atomic_block:
+            return
+        aged = bool(conn.settings_dict.get("CONN_MAX_AGE")) and conn.close_at is not None
+        if (conn.errors_occurred and not conn.is_usable()) or (
+            aged and time.monotonic() >= conn.close_at
+        ):
+            conn.close()
+        else:
+            conn.errors_occurred = False
+
+    # -- workers ---------------------------------------------------------
+
+    def register_worker(self, info: WorkerInfo) -> None:
+        Worker.objects.using(self.alias).create(
+            id=info.id,
+            hostname=info.hostname,
+            pid=info.pid,
+            queues=info.queues,
+            concurrency=info.concurrency,
+            pool=info.pool,
+        )
+
+    def touch_worker(self, info: WorkerInfo) -> None:
+        workers = Worker.objects.using(self.alias)
+        if not workers.filter(id=info.id).update(last_heartbeat_at=Now()):
+            self.register_worker(info)
+
+    def unregister_worker(self, worker_id: uuid.UUID) -> None:
+        Worker.objects.using(self.alias).filter(id=worker_id).delete()
+
+    def prune_dead_workers(self, older_than_seconds: float) -> int:
+        cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+        deleted, _ = Worker.objects.using(self.alias).filter(last_heartbeat_at__lt=cutoff).delete()
+        return deleted
+
+    # -- operator actions (admin, CLI) ----------------------------------
+
+    def retry_jobs(self, ids: Sequence[int]) -> int:
+        return (
+            self._jobs()
+            .filter(pk__in=ids, status__in=[JobStatus.FAILED, JobStatus.CANCELLED])
+            .update(
+                status=JobStatus.READY,
+                attempts=0,
+                run_after=Now(),
+                started_at=None,  # a new run: its first attempt sets them again
+                last_attempted_at=None,
+                finished_at=None,
+                claim_token=None,
+                lease_expires_at=None,
+            )
+        )
+
+    def cancel_jobs(self, ids: Sequence[int]) -> int:
+        return (
+            self._jobs()
+            .filter(pk__in=ids, status=JobStatus.READY)
+            .update(status=JobStatus.CANCELLED, finished_at=Now())
+        )
+
+    def run_jobs_now(self, ids: Sequence[int]) -> int:
+        return self._jobs().filter(pk__in=ids, status=JobStatus.READY).update(run_after=Now())
+
+    def retry_dead_letters(self, ids: Sequence[int]) -> list[RetriedLetter]:
+        done: list[RetriedLetter] = []
+        with transaction.atomic(using=self.alias):
+            # Locked: a concurrent retry of the same letter waits, then sees it retried.
+            letters = (
+                DeadLetter.objects.using(self.alias)
+                .select_for_update()
+                .filter(pk__in=ids, retried_at__isnull=True)
+                .order_by("pk")
+            )
+            for letter in letters:
+                job = self._jobs().create(
+                    task_name=letter.task_name,
+                    queue_name=letter.queue_name,
+                    priority=letter.priority,
+                    args=letter.args,
+                    kwargs=letter.kwargs,
+                    max_attempts=max(letter.max_attempts, 1),
+                    meta={"retried_from_dead_letter": letter.pk, "original_job": letter.job_id},
+                )
+                letter.retried_at = timezone.now()
+                letter.retried_job_id = job.pk
+                letter.save(update_fields=["retried_at", "retried_job_id"])
+                done.append(RetriedLetter(letter.pk, job.pk))
+        return done
+
+    def prune_finished(self, finished_before: datetime, batch_size: int) -> int:
+        old = self._jobs().finished().filter(finished_at__lt=finished_before)
+        doomed = old.order_by("finished_at")
+        if self.connection.features.has_select_for_update_skip_locked:
+            # Several workers' pruners take disjoint rows, and a row locked right
+            # now (an operator's retry) is skipped instead of waited for.
+            doomed = doomed.select_for_update(skip_locked=True)
+        with transaction.atomic(using=self.alias):
+            ids = list(doomed.values_list("pk", flat=True)[:batch_size])
+            if not ids:
+                return 0
+            # The conditions again: a job an operator retried since the read is
+            # READY now (finished_at cleared) and must survive.
+            deleted, _ = old.filter(pk__in=ids).delete()
+        return deleted
+
+    def count_finished(self, finished_before: datetime) -> int:
+        return self._jobs().finished().filter(finished_at__lt=finished_before).count()
+
+    # -- admin reads (read-only) ------------------------------------------
+
+    def distinct_names(self, table: NamedTable, column: NameColumn, limit: int) -> list[str]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(DISTINCT_NAMES[table, column], [limit])
+            return [row[0] for row in cursor.fetchall()]
+
+    def estimate_rows(self, queryset: QuerySet[Any]) -> int:
+        raise NotImplementedError(f"no row estimates on {self.connection.vendor}")

@@ -1,7 +1,8 @@
 """PostgreSQL outbox: publish and claim in raw SQL, the rest from the ORM engine.
 
 Every statement is a named constant with a comment saying why it is safe
-under concurrency. Parameters are always bound, never formatted in.
+under concurrency. Parameters (the NOTIFY channel too) are always bound,
+never formatted in; the connection plumbing is in ``pg``.
 """
 
 from __future__ import annotations
@@ -11,19 +12,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from django_jobs.codec import from_jsonb
-from django_jobs.conf import jobs_settings
-from django_jobs.engine import get_engine
 from django_jobs.engine.outbox import OutboxEngine
+from django_jobs.engine.pg import OUTBOX_CHANNEL, hot_cursor, notify_enabled
 from django_jobs.models import OutboxEvent
 from django_jobs.rows import Event, NewEvent
 from django_jobs.status import OutboxStatus
 
-# Channel the relay LISTENs on; payloads are empty (any event wakes it).
-OUTBOX_NOTIFY_CHANNEL = "django_jobs_outbox"
-
 # Insert one event in the caller's transaction. The id comes from the table's
 # sequence at insert time, which is the order the relay dispatches in. When
-# %s (notify) is true, pg_notify queues a wake-up for the relays; PostgreSQL
+# %s (notify) is true, pg_notify queues a wake-up for the relays on the
+# channel %s (pg.OUTBOX_CHANNEL, bound like every parameter); PostgreSQL
 # delivers it only if this transaction commits, and folds identical
 # notifications of one transaction into one.
 INSERT_EVENT = """
@@ -31,7 +29,7 @@ INSERT INTO django_jobs_outboxevent (
     topic, key, payload, headers, created_at, status, attempts, last_error, failed_publishers
 ) VALUES (%s, %s, %s::jsonb, %s::jsonb, now(), 'PENDING', 0, '', '[]'::jsonb)
 RETURNING id, created_at,
-    CASE WHEN %s THEN pg_notify('django_jobs_outbox', '') END
+    CASE WHEN %s THEN pg_notify(%s, '') END
 """
 
 # Insert a batch of events in input order in one statement: ORDER BY ord makes
@@ -46,7 +44,7 @@ FROM unnest(%(topic)s::text[], %(key)s::text[], %(payload)s::jsonb[], %(headers)
     WITH ORDINALITY AS t(topic, key, payload, headers, ord)
 ORDER BY t.ord
 RETURNING id, created_at,
-    CASE WHEN %(notify)s THEN pg_notify('django_jobs_outbox', '') END
+    CASE WHEN %(notify)s THEN pg_notify(%(channel)s, '') END
 """
 
 # Claim up to %(limit)s PENDING events, oldest first, for the current
@@ -119,13 +117,13 @@ class PostgresOutboxEngine(OutboxEngine):
     supports_notify = True
 
     def _cursor(self) -> Any:
-        # The job engine's prepared-statement cursor (PREPARED_STATEMENTS): publish
-        # and claim run the same statements over and over on one connection.
-        return get_engine(self.alias)._hot_cursor()  # type: ignore[attr-defined]
+        # Prepared statements (PREPARED_STATEMENTS): publish and claim run the
+        # same statements over and over on one connection.
+        return hot_cursor(self.connection)
 
     @property
     def notify_enabled(self) -> bool:
-        return bool(jobs_settings.USE_NOTIFY)
+        return notify_enabled()
 
     def insert_events(self, rows: Sequence[NewEvent]) -> list[OutboxEvent]:
         with self._cursor() as cursor:
@@ -133,7 +131,14 @@ class PostgresOutboxEngine(OutboxEngine):
                 row = rows[0]
                 cursor.execute(
                     INSERT_EVENT,
-                    [row.topic, row.key, row.payload_json, row.headers_json, self.notify_enabled],
+                    [
+                        row.topic,
+                        row.key,
+                        row.payload_json,
+                        row.headers_json,
+                        self.notify_enabled,
+                        OUTBOX_CHANNEL,
+                    ],
                 )
                 returned = [cursor.fetchone()]
             else:
@@ -145,6 +150,7 @@ class PostgresOutboxEngine(OutboxEngine):
                         "payload": [r.payload_json for r in rows],
                         "headers": [r.headers_json for r in rows],
                         "notify": self.notify_enabled,
+                        "channel": OUTBOX_CHANNEL,
                     },
                 )
                 returned = sorted(cursor.fetchall())  # by id == input order

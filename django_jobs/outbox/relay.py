@@ -157,11 +157,11 @@ class RelayService:
         engine = get_outbox_engine(self.database)
         if engine.supports_notify and jobs_settings.USE_NOTIFY:
             # psycopg is an optional dependency: imported by PostgreSQL projects only.
-            from django_jobs.engine.outbox_postgres import OUTBOX_NOTIFY_CHANNEL
+            from django_jobs.engine.pg import OUTBOX_CHANNEL
             from django_jobs.worker.notify import NotifyListener
 
             self._listener = NotifyListener(
-                self.database, None, self._wake.set, channel=OUTBOX_NOTIFY_CHANNEL
+                self.database, None, self._wake.set, channel=OUTBOX_CHANNEL
             )
             self._listener.start()
 

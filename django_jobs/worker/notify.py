@@ -1,9 +1,9 @@
 """LISTEN/NOTIFY wake-ups on PostgreSQL.
 
-A dedicated autocommit psycopg connection listens on the ``django_jobs``
-channel; each notification carries a queue name. When one of ours arrives the
-worker loop wakes at once; polling stays as the backstop. The outbox relay
-uses the same listener on its own channel (any notification wakes it).
+A dedicated autocommit psycopg connection listens on ``engine.pg.JOBS_CHANNEL``;
+each notification carries a queue name. When one of ours arrives the worker
+loop wakes at once; polling stays as the backstop. The outbox relay uses the
+same listener on ``engine.pg.OUTBOX_CHANNEL`` (any notification wakes it).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import psycopg
 from django.db import connections
 
-from django_jobs.engine.postgres import NOTIFY_CHANNEL
+from django_jobs.engine.pg import JOBS_CHANNEL
 
 logger = logging.getLogger("django_jobs.worker")
 
@@ -27,7 +27,7 @@ class NotifyListener(threading.Thread):
         queues: Sequence[str] | None,
         wake: Callable[[], None],
         *,
-        channel: str = NOTIFY_CHANNEL,
+        channel: str = JOBS_CHANNEL,
     ) -> None:
         super().__init__(name=f"{channel}-listener", daemon=True)
         self.database = database
@@ -46,7 +46,8 @@ class NotifyListener(threading.Thread):
         params.pop("server_side_binding", None)
         params.pop("prepare_threshold", None)
         conn = psycopg.connect(**params, autocommit=True)
-        conn.execute(f"LISTEN {self.channel}")  # a constant identifier, not input
+        # A channel constant of engine.pg, not input (LISTEN takes no parameters).
+        conn.execute(f"LISTEN {self.channel}")
         return conn
 
     def run(self) -> None:

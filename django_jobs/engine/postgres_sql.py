@@ -1,0 +1,289 @@
+"""Every statement of the PostgreSQL job engine (``postgres``), each a named
+constant with a comment saying why it is safe under concurrency. Parameters
+(the NOTIFY channel too) are always bound, never formatted in; the only
+formatted-in text is made of constants (claimed columns, queue filter).
+"""
+
+from __future__ import annotations
+
+from django_jobs.engine.claimed import NULL_PADDING, RETURNING_CLAIMED
+
+# Insert a batch of jobs in input order (ORDER BY ord; ids come from one
+# sequence, so they increase in that order). A row whose idempotency key is
+# held by a READY/RUNNING job is skipped by ON CONFLICT on the partial unique
+# index: if the other transaction has not committed yet, PostgreSQL waits for
+# it, so two concurrent enqueues can never both insert. RETURNING lists only
+# the rows inserted (a skipped row returns nothing): that is how the caller
+# tells created from existing jobs; it looks the skipped keys up afterwards.
+# When %(notify)s, each due job's queue is sent to the NOTIFY channel
+# %(channel)s (pg.JOBS_CHANNEL, bound like every parameter);
+# PostgreSQL delivers it on commit (never for a rollback) and folds identical
+# notifications of one transaction into one.
+INSERT_JOBS = """
+INSERT INTO django_jobs_job (
+    task_name, queue_name, priority, args, kwargs, status, run_after, requested_run_after,
+    attempts, max_attempts, timeout, idempotency_key, errors, meta, enqueued_at
+)
+SELECT t.task_name, t.queue_name, t.priority, t.args, t.kwargs, 'READY',
+       COALESCE(t.run_after, now()), t.run_after, 0, t.max_attempts, t.timeout,
+       t.idempotency_key, '[]'::jsonb, '{}'::jsonb, now()
+FROM unnest(
+    %(task_name)s::text[], %(queue_name)s::text[], %(priority)s::smallint[],
+    %(args)s::jsonb[], %(kwargs)s::jsonb[], %(run_after)s::timestamptz[],
+    %(max_attempts)s::int[], %(timeout)s::float8[], %(idempotency_key)s::text[]
+) WITH ORDINALITY AS t(
+    task_name, queue_name, priority, args, kwargs, run_after, max_attempts, timeout,
+    idempotency_key, ord
+)
+ORDER BY t.ord
+ON CONFLICT (idempotency_key) WHERE status IN ('READY', 'RUNNING')
+    AND idempotency_key IS NOT NULL DO NOTHING
+RETURNING id, run_after, enqueued_at, idempotency_key,
+    CASE WHEN %(notify)s AND run_after <= now()
+         THEN pg_notify(%(channel)s, queue_name) END
+"""
+
+# Same for one job without an idempotency key: the common case, without the
+# unnest machinery.
+INSERT_ONE_JOB = """
+INSERT INTO django_jobs_job (
+    task_name, queue_name, priority, args, kwargs, status, run_after, requested_run_after,
+    attempts, max_attempts, timeout, idempotency_key, errors, meta, enqueued_at
+) VALUES (
+    %(task_name)s, %(queue_name)s, %(priority)s, %(args)s::jsonb, %(kwargs)s::jsonb, 'READY',
+    COALESCE(%(run_after)s, now()), %(run_after)s, 0, %(max_attempts)s, %(timeout)s, NULL,
+    '[]'::jsonb, '{}'::jsonb, now()
+)
+RETURNING id, run_after, enqueued_at,
+    CASE WHEN %(notify)s AND run_after <= now() THEN pg_notify(%(channel)s, queue_name) END
+"""
+
+# The active job holding each idempotency key (read after ON CONFLICT skipped
+# ours; the row committed before our statement, so it is visible now).
+SELECT_ACTIVE_BY_KEYS = """
+SELECT id, task_name, queue_name, priority, args, kwargs, status, run_after,
+       requested_run_after, attempts, max_attempts, timeout, idempotency_key, enqueued_at,
+       started_at, last_attempted_at
+FROM django_jobs_job
+WHERE idempotency_key = ANY(%s) AND status IN ('READY', 'RUNNING')
+"""
+
+# started_at is the run's start (its first attempt's), last_attempted_at this
+# attempt's. RETURNING lists claimed.CLAIMED_COLUMNS (constants, not input).
+_CLAIM_SET_AND_RETURN = f"""
+UPDATE django_jobs_job AS job
+SET status = 'RUNNING',
+    attempts = job.attempts + 1,
+    started_at = COALESCE(job.started_at, now()),
+    last_attempted_at = now(),
+    worker_id = %(worker_id)s,
+    claim_token = gen_random_uuid(),
+    lease_expires_at = now() + %(lease)s * interval '1 second'
+FROM candidates
+WHERE job.id = candidates.id
+RETURNING {RETURNING_CLAIMED}
+"""
+
+# Claim up to %(limit)s due jobs of every queue in one statement. FOR UPDATE
+# SKIP LOCKED inside a MATERIALIZED CTE: each worker locks a disjoint set of
+# rows and never waits for another; a row updated since our snapshot is
+# re-checked against the WHERE clause after locking (READ COMMITTED
+# re-evaluation), so a job is never claimed twice. Every eligibility check is
+# inside the CTE; the UPDATE only writes the locked rows. The partial index
+# jobs_job_ready_claim serves the ORDER BY ... LIMIT.
+CLAIM_JOBS_ALL_QUEUES = (
+    """
+WITH candidates AS MATERIALIZED (
+    SELECT id FROM django_jobs_job
+    WHERE status = 'READY' AND run_after <= now()
+    ORDER BY priority DESC, run_after, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+"""
+    + _CLAIM_SET_AND_RETURN
+)
+
+# The same for named queues (partial index jobs_job_ready_queue).
+CLAIM_JOBS_IN_QUEUES = (
+    """
+WITH candidates AS MATERIALIZED (
+    SELECT id FROM django_jobs_job
+    WHERE status = 'READY' AND run_after <= now() AND queue_name = ANY(%(queues)s)
+    ORDER BY priority DESC, run_after, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+"""
+    + _CLAIM_SET_AND_RETURN
+)
+
+# Mark a batch of jobs SUCCESSFUL in one round trip. Fenced per row on id AND
+# claim token AND RUNNING: a job whose lease expired and was re-claimed has a
+# new token, so a late completion from the old owner matches nothing.
+COMPLETE_JOBS = """
+UPDATE django_jobs_job AS job
+SET status = 'SUCCESSFUL', result = done.result, finished_at = now(), lease_expires_at = NULL
+FROM unnest(%s::bigint[], %s::uuid[], %s::jsonb[]) AS done(id, claim_token, result)
+WHERE job.id = done.id AND job.claim_token = done.claim_token AND job.status = 'RUNNING'
+RETURNING job.id
+"""
+
+# The worker's steady state in ONE statement and one commit: acknowledge the
+# finished jobs (fenced exactly like COMPLETE_JOBS) and claim up to %(limit)s
+# new ones (exactly like CLAIM_JOBS_*). The two data-modifying CTEs touch
+# disjoint rows (RUNNING ones we own vs READY ones), so running them in one
+# snapshot is safe; both commit or neither does. Claimed rows come first with
+# is_claim true, then one row per acknowledged id with is_claim false: its id
+# where a claim has ``id`` (CLAIMED_COLUMNS' first), NULL for the other columns.
+_COMPLETE_CTE = """
+done AS (
+    UPDATE django_jobs_job AS job
+    SET status = 'SUCCESSFUL', result = d.result, finished_at = now(), lease_expires_at = NULL
+    FROM unnest(%(done_ids)s::bigint[], %(done_tokens)s::uuid[], %(done_results)s::jsonb[])
+        AS d(id, claim_token, result)
+    WHERE job.id = d.id AND job.claim_token = d.claim_token AND job.status = 'RUNNING'
+    RETURNING job.id
+)"""
+_CANDIDATES = """
+candidates AS MATERIALIZED (
+    SELECT id FROM django_jobs_job
+    WHERE status = 'READY' AND run_after <= now() {queue_filter}
+    ORDER BY priority DESC, run_after, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)"""
+_CLAIMED_THEN_DONE = (
+    ", claimed AS ("
+    + _CLAIM_SET_AND_RETURN
+    + """)
+SELECT true AS is_claim, claimed.* FROM claimed
+UNION ALL
+SELECT false, done.id"""
+    + NULL_PADDING
+    + """
+FROM done
+"""
+)
+COMPLETE_AND_CLAIM_ALL_QUEUES = (
+    "WITH" + _COMPLETE_CTE + "," + _CANDIDATES.format(queue_filter="") + _CLAIMED_THEN_DONE
+)
+COMPLETE_AND_CLAIM_IN_QUEUES = (
+    "WITH"
+    + _COMPLETE_CTE
+    + ","
+    + _CANDIDATES.format(queue_filter="AND queue_name = ANY(%(queues)s)")
+    + _CLAIMED_THEN_DONE
+)
+
+# Renew the leases of the jobs this worker still holds, named by id AND claim
+# token. A claim the worker never heard back about (connection lost between the
+# claim's commit and its answer) is not in the list, is not renewed, and expires
+# into recovery instead of staying RUNNING forever under a live worker.
+# SKIP LOCKED: a row locked right now (a completion in flight from this very
+# worker, or an atomic task's own transaction after set_progress) is skipped
+# instead of waited for: locking in another order than that statement could
+# deadlock, and a heartbeat stalled behind a job would let every other lease of
+# this worker run out. The next beat renews whatever is still running.
+RENEW_LEASES = """
+WITH held AS MATERIALIZED (
+    SELECT job.id FROM django_jobs_job AS job
+    JOIN unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS mine(id, claim_token)
+        ON job.id = mine.id AND job.claim_token = mine.claim_token
+    WHERE job.status = 'RUNNING'
+    FOR UPDATE OF job SKIP LOCKED
+)
+UPDATE django_jobs_job AS job SET lease_expires_at = now() + %(lease)s * interval '1 second'
+FROM held
+WHERE job.id = held.id
+"""
+
+# Hand unfinished jobs back on graceful shutdown, the attempt not counted.
+# Fenced like COMPLETE_JOBS. Each released job's queue is notified (on commit)
+# so an idle worker takes it at once. A released first attempt never started
+# the run: its start times go back to NULL.
+RELEASE_JOBS = """
+UPDATE django_jobs_job AS job
+SET status = 'READY', attempts = job.attempts - 1,
+    started_at = CASE WHEN job.attempts <= 1 THEN NULL ELSE job.started_at END,
+    last_attempted_at = CASE WHEN job.attempts <= 1 THEN NULL ELSE job.last_attempted_at END,
+    lease_expires_at = NULL, worker_id = NULL, claim_token = NULL
+FROM unnest(%s::bigint[], %s::uuid[]) AS held(id, claim_token)
+WHERE job.id = held.id AND job.claim_token = held.claim_token AND job.status = 'RUNNING'
+RETURNING job.id, CASE WHEN %s THEN pg_notify(%s, job.queue_name) END
+"""
+
+# Recover RUNNING jobs whose lease expired: their worker stopped renewing it
+# (killed, crashed, paused, cut off from the database). The attempt counts: a
+# WorkerLost entry joins the errors; the job is READY again now, or FAILED with
+# its dead letter (same statement, same commit) when no attempt is left.
+# FOR UPDATE SKIP LOCKED: two recovering workers take disjoint rows, and a row
+# being written right now (a fenced completion, an atomic task committing) is
+# skipped. After the lock PostgreSQL re-checks status and lease on the newest
+# row version (READ COMMITTED re-evaluation), so a lease renewed or a job
+# completed meanwhile is left alone. Only the database clock is used: lease
+# and expiry are both now() on one server, so host clock skew cannot expire a
+# live lease. Due queues are notified so idle workers re-claim at once.
+RECOVER_EXPIRED = """
+WITH expired AS MATERIALIZED (
+    SELECT id FROM django_jobs_job
+    WHERE status = 'RUNNING' AND lease_expires_at < now()
+    ORDER BY lease_expires_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), recovered AS (
+    UPDATE django_jobs_job AS job
+    SET status = CASE WHEN job.attempts >= job.max_attempts THEN 'FAILED' ELSE 'READY' END,
+        run_after = CASE WHEN job.attempts >= job.max_attempts THEN job.run_after ELSE now() END,
+        finished_at = CASE WHEN job.attempts >= job.max_attempts THEN now() END,
+        lease_expires_at = NULL,
+        errors = job.errors || jsonb_build_array(jsonb_build_object(
+            'attempt', job.attempts,
+            'exception_class', 'django_jobs.exceptions.WorkerLost',
+            'message', format(%(message)s, job.worker_id),
+            'traceback', '',
+            'at', to_jsonb(now()),
+            'worker_id', job.worker_id
+        ))
+    FROM expired
+    WHERE job.id = expired.id
+    RETURNING job.id, job.task_name, job.queue_name, job.priority, job.args, job.kwargs,
+        job.status, job.errors, job.attempts, job.max_attempts, job.worker_id
+), letters AS (
+    INSERT INTO django_jobs_deadletter (
+        job_id, task_name, queue_name, priority, args, kwargs, reason, errors,
+        attempts, max_attempts, created_at
+    )
+    SELECT id, task_name, queue_name, priority, args, kwargs,
+           format(%(reason)s, attempts, max_attempts), errors, attempts, max_attempts, now()
+    FROM recovered
+    WHERE status = 'FAILED'
+)
+SELECT id, task_name, status, attempts, max_attempts, worker_id,
+    CASE WHEN %(notify)s AND status = 'READY' THEN pg_notify(%(channel)s, queue_name) END
+FROM recovered
+"""
+
+# Delete up to %(limit)s finished jobs that finished before %(before)s, oldest
+# first (partial index jobs_job_finished). SKIP LOCKED: the pruners of several
+# workers take disjoint rows instead of queueing on each other. Status and
+# finished_at are re-checked on the locked row, so a job an operator retried
+# since (READY, finished_at cleared) is never deleted.
+PRUNE_FINISHED = """
+WITH doomed AS MATERIALIZED (
+    SELECT id FROM django_jobs_job
+    WHERE status IN ('SUCCESSFUL', 'FAILED', 'CANCELLED') AND finished_at < %(before)s
+    ORDER BY finished_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM django_jobs_job AS job
+USING doomed
+WHERE job.id = doomed.id
+"""
+
+
+# The planner's estimate of the rows an ORM query returns, without running it:
+# EXPLAIN before the ORM's own SELECT, whose parameters stay bound. Read-only
+# and takes no row locks (no ANALYZE), so safe beside any writer.
+EXPLAIN_ROWS_PREFIX = "EXPLAIN (FORMAT JSON) "
