@@ -63,26 +63,27 @@ def validate_priority(priority: Any) -> int:
     return priority
 
 
-def validate_queue_name(queue_name: Any) -> str:
-    if not isinstance(queue_name, str) or not queue_name.strip():
-        raise InvalidJobOptions(f"queue_name must be a non-empty string, got {queue_name!r}")
-    if len(queue_name) > MAX_QUEUE_LENGTH:
-        raise InvalidJobOptions(f"queue_name is longer than {MAX_QUEUE_LENGTH} characters")
-    reason = unstorable_text(queue_name)
+def _validate_text(option: str, value: Any, max_length: int, *, blank: bool) -> str:
+    """``value`` if it is a storable string of at most ``max_length`` characters.
+
+    ``blank``: whether a whitespace-only value counts as given (an empty one never does).
+    """
+    if not isinstance(value, str) or not (value if blank else value.strip()):
+        raise InvalidJobOptions(f"{option} must be a non-empty string, got {value!r}")
+    if len(value) > max_length:
+        raise InvalidJobOptions(f"{option} is longer than {max_length} characters")
+    reason = unstorable_text(value)
     if reason is not None:
-        raise InvalidJobOptions(f"queue_name {queue_name!r} {reason}")
-    return queue_name
+        raise InvalidJobOptions(f"{option} {value!r} {reason}")
+    return value
+
+
+def validate_queue_name(queue_name: Any) -> str:
+    return _validate_text("queue_name", queue_name, MAX_QUEUE_LENGTH, blank=False)
 
 
 def validate_idempotency_key(key: Any) -> str:
-    if not isinstance(key, str) or not key:
-        raise InvalidJobOptions(f"idempotency_key must be a non-empty string, got {key!r}")
-    if len(key) > MAX_KEY_LENGTH:
-        raise InvalidJobOptions(f"idempotency_key is longer than {MAX_KEY_LENGTH} characters")
-    reason = unstorable_text(key)
-    if reason is not None:
-        raise InvalidJobOptions(f"idempotency_key {key!r} {reason}")
-    return key
+    return _validate_text("idempotency_key", key, MAX_KEY_LENGTH, blank=True)
 
 
 def validate_run_after(run_after: Any) -> datetime | timedelta | None:
