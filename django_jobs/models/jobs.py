@@ -1,4 +1,4 @@
-"""Tables: Job, DeadLetter, OutboxEvent, Worker, with intent-named querysets.
+"""Job and DeadLetter, with intent-named querysets.
 
 Hot-path indexes are partial, so millions of finished rows never slow
 claiming: the claim index holds READY rows only, the lease index RUNNING rows
@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from django_jobs.codec import encode_payload
 from django_jobs.conf import jobs_settings
-from django_jobs.status import FINISHED_STATUSES, JobStatus, OutboxStatus
+from django_jobs.status import FINISHED_STATUSES, JobStatus
 
 _ACTIVE = Q(status__in=[JobStatus.READY, JobStatus.RUNNING])
 
@@ -264,84 +264,3 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"Dead letter {self.pk} (job {self.job_id} {self.task_name})"
-
-
-class OutboxEventQuerySet(models.QuerySet["OutboxEvent"]):
-    def pending(self) -> OutboxEventQuerySet:
-        """Committed events the relay has not dispatched yet."""
-        return self.filter(status=OutboxStatus.PENDING)
-
-    def dispatched(self) -> OutboxEventQuerySet:
-        return self.filter(status=OutboxStatus.DISPATCHED)
-
-    def failed(self) -> OutboxEventQuerySet:
-        """Events an external publisher gave up on; operators can re-dispatch them."""
-        return self.filter(status=OutboxStatus.FAILED)
-
-    def dispatch_order(self) -> OutboxEventQuerySet:
-        """Oldest first: ids come from one sequence, in publish order."""
-        return self.order_by("id")
-
-
-class OutboxEvent(models.Model):
-    """An event written in the caller's transaction, relayed after commit."""
-
-    id = models.BigAutoField(primary_key=True)
-    topic = models.CharField(max_length=255)
-    key = models.CharField(max_length=255, null=True, blank=True, help_text="Ordering key.")
-    payload = models.JSONField(default=dict, blank=True)
-    headers = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(db_default=Now())
-    status = models.CharField(
-        max_length=10, choices=OutboxStatus.choices, default=OutboxStatus.PENDING
-    )
-    attempts = models.PositiveIntegerField(default=0)
-    last_error = models.TextField(blank=True, default="")
-    dispatched_at = models.DateTimeField(null=True, blank=True)
-    failed_publishers = models.JSONField(
-        default=list,
-        blank=True,
-        help_text="External publishers that gave up on this event; re-dispatch retries them.",
-    )
-
-    objects = OutboxEventQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-id"]
-        indexes = [
-            # Relay claims: PENDING rows in id order.
-            models.Index(
-                fields=["id"], name="jobs_outbox_pending", condition=Q(status=OutboxStatus.PENDING)
-            ),
-            # Admin search by key.
-            models.Index(fields=["key", "id"], name="jobs_outbox_key_id"),
-            models.Index(fields=["status", "-id"], name="jobs_outbox_status_id"),
-            # Retention: prune dispatched events oldest first.
-            models.Index(
-                fields=["dispatched_at"],
-                name="jobs_outbox_dispatched",
-                condition=Q(status=OutboxStatus.DISPATCHED),
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"Event {self.pk} {self.topic} [{self.status}]"
-
-
-class Worker(models.Model):
-    """A running ``runworker`` process; the row goes away on clean exit."""
-
-    id = models.UUIDField(primary_key=True)
-    hostname = models.CharField(max_length=255)
-    pid = models.PositiveIntegerField()
-    queues = models.JSONField(default=list, blank=True, help_text="Empty: every queue.")
-    concurrency = models.PositiveIntegerField()
-    pool = models.CharField(max_length=16, default="thread")
-    started_at = models.DateTimeField(db_default=Now())
-    last_heartbeat_at = models.DateTimeField(db_default=Now(), db_index=True)
-
-    class Meta:
-        ordering = ["started_at"]
-
-    def __str__(self) -> str:
-        return f"Worker {self.hostname}:{self.pid}"

@@ -1,0 +1,20 @@
+"""The app's tables, one module per concern; import them from here.
+
+- :mod:`.jobs`: Job (and the admin's Overview proxy), DeadLetter
+- :mod:`.outbox`: OutboxEvent
+- :mod:`.workers`: Worker
+"""
+
+from django_jobs.models.jobs import DeadLetter, Job, JobQuerySet, Overview
+from django_jobs.models.outbox import OutboxEvent, OutboxEventQuerySet
+from django_jobs.models.workers import Worker
+
+__all__ = [
+    "DeadLetter",
+    "Job",
+    "JobQuerySet",
+    "OutboxEvent",
+    "OutboxEventQuerySet",
+    "Overview",
+    "Worker",
+]
