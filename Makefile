@@ -7,7 +7,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3 python; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; break; }; done)
 DATABASE_URL ?= postgres://root@127.0.0.1:5432/test
 
-.PHONY: venv demo test lint typecheck unit pg sqlite browser bench bench-admin clean
+.PHONY: venv demo test docs lint typecheck unit pg sqlite browser bench bench-admin clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: need Python >= 3.12 on PATH" >&2; exit 1; }
@@ -28,13 +28,19 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy django_jobs example_project
 
+# The documentation site (Sphinx + MyST): warnings are errors (-W, all of them reported:
+# --keep-going), and so is every cross-reference to a django_jobs name that does not
+# resolve (-n). Output in docs/_build/html.
+docs: venv
+	$(PY) -m sphinx -W --keep-going -n -q -b html docs docs/_build/html
+
 browser-deps: venv
 	@command -v chromium >/dev/null 2>&1 || { \
 		echo "installing Debian chromium for browser tests"; \
 		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \
 		{ echo "error: chromium is required for browser tests (apt-get install chromium)" >&2; exit 1; }; }
 
-test: venv browser-deps lint typecheck  ## set up and run everything: lint, types, tests on SQLite and PostgreSQL
+test: venv browser-deps lint typecheck docs  ## set up and run everything: lint, types, tests on SQLite and PostgreSQL
 	DATABASE_URL=sqlite:///$(CURDIR)/var/migrations-check.sqlite3 $(PY) manage.py makemigrations --check --dry-run
 	@# DJANGO_JOBS_TEST_SPLIT: tests that cannot touch the database run in the first pass only,
 	@# browser tests in the second only (tests/conftest.py).
@@ -51,4 +57,4 @@ bench-admin: venv  ## admin page timings with 1,000,000 jobs (own database), int
 	$(PY) bench/admin_pages.py --write
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache demo.sqlite3*
+	rm -rf $(VENV) build docs/_build *.egg-info .mypy_cache .ruff_cache .pytest_cache demo.sqlite3*

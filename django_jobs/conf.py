@@ -35,8 +35,8 @@ DEFAULTS: dict[str, Any] = {
     "BACKOFF_MAX": 3600.0,
     # Seconds a claimed job stays owned by its worker without a heartbeat. It
     # must outlast any stall of a live worker's heartbeat thread; a dead
-    # worker's jobs run again about this long after it died (see README,
-    # "Operations: crash safety").
+    # worker's jobs run again about this long after it died (see the docs,
+    # operations/crash-safety).
     "LEASE_SECONDS": 30.0,
     # Seconds between heartbeats; at most half of LEASE_SECONDS (5 tries per lease here).
     "HEARTBEAT_INTERVAL": 5.0,
