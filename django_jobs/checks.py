@@ -26,7 +26,29 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="django_jobs.E002",
             )
         )
+    messages += check_metrics_token()
     return messages
+
+
+# A bearer token shorter than this is guessable by a scraper that tries.
+MIN_METRICS_TOKEN = 32
+
+
+def check_metrics_token() -> list[CheckMessage]:
+    token = jobs_settings.METRICS_TOKEN
+    if token is None:
+        return []
+    if not isinstance(token, str) or len(token) < MIN_METRICS_TOKEN:
+        length = len(token) if isinstance(token, str) else type(token).__name__
+        return [
+            Error(
+                f"DJANGO_JOBS METRICS_TOKEN must be a string of at least {MIN_METRICS_TOKEN} "
+                f"characters, got {length}.",
+                hint="Generate one: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+                id="django_jobs.E020",
+            )
+        ]
+    return []
 
 
 # Not Tags.database: those run only with `check --database`, and this one needs no

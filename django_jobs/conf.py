@@ -88,6 +88,29 @@ DEFAULTS: dict[str, Any] = {
     # Common options: TOPICS (patterns, default every topic), MAX_ATTEMPTS (8),
     # BACKOFF ("exponential"), QUEUE (DEFAULT_QUEUE), PRIORITY (0), TIMEOUT (10 s).
     "OUTBOX_PUBLISHERS": {},
+    # -- observability (docs/howto/observability.md) ---------------------------
+    # Bearer token that lets a scraper read django_jobs.views.metrics without a
+    # staff session: "Authorization: Bearer <token>". At least 32 characters;
+    # None: staff users only.
+    "METRICS_TOKEN": None,
+    # Seconds the metrics and health views reuse one database snapshot, so many
+    # scrapers (or a load balancer probing every second) cost one set of queries.
+    "METRICS_CACHE_SECONDS": 5.0,
+    # Health: seconds the oldest due job may wait before django_jobs.views.health
+    # answers 503; None: reported but never unhealthy.
+    "HEALTH_MAX_READY_AGE": None,
+    # Alert rules evaluated inside runworker, a list of dicts, e.g.
+    #   {"name": "emails-failing", "kind": "failure_rate", "task": "app.tasks.send",
+    #    "window": 300, "threshold": 0.2, "min_jobs": 10}
+    # kinds: failure_rate (task/queue, window, min_jobs), oldest_ready_age (queue),
+    # dead_letters (window), stale_workers, outbox_pending_age. A rule fires when
+    # its value reaches the threshold, resolves when it falls below.
+    "ALERTS": [],
+    # Seconds between two evaluations of the alert rules by each worker.
+    "ALERT_INTERVAL": 30.0,
+    # Send a firing / resolved alert to settings.ADMINS with mail_admins (besides
+    # the django_jobs.signals.alert signal, always sent).
+    "ALERT_MAIL_ADMINS": True,
 }
 
 

@@ -1,4 +1,7 @@
-"""The job status view: ``GET <prefix>/<token>/`` as JSON, for polling clients.
+"""The job status view (``GET <prefix>/<token>/``), and the operators' views
+``metrics`` (Prometheus) and ``health`` (JSON, 200/503).
+
+The job status view answers polling clients.
 
 Only the holder of a valid signed token (see :mod:`django_jobs.http`) gets an
 answer; a token bound to a user answers that user only. The job is read from
@@ -12,6 +15,7 @@ warning that would log the full path.
 
 from __future__ import annotations
 
+import hmac
 import logging
 from typing import Any
 
@@ -20,8 +24,10 @@ from django.core import signing
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.views.decorators.cache import never_cache
 
+from django_jobs.conf import jobs_settings
 from django_jobs.http import read_status_token
 from django_jobs.models import Job
+from django_jobs.observability.health import check_health
 from django_jobs.status import JobStatus
 
 logger = logging.getLogger("django_jobs.views")
@@ -104,3 +110,46 @@ def job_status(request: HttpRequest, token: str) -> HttpResponse:
     if not job.is_finished:
         response["Retry-After"] = POLL_AFTER
     return response
+
+
+def _database(request: HttpRequest) -> str | None:
+    alias = request.GET.get("database") or "default"
+    return alias if alias in settings.DATABASES else None
+
+
+def may_scrape(request: HttpRequest) -> bool:
+    """A staff user, or the ``Authorization: Bearer <METRICS_TOKEN>`` header."""
+    user = getattr(request, "user", None)
+    if user is not None and user.is_active and user.is_staff:
+        return True
+    token = jobs_settings.METRICS_TOKEN
+    header = request.headers.get("Authorization", "")
+    if not token or not header.startswith("Bearer "):
+        return False
+    return hmac.compare_digest(header.removeprefix("Bearer ").encode(), str(token).encode())
+
+
+@never_cache
+def metrics(request: HttpRequest) -> HttpResponse:
+    """The database gauges in Prometheus' text format (staff or METRICS_TOKEN)."""
+    if not may_scrape(request):
+        response = HttpResponse("metrics need a staff user or METRICS_TOKEN\n", status=401)
+        response["WWW-Authenticate"] = 'Bearer realm="django_jobs"'
+        return response
+    alias = _database(request)
+    if alias is None:
+        return HttpResponse("unknown database\n", status=404)
+    # prometheus-client is the optional extra [metrics]: imported when scraped.
+    from django_jobs.observability.metrics import CONTENT_TYPE, render
+
+    return HttpResponse(render(alias), content_type=CONTENT_TYPE)
+
+
+@never_cache
+def health(request: HttpRequest) -> HttpResponse:
+    """JSON health: 200 when the database answers and a worker heartbeats, else 503."""
+    alias = _database(request)
+    if alias is None:
+        return JsonResponse({"error": "unknown database"}, status=404)
+    verdict = check_health(alias)
+    return JsonResponse(verdict, status=200 if verdict["healthy"] else 503)

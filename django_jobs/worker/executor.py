@@ -30,6 +30,8 @@ from django_jobs.worker.runner import Outcome, in_task_body, run_job
 logger = logging.getLogger("django_jobs.worker")
 
 Finished = tuple[ClaimedJob, Outcome]
+# Told of every attempt's end with its run time in seconds (runworker --metrics-port).
+Observer = Callable[[ClaimedJob, Outcome, float], None]
 
 
 class Executor(Protocol):
@@ -40,6 +42,7 @@ class Executor(Protocol):
     """
 
     concurrency: int
+    observer: Observer | None  # None: no metrics, nothing to call
 
     def start(self) -> None: ...
 
@@ -106,6 +109,12 @@ class PoolBookkeeping:
         self._backlog = Backlog()
         self._outcomes: list[Finished] = []
         self._runtime = RuntimeMeter()
+        self.observer: Observer | None = None
+
+    def _observe(self, job: ClaimedJob, outcome: Outcome, seconds: float) -> None:
+        """Tell the observer (metrics), in this process, where outcomes are recorded."""
+        if self.observer is not None:
+            self.observer(job, outcome, seconds)
 
     def _started_jobs(self) -> list[ClaimedJob]:
         raise NotImplementedError
@@ -205,8 +214,9 @@ class ThreadExecutor(PoolBookkeeping):
             while (job := self._next_job(me)) is not None:
                 started = time.monotonic()
                 outcome = run_job(job)
+                elapsed = time.monotonic() - started
                 with self._lock:
-                    self._runtime.add(time.monotonic() - started)
+                    self._runtime.add(elapsed)
                     slot = self._in_flight.get(job.id)
                     if slot is None or slot.thread is not me:
                         # Timed out meanwhile: its outcome was already decided.
@@ -214,6 +224,7 @@ class ThreadExecutor(PoolBookkeeping):
                         return
                     del self._in_flight[job.id]
                     self._outcomes.append((job, outcome))
+                self._observe(job, outcome, elapsed)
                 self._on_finished()
         except JobTimeout:
             pass  # interrupted after its timeout, outside the task body: just end

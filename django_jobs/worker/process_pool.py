@@ -295,13 +295,19 @@ class ProcessExecutor(PoolBookkeeping):
         if message.get("ready"):
             child.ready = True
             return
+        outcome = None
         with self._lock:
             job, child.job = child.job, None
             child.tasks += 1
-            self._runtime.add(time.monotonic() - child.job_started)
+            elapsed = time.monotonic() - child.job_started
+            self._runtime.add(elapsed)
             child.retiring = child.retiring or bool(message.get("retire"))
             if job is not None:  # None: timed out meanwhile, its outcome is decided
-                self._outcomes.append((job, decode_outcome(job, message)))
+                outcome = decode_outcome(job, message)
+                self._outcomes.append((job, outcome))
+        if job is not None and outcome is not None:
+            # Observed here, in the parent, from the child's message: children hold no metrics.
+            self._observe(job, outcome, elapsed)
         self._spawn_delay = 0.0
         if message.get("retire"):
             logger.info("child process %s retires after %d job(s)", child.pid, child.tasks)
@@ -337,6 +343,8 @@ class ProcessExecutor(PoolBookkeeping):
                 job, child.job = child.job, None
                 if job is not None:
                     self._outcomes.append((job, outcome))
+            if job is not None:
+                self._observe(job, outcome, time.monotonic() - child.job_started)
             self._on_finished()
         elif not child.retiring:
             if time.monotonic() - child.started < 1.0 and child.tasks == 0:

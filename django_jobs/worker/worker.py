@@ -30,6 +30,7 @@ from django_jobs.rows import ClaimedJob, Completion, Failure, WorkerInfo
 from django_jobs.worker.executor import Executor, Finished, ThreadExecutor
 from django_jobs.worker.heartbeat import Heartbeat
 from django_jobs.worker.ledger import Ledger
+from django_jobs.worker.probe import HealthServer, liveness
 from django_jobs.worker.process_pool import ProcessExecutor
 from django_jobs.worker.pruner import Pruner
 from django_jobs.worker.runner import Settled, timeout_failure
@@ -93,6 +94,8 @@ class WorkerOptions:
     lease_seconds: float | None = None  # None: DJANGO_JOBS["LEASE_SECONDS"]
     max_tasks_per_child: int | None = None  # pool="process": recycle a child after N jobs
     max_memory_per_child: float | None = None  # pool="process": recycle past N MiB resident
+    metrics_port: int | None = None  # serve the worker's Prometheus metrics on this port
+    health_port: int | None = None  # serve the worker's liveness probe on this port
 
 
 class Worker:
@@ -119,6 +122,7 @@ class Worker:
         self.services: list[Service] = []
         self.ledger = Ledger()  # every job's end: --max-jobs and the exit message
         self.exit_code = 0
+        self.last_loop = time.monotonic()  # the loop's last turn (--health-port)
 
     @property
     def processed(self) -> int:
@@ -194,8 +198,29 @@ class Worker:
             service.start()
         self.executor.start()
 
+    def _start_probes(self) -> None:
+        """Listen on --metrics-port / --health-port (WorkerStartError if taken)."""
+        if self.options.metrics_port is not None:
+            # prometheus-client is the optional extra [metrics]: only with --metrics-port.
+            from django_jobs.observability.worker_metrics import WorkerMetrics
+
+            metrics = WorkerMetrics()
+            metrics.serve(self.options.metrics_port)
+            self.executor.observer = metrics.observe
+        if self.options.health_port is not None:
+            probe = HealthServer(
+                self.options.health_port,
+                lambda: liveness(
+                    last_loop=lambda: self.last_loop,
+                    last_beat=lambda: self._heartbeat.last_success if self._heartbeat else None,
+                    limit=self.lease_seconds,
+                ),
+            )
+            self.services.append(probe)
+
     def run(self) -> int:
         """Run until stopped (or drained with ``burst``); returns the exit code."""
+        self._start_probes()  # before registering: a port in use leaves nothing behind
         info = self._register()  # before the try: a failed registration leaves nothing to undo
         try:
             # Inside the try: a start that fails half-way (no thread can be
@@ -228,6 +253,7 @@ class Worker:
     def _loop(self) -> None:
         failures = rejected = 0
         while not self._stopping:
+            self.last_loop = time.monotonic()
             self._wake.clear()
             try:
                 self._expire_overdue()
@@ -404,7 +430,12 @@ class Worker:
     def _expire_overdue(self) -> None:
         overdue = self.executor.expire_overdue()
         if overdue:
-            self._pending.extend((job, timeout_failure(job)) for job in overdue)
+            ended = [(job, timeout_failure(job)) for job in overdue]
+            observer = getattr(self.executor, "observer", None)  # a test's executor may lack it
+            if observer is not None:
+                for job, failure in ended:
+                    observer(job, failure, job.timeout)
+            self._pending.extend(ended)
             self._flush()
 
     def _drain_on_shutdown(self) -> None:

@@ -30,6 +30,8 @@ NUMBERS = {
     "max_jobs": Number(int, 1),
     "max_tasks_per_child": Number(int, 1),
     "max_memory_per_child": Number(float, 0, above_minimum=True, unit="MiB"),
+    "metrics_port": Number(int, 1, 65535),
+    "health_port": Number(int, 1, 65535),
 }
 
 
@@ -115,6 +117,21 @@ class Command(BaseCommand):
             help="With --pool process: replace a child process whose resident memory "
             "passes this many MiB after a job.",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=NUMBERS["metrics_port"],
+            default=None,
+            metavar="PORT",
+            help="Serve this worker's Prometheus metrics (job durations, finished jobs) "
+            "on PORT (needs the [metrics] extra).",
+        )
+        parser.add_argument(
+            "--health-port",
+            type=NUMBERS["health_port"],
+            default=None,
+            metavar="PORT",
+            help="Serve this worker's liveness probe on PORT: 200 while it heartbeats, else 503.",
+        )
         parser.add_argument("--database", default="default", help="Database alias to use.")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -145,6 +162,8 @@ class Command(BaseCommand):
                 max_jobs=options["max_jobs"],
                 max_tasks_per_child=options["max_tasks_per_child"],
                 max_memory_per_child=options["max_memory_per_child"],
+                metrics_port=options["metrics_port"],
+                health_port=options["health_port"],
             )
         )
         if options["relay"]:
