@@ -88,6 +88,16 @@ DEFAULTS: dict[str, Any] = {
     # Common options: TOPICS (patterns, default every topic), MAX_ATTEMPTS (8),
     # BACKOFF ("exponential"), QUEUE (DEFAULT_QUEUE), PRIORITY (0), TIMEOUT (10 s).
     "OUTBOX_PUBLISHERS": {},
+    # -- schedules (docs/howto/schedules.md) -----------------------------------
+    # Schedules with arguments, name -> {"task", "cron" or "every" (seconds),
+    # "timezone", "args", "kwargs", "queue_name", "priority", "catch_up", "overlap"}.
+    "SCHEDULES": {},
+    # catch_up="all": most jobs enqueued for one schedule's missed ticks (the latest ones).
+    "SCHEDULE_CATCH_UP_LIMIT": 100,
+    # catch_up="skip": seconds late a lone due tick may be and still run.
+    "SCHEDULE_MISFIRE_GRACE": 60.0,
+    # Longest sleep of an idle scheduler (picks up schedules added in the admin).
+    "SCHEDULER_MAX_SLEEP": 30.0,
 }
 
 

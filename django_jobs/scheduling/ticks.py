@@ -60,7 +60,9 @@ def validate_cron(expr: Any) -> str:
     try:
         next(CronSim(expr, EPOCH))
     except CronSimError as exc:
-        raise InvalidJobOptions(f"schedule {expr!r} is not a valid cron expression: {exc}") from None
+        raise InvalidJobOptions(
+            f"schedule {expr!r} is not a valid cron expression: {exc}"
+        ) from None
     except StopIteration:
         raise InvalidJobOptions(f"schedule {expr!r} {_NEVER}") from None
     return expr
@@ -82,9 +84,7 @@ def validate_schedule(value: Any) -> str | timedelta:
         return validate_cron(value)
     if isinstance(value, timedelta):
         return validate_interval(value)
-    raise InvalidJobOptions(
-        f"schedule must be a 5-field cron string or a timedelta, got {value!r}"
-    )
+    raise InvalidJobOptions(f"schedule must be a 5-field cron string or a timedelta, got {value!r}")
 
 
 def validate_timezone(value: Any) -> str:
