@@ -24,6 +24,7 @@ class DjangoJobsConfig(AppConfig):
         from django_jobs import checks  # noqa: F401
         from django_jobs.outbox import checks as outbox_checks  # noqa: F401
         from django_jobs.outbox import delivery  # noqa: F401 - registers the built-in task
+        from django_jobs.scheduling import checks as schedule_checks  # noqa: F401
 
         autodiscover_modules("tasks")
         for module in task_modules(jobs_settings.TASK_MODULES):

@@ -99,18 +99,16 @@ DEFAULTS: dict[str, Any] = {
     # Health: seconds the oldest due job may wait before django_jobs.views.health
     # answers 503; None: reported but never unhealthy.
     "HEALTH_MAX_READY_AGE": None,
-    # Alert rules evaluated inside runworker, a list of dicts, e.g.
-    #   {"name": "emails-failing", "kind": "failure_rate", "task": "app.tasks.send",
-    #    "window": 300, "threshold": 0.2, "min_jobs": 10}
-    # kinds: failure_rate (task/queue, window, min_jobs), oldest_ready_age (queue),
-    # dead_letters (window), stale_workers, outbox_pending_age. A rule fires when
-    # its value reaches the threshold, resolves when it falls below.
-    "ALERTS": [],
-    # Seconds between two evaluations of the alert rules by each worker.
-    "ALERT_INTERVAL": 30.0,
-    # Send a firing / resolved alert to settings.ADMINS with mail_admins (besides
-    # the django_jobs.signals.alert signal, always sent).
-    "ALERT_MAIL_ADMINS": True,
+    # -- schedules (docs/howto/schedules.md) -----------------------------------
+    # Schedules with arguments, name -> {"task", "cron" or "every" (seconds),
+    # "timezone", "args", "kwargs", "queue_name", "priority", "catch_up", "overlap"}.
+    "SCHEDULES": {},
+    # catch_up="all": most jobs enqueued for one schedule's missed ticks (the latest ones).
+    "SCHEDULE_CATCH_UP_LIMIT": 100,
+    # catch_up="skip": seconds late a lone due tick may be and still run.
+    "SCHEDULE_MISFIRE_GRACE": 60.0,
+    # Longest sleep of an idle scheduler (picks up schedules added in the admin).
+    "SCHEDULER_MAX_SLEEP": 30.0,
 }
 
 

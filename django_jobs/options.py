@@ -39,6 +39,7 @@ from django_jobs.backoff import BACKOFF_NAMES, BackoffSpec
 from django_jobs.codec import unstorable_text
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import InvalidJobOptions
+from django_jobs.scheduling.ticks import validate_schedule, validate_timezone
 
 __all__ = ["ENQUEUE_OPTIONS", "TASK_OPTIONS", "JobOptions"]
 
@@ -209,6 +210,10 @@ class JobOptions:
     atomic: bool = option(False, bool, decorator=True)
     retry_on: tuple[type[BaseException], ...] = option((), validate_retry_on, decorator=True)
     discard_on: tuple[type[BaseException], ...] = option((), validate_discard_on, decorator=True)
+    # A cron string or a timedelta: the task runs on its own (django_jobs.scheduling).
+    schedule: str | timedelta | None = option(None, validate_schedule, decorator=True)  # noqa: RUF009
+    # The IANA zone a cron schedule is read in; None: settings.TIME_ZONE.
+    schedule_timezone: str | None = option(None, validate_timezone, decorator=True)
     # Per enqueue only (using()): a key fixed at definition time would make
     # every enqueue after the first a no-op; a fixed datetime soon lies in the past.
     run_after: datetime | timedelta | None = option(None, validate_run_after, using=True)  # noqa: RUF009

@@ -377,6 +377,8 @@ def task(
     atomic: bool = ...,
     retry_on: Iterable[type[BaseException]] | type[BaseException] = ...,
     discard_on: Iterable[type[BaseException]] | type[BaseException] = ...,
+    schedule: str | timedelta | None = ...,
+    schedule_timezone: str | None = ...,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 

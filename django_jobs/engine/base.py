@@ -35,6 +35,7 @@ from django_jobs.rows import (
     RetriedLetter,
     WorkerInfo,
 )
+from django_jobs.scheduling.plans import FireReport, Planner, ScheduleDefinition
 
 # Texts of recovery, shared by every engine (PostgreSQL formats them in SQL).
 LOST_WORKER_MESSAGE = (
@@ -199,3 +200,26 @@ class Engine(abc.ABC):
     def estimate_rows(self, queryset: QuerySet[Any]) -> int:
         """The planner's estimate of the rows ``queryset`` returns, without running
         it. Only where ``estimates_rows`` is True."""
+
+    # -- schedules (implemented in engine/schedules.py, schedules_postgres.py) --
+
+    @abc.abstractmethod
+    def sync_schedules(self, definitions: Sequence[ScheduleDefinition]) -> dict[str, int]:
+        """Make the code/settings Schedule rows match ``definitions``: create new
+        ones (first tick after the database's now), update changed ones (a new
+        cadence restarts from now), disable and flag the ones no longer defined.
+        Rows made in the admin are never touched. Returns counts by action."""
+
+    @abc.abstractmethod
+    def fire_due_schedules(self, limit: int, planner: Planner) -> FireReport:
+        """In ONE transaction: lock up to ``limit`` enabled schedules whose
+        next_run_at <= the database's now (rows another scheduler holds are
+        skipped), plan them, advance each next_run_at by compare-and-set on its
+        old value, and insert the planned jobs (run_after = tick,
+        meta["schedule"] = name). A tick is enqueued at most once cluster-wide.
+        The report's ``wait`` is the seconds to the earliest enabled tick."""
+
+    @abc.abstractmethod
+    def enqueue_schedule_now(self, schedule_id: int, row: NewJob, meta: dict[str, Any]) -> int:
+        """One extra job of a schedule, due now; its next tick is unchanged.
+        Returns the job's id."""

@@ -33,6 +33,7 @@ from django_jobs.engine.base import (
 )
 from django_jobs.engine.claimed import CLAIMED_COLUMNS
 from django_jobs.engine.instances import new_job_model
+from django_jobs.engine.schedules import ScheduleOperations
 from django_jobs.models import DeadLetter, Job, JobQuerySet, Worker
 from django_jobs.rows import (
     ClaimedJob,
@@ -113,7 +114,7 @@ def dead_letter_for(job: Job, reason: str) -> Any:
     )
 
 
-class GenericEngine(Engine):
+class GenericEngine(ScheduleOperations, Engine):
     """The Django ORM engine (PostgresEngine inherits what it does not replace)."""
 
     def _jobs(self) -> JobQuerySet:

@@ -3,10 +3,12 @@
 - :mod:`.jobs`: Job (and the admin's Overview proxy), DeadLetter
 - :mod:`.outbox`: OutboxEvent
 - :mod:`.workers`: Worker
+- :mod:`.schedules`: Schedule
 """
 
 from django_jobs.models.jobs import DeadLetter, Job, JobQuerySet, Overview
 from django_jobs.models.outbox import OutboxEvent, OutboxEventQuerySet
+from django_jobs.models.schedules import Schedule, ScheduleQuerySet
 from django_jobs.models.workers import Worker
 
 __all__ = [
@@ -16,5 +18,7 @@ __all__ = [
     "OutboxEvent",
     "OutboxEventQuerySet",
     "Overview",
+    "Schedule",
+    "ScheduleQuerySet",
     "Worker",
 ]

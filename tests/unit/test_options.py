@@ -117,7 +117,8 @@ def test_unknown_options_are_named_once_with_the_valid_ones():
         task(retries=3, tries=2, queue_name="ok")
     assert str(info.value) == (
         "@task got unknown option(s) retries, tries; valid options: atomic, backoff, "
-        "discard_on, max_attempts, priority, queue_name, retry_on, timeout"
+        "discard_on, max_attempts, priority, queue_name, retry_on, schedule, "
+        "schedule_timezone, timeout"
     )
     assert str(info.value).count("retries") == 1
 
@@ -151,7 +152,9 @@ def test_accepted_option_names_are_the_fields():
     assert set(inspect.signature(decorator_form).parameters) == TASK_OPTIONS
     assert set(inspect.signature(Task.using).parameters) - {"self"} == ENQUEUE_OPTIONS
     # django.tasks tasks carry every option (Django's Task has queue, priority, run_after).
-    assert names - {"database"} <= {f.name for f in dataclasses.fields(JobsTask)}
+    # Schedules are declared with @task(schedule=...) or DJANGO_JOBS["SCHEDULES"] only.
+    not_carried = {"database", "schedule", "schedule_timezone"}
+    assert names - not_carried <= {f.name for f in dataclasses.fields(JobsTask)}
 
 
 # -- rows ---------------------------------------------------------------------------

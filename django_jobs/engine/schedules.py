@@ -1,0 +1,221 @@
+"""Schedule operations through the Django ORM (SQLite, and any database):
+the ``Engine`` methods of the schedules section, mixed into ``GenericEngine``.
+
+Exactly one job per tick: the due rows are locked for the transaction
+(``FOR UPDATE SKIP LOCKED`` where the database has it; SQLite's IMMEDIATE
+transaction serializes writers), "due" is decided by the database's clock
+(``Now()``), and next_run_at only moves by compare-and-set on the value read,
+so a scheduler that lost the row (or raced without locks) writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import connections, transaction
+from django.db.models import F, Max, Min
+from django.db.models.functions import Now
+
+from django_jobs.engine.instances import new_job_model
+from django_jobs.models import Job, Schedule
+from django_jobs.rows import NewJob
+from django_jobs.scheduling.plans import (
+    DueSchedule,
+    FireReport,
+    Planner,
+    ScheduleDefinition,
+    TickPlan,
+)
+from django_jobs.scheduling.ticks import Cadence
+from django_jobs.status import JobStatus
+
+# Seconds to wait when the earliest due schedule is locked by another scheduler
+# (it commits within milliseconds).
+LOCKED_RETRY_SECONDS = 0.05
+_ACTIVE = (JobStatus.READY, JobStatus.RUNNING)
+
+
+def due_from_model(row: Schedule, previous_active: bool) -> DueSchedule:
+    return DueSchedule(
+        id=row.pk,
+        name=row.name,
+        task_name=row.task_name,
+        cadence=Cadence(cron=row.cron or None, interval=row.interval, timezone=row.timezone),
+        args=list(row.args or []),
+        kwargs=dict(row.kwargs or {}),
+        queue_name=row.queue_name,
+        priority=row.priority,
+        catch_up=row.catch_up,
+        overlap=row.overlap,
+        next_run_at=row.next_run_at,
+        previous_active=previous_active,
+    )
+
+
+def definition_fields(definition: ScheduleDefinition) -> dict[str, Any]:
+    cadence = definition.cadence
+    return {
+        "task_name": definition.task_name,
+        "cron": cadence.cron or "",
+        "interval": cadence.interval,
+        "timezone": cadence.timezone,
+        "args": definition.args,
+        "kwargs": definition.kwargs,
+        "queue_name": definition.queue_name,
+        "priority": definition.priority,
+        "catch_up": definition.catch_up,
+        "overlap": definition.overlap,
+        "source": definition.source,
+    }
+
+
+class ScheduleOperations:
+    """The schedule methods of :class:`~django_jobs.engine.base.Engine`, by ORM."""
+
+    alias: str
+
+    def _schedules(self) -> Any:
+        return Schedule.objects.using(self.alias)
+
+    def sync_schedules(self, definitions: Sequence[ScheduleDefinition]) -> dict[str, int]:
+        counts = {"created": 0, "updated": 0, "removed": 0, "unchanged": 0}
+        wanted = {d.name: d for d in definitions}
+        with transaction.atomic(using=self.alias):
+            now = self._database_now()
+            rows = (
+                self._schedules().filter(name__in=list(wanted))
+                | self._schedules().from_definitions()
+            )
+            locked = self._lock(rows.order_by("id"))
+            existing = {row.name: row for row in locked}
+            for name, definition in wanted.items():
+                row = existing.get(name)
+                fields = definition_fields(definition)
+                if row is None:
+                    self._schedules().bulk_create(
+                        [
+                            Schedule(
+                                name=name, next_run_at=definition.cadence.next_after(now), **fields
+                            )
+                        ],
+                        ignore_conflicts=True,  # a worker starting alongside made it
+                    )
+                    counts["created"] += 1
+                    continue
+                if row.source == Schedule.Source.ADMIN:
+                    counts["unchanged"] += 1  # made in the admin: never touched
+                    continue
+                changed = {k: v for k, v in fields.items() if getattr(row, k) != v}
+                if row.removed_from_code:
+                    changed.update(removed_from_code=False, enabled=True)
+                if {"cron", "interval", "timezone"} & set(changed) or row.removed_from_code:
+                    changed["next_run_at"] = definition.cadence.next_after(now)
+                if changed:
+                    self._schedules().filter(pk=row.pk).update(**changed, updated_at=now)
+                    counts["updated"] += 1
+                else:
+                    counts["unchanged"] += 1
+            gone = [
+                row.pk
+                for name, row in existing.items()
+                if name not in wanted
+                and not row.removed_from_code
+                and row.source != Schedule.Source.ADMIN
+            ]
+            counts["removed"] = (
+                self._schedules()
+                .filter(pk__in=gone)
+                .update(enabled=False, removed_from_code=True, updated_at=now)
+            )
+        return counts
+
+    def _database_now(self) -> datetime:
+        # The ORM reads Now() only alongside a row: any job's or schedule's.
+        value = (
+            Job.objects.using(self.alias).annotate(n=Now()).values_list("n", flat=True).first()
+        ) or (self._schedules().annotate(n=Now()).values_list("n", flat=True).first())
+        if value is None:
+            from django.utils import timezone  # no row to read the database clock from
+
+            return timezone.now()
+        return value
+
+    def _lock(self, qs: Any, skip_locked: bool = False) -> list[Schedule]:
+        if connections[self.alias].features.has_select_for_update:
+            qs = qs.select_for_update(skip_locked=skip_locked)
+        return list(qs)
+
+    def fire_due_schedules(self, limit: int, planner: Planner) -> FireReport:
+        report = FireReport()
+        with transaction.atomic(using=self.alias):
+            due_rows = self._lock(
+                self._schedules()
+                .enabled()
+                .filter(next_run_at__lte=Now())
+                .annotate(db_now=Now())
+                .order_by("next_run_at", "id")[:limit],
+                skip_locked=connections[self.alias].features.has_select_for_update_skip_locked,
+            )
+            if due_rows:
+                now: datetime = due_rows[0].db_now  # type: ignore[attr-defined]
+                last_ids = [r.last_job_id for r in due_rows if r.last_job_id is not None]
+                active = set(
+                    Job.objects.using(self.alias)
+                    .filter(pk__in=last_ids, status__in=_ACTIVE)
+                    .values_list("pk", flat=True)
+                )
+                due = [due_from_model(r, r.last_job_id in active) for r in due_rows]
+                report.schedules = len(due)
+                for plan in planner(due, now):
+                    self._apply(plan, now, report)
+            report.wait = self._wait()
+        return report
+
+    def _apply(self, plan: TickPlan, now: datetime, report: FireReport) -> None:
+        changes: dict[str, Any] = {"next_run_at": plan.next_run_at}
+        if plan.skipped:
+            changes.update(
+                skipped_ticks=F("skipped_ticks") + plan.skipped,
+                last_skipped_at=now,
+                last_skip_reason=plan.skip_reason,
+            )
+        won = (
+            self._schedules()
+            .filter(pk=plan.schedule_id, next_run_at=plan.expected)
+            .update(**changes)
+        )
+        if not won:
+            report.lost += 1
+            return
+        report.skipped += plan.skipped
+        if plan.jobs:
+            last = self._insert(plan.jobs, plan.meta, now)
+            self._schedules().filter(pk=plan.schedule_id).update(
+                last_job_id=last, last_enqueued_at=now
+            )
+            report.jobs += len(plan.jobs)
+
+    def _insert(self, rows: Sequence[NewJob], meta: dict[str, Any], now: datetime) -> int:
+        models = [
+            new_job_model(row, run_after=row.run_after or now, enqueued_at=now, meta=dict(meta))
+            for row in rows
+        ]
+        created = Job.objects.using(self.alias).bulk_create(models)
+        return max(job.pk for job in created)
+
+    def _wait(self) -> float | None:
+        found = self._schedules().enabled().aggregate(first=Min("next_run_at"), now=Max(Now()))
+        if found["first"] is None:
+            return None
+        return float(max((found["first"] - found["now"]).total_seconds(), LOCKED_RETRY_SECONDS))
+
+    def enqueue_schedule_now(self, schedule_id: int, row: NewJob, meta: dict[str, Any]) -> int:
+        with transaction.atomic(using=self.alias):
+            now = self._database_now()
+            job_id = self._insert([row], meta, now)
+            self._schedules().filter(pk=schedule_id).update(
+                last_job_id=job_id, last_enqueued_at=now
+            )
+        return job_id

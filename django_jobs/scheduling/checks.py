@@ -1,0 +1,15 @@
+"""``manage.py check``: schedule definitions that cannot run are errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.checks import CheckMessage, Error, Tags, register
+
+from django_jobs.scheduling.definitions import load_definitions
+
+
+@register(Tags.compatibility)
+def check_schedules(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    _, problems = load_definitions()
+    return [Error(problem, id="django_jobs.E201") for problem in problems]
