@@ -88,6 +88,12 @@ def wait_until(
         time.sleep(interval)
 
 
+# Environment every worker subprocess gets on top of its test's own: a module
+# that runs the e2e tests through something else (tests/e2e/test_pgbouncer.py:
+# PgBouncer's address, USE_NOTIFY off) fills it for its tests and empties it after.
+WORKER_ENV_OVERRIDES: dict[str, str] = {}
+
+
 def worker_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -96,6 +102,7 @@ def worker_env(**extra: str) -> dict[str, str]:
         DJANGO_JOBS_TEST_DB_NAME=str(settings.DATABASES["default"]["NAME"]),
         PYTHONUNBUFFERED="1",
     )
+    env.update(WORKER_ENV_OVERRIDES)
     env.update(extra)
     return env
 

@@ -55,6 +55,7 @@ DJANGO_JOBS = {
     "PRUNE_INTERVAL": float(os.environ.get("DJANGO_JOBS_TEST_PRUNE_INTERVAL", "600")),
     "PRUNE_BATCH_SIZE": int(os.environ.get("DJANGO_JOBS_TEST_PRUNE_BATCH", "1000")),
     "USE_NOTIFY": os.environ.get("DJANGO_JOBS_TEST_USE_NOTIFY", "1") == "1",
+    "PREPARED_STATEMENTS": os.environ.get("DJANGO_JOBS_TEST_PREPARED", "1") == "1",
     # Task modules that are not an app's tasks.py (the worker runs registered tasks only).
     "TASK_MODULES": ["tests.testapp.dtasks", "tests.testapp.subscribers"],
 }
