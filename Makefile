@@ -7,7 +7,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3 python; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; break; }; done)
 DATABASE_URL ?= postgres://root@127.0.0.1:5432/test
 
-.PHONY: venv demo test lint typecheck unit pg sqlite browser bench bench-admin clean
+.PHONY: venv demo test pgbouncer-deps browser-deps lint typecheck unit pg sqlite browser bench bench-admin clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: need Python >= 3.12 on PATH" >&2; exit 1; }
