@@ -224,28 +224,3 @@ def test_everything_here_really_goes_through_pgbouncer(pgbouncer: Bouncer, start
         clients = admin.execute("SHOW CLIENTS").fetchall()
     assert len(clients) >= 3, clients  # admin + test + worker (claim loop, heartbeat, ...)
     assert worker.terminate() == 0
-
-
-def test_prepared_statements_work_only_where_pgbouncer_keeps_them(
-    pgbouncer: Bouncer, start_worker
-) -> None:
-    """PREPARED_STATEMENTS on: PgBouncer >= 1.22 drains; an older one mixes up
-    psycopg's "_pg3_N" statements between clients, and the worker stops with
-    exit code 1 saying which setting to turn off instead of retrying forever."""
-    from django_jobs.models import Job
-    from django_jobs.status import JobStatus
-    from tests.testapp import tasks
-
-    tasks.noop.enqueue_many([() for _ in range(300)])
-    workers = [
-        start_worker("--burst", "--concurrency", "4", env={"DJANGO_JOBS_TEST_PREPARED": "1"})
-        for _ in range(2)
-    ]
-    codes = [worker.wait(60) for worker in workers]
-    if pgbouncer.prepared:
-        assert codes == [0, 0]
-        assert Job.objects.filter(status=JobStatus.SUCCESSFUL).count() == 300
-    else:
-        assert 1 in codes, [worker.output()[-2000:] for worker in workers]
-        stopped = [w.output() for w, code in zip(workers, codes, strict=True) if code == 1]
-        assert all("PREPARED_STATEMENTS'] = False" in out for out in stopped), stopped

@@ -73,6 +73,9 @@ def test_only_statements_rejected_for_good_stop_a_worker():
     assert "manage.py migrate" in (rejection_hint(missing) or "")
     lost_prepared = _error_of("EXECUTE no_such_prepared_statement")
     assert "PREPARED_STATEMENTS" in (rejection_hint(lost_prepared) or "")
+    # What PgBouncer < 1.22 also does: another client's "_pg3_0" is there already.
+    duplicate = _error_of("PREPARE twice AS SELECT 1", "PREPARE twice AS SELECT 1")
+    assert "PREPARED_STATEMENTS" in (rejection_hint(duplicate) or "")
     # Passing states are outages, retried with backoff: never a reason to exit.
     read_only = _error_of(
         "SET TRANSACTION READ ONLY",

@@ -19,6 +19,8 @@ from django.apps import apps
 from django.core.management.base import CommandError
 from django.db import DatabaseError, ProgrammingError, connections
 
+from django_jobs.worker.worker import PREPARED_STATEMENT_HINT, prepared_statement_lost
+
 # Threads per worker process: beyond about a thousand, a worker spends its time
 # switching threads (and hits the OS thread limit: "can't start new thread").
 MAX_THREADS = 1000
@@ -113,6 +115,11 @@ def schema_errors(alias: str) -> Iterator[None]:
     try:
         yield
     except DatabaseError as exc:
+        if prepared_statement_lost(exc):
+            raise CommandError(
+                f"the database {alias!r} rejects django_jobs' statements "
+                f"({str(exc).strip()}): {PREPARED_STATEMENT_HINT}."
+            ) from exc
         if not isinstance(exc, ProgrammingError) and not missing_tables(alias):
             raise
         raise CommandError(
