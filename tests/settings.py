@@ -69,6 +69,9 @@ if os.environ.get("DJANGO_JOBS_TEST_OUTBOX_PUBLISHERS"):
     # Worker subprocesses of the outbox tests get their publishers (local HTTP
     # server, RabbitMQ queue) as JSON.
     DJANGO_JOBS["OUTBOX_PUBLISHERS"] = json.loads(os.environ["DJANGO_JOBS_TEST_OUTBOX_PUBLISHERS"])
+if os.environ.get("DJANGO_JOBS_TEST_SCHEDULES"):
+    # Worker subprocesses of the schedule tests get their schedules as JSON.
+    DJANGO_JOBS["SCHEDULES"] = json.loads(os.environ["DJANGO_JOBS_TEST_SCHEDULES"])
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

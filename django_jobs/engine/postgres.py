@@ -43,6 +43,7 @@ from django_jobs.engine.postgres_sql import (
     RENEW_LEASES,
     SELECT_ACTIVE_BY_KEYS,
 )
+from django_jobs.engine.schedules_postgres import PostgresScheduleOperations
 from django_jobs.models import Job
 from django_jobs.rows import ClaimedJob, Completion, Inserted, NewJob, RecoveryReport
 from django_jobs.status import JobStatus
@@ -50,7 +51,7 @@ from django_jobs.status import JobStatus
 logger = logging.getLogger("django_jobs.engine")
 
 
-class PostgresEngine(GenericEngine):
+class PostgresEngine(PostgresScheduleOperations, GenericEngine):
     """Raw SQL for enqueue, the worker's hot path, recovery and pruning; the
     rest (workers, operator actions, dead-letter retries, admin name lists) is
     inherited from :class:`GenericEngine`, whose ORM queries are as good here."""

@@ -11,12 +11,13 @@ so a scheduler that lost the row (or raced without locks) writes nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connections, transaction
 from django.db.models import F, Max, Min
 from django.db.models.functions import Now
+from django.utils import timezone
 
 from django_jobs.engine.instances import new_job_model
 from django_jobs.models import Job, Schedule
@@ -132,15 +133,26 @@ class ScheduleOperations:
         return counts
 
     def _database_now(self) -> datetime:
-        # The ORM reads Now() only alongside a row: any job's or schedule's.
-        value = (
-            Job.objects.using(self.alias).annotate(n=Now()).values_list("n", flat=True).first()
-        ) or (self._schedules().annotate(n=Now()).values_list("n", flat=True).first())
-        if value is None:
-            from django.utils import timezone  # no row to read the database clock from
+        """The database's clock (the scheduler never trusts its host's)."""
+        connection = connections[self.alias]
+        if connection.vendor == "sqlite":
+            return timezone.now()  # an embedded database: its clock is this host's
+        with connection.cursor() as cursor:
+            # CURRENT_TIMESTAMP is standard SQL: the transaction's start on PostgreSQL.
+            cursor.execute("SELECT CURRENT_TIMESTAMP")
+            value = cursor.fetchone()[0]
+        if timezone.is_naive(value):
+            value = timezone.make_aware(value, UTC)  # MySQL returns the session's UTC time
+        return value  # type: ignore[no-any-return]
 
-            return timezone.now()
-        return value
+    def _wake_workers(self, queues: Sequence[str]) -> None:
+        """Tell idle workers that scheduled jobs are due in ``queues`` (at commit).
+
+        Nothing here: workers poll. The PostgreSQL engine sends NOTIFY.
+        """
+
+    def _after_enqueue(self, jobs: list[Job]) -> None:
+        """The job_enqueued signal (GenericEngine sends it on commit)."""
 
     def _lock(self, qs: Any, skip_locked: bool = False) -> list[Schedule]:
         if connections[self.alias].features.has_select_for_update:
@@ -203,6 +215,8 @@ class ScheduleOperations:
             for row in rows
         ]
         created = Job.objects.using(self.alias).bulk_create(models)
+        self._wake_workers(sorted({job.queue_name for job in created}))
+        self._after_enqueue(created)
         return max(job.pk for job in created)
 
     def _wait(self) -> float | None:

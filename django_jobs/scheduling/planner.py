@@ -7,7 +7,7 @@ import dataclasses
 import logging
 from collections import deque
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import InvalidJobOptions, UnknownTaskError
@@ -26,6 +26,10 @@ def due_ticks(
     cadence: Cadence, start: datetime, now: datetime, keep: int
 ) -> tuple[list[datetime], int]:
     """The latest ``keep`` ticks from ``start`` to ``now`` (included), and how many there are."""
+    # On the cadence's grid even when next_run_at was edited by hand.
+    start = cadence.next_after(start - timedelta(microseconds=1))
+    if start > now:
+        return [], 0
     if cadence.interval is not None:
         count = (now - start) // cadence.interval + 1
         first = max(0, count - keep)
@@ -52,6 +56,8 @@ def plan_one(due: DueSchedule, now: datetime) -> TickPlan:
     ticks, count = due_ticks(due.cadence, due.next_run_at, now, limit)
     following = due.cadence.next_after(now)
     meta = {"schedule": due.name}
+    if not ticks:  # next_run_at was moved off the grid: no tick in [next_run_at, now]
+        return TickPlan(due.id, due.next_run_at, following, [], meta)
     if due.catch_up == "all":
         chosen, reason = ticks, "catch_up='all': beyond SCHEDULE_CATCH_UP_LIMIT"
     elif due.catch_up == "skip":

@@ -159,6 +159,10 @@ class Worker:
 
     # -- lifecycle -------------------------------------------------------
 
+    def wake(self) -> None:
+        """Look for jobs now (a service just made some due)."""
+        self._wake.set()
+
     def request_stop(self) -> None:
         """Stop claiming; finish running jobs within the shutdown timeout."""
         self._stopping = True

@@ -19,6 +19,7 @@ from django_jobs.management.commands._options import (
     schema_errors,
 )
 from django_jobs.outbox.relay import RelayService
+from django_jobs.scheduling.service import SchedulerService
 from django_jobs.worker.worker import Worker, WorkerOptions
 
 NUMBERS = {
@@ -104,6 +105,13 @@ class Command(BaseCommand):
             help="Do not run the outbox relay in this worker (run `manage.py runrelay` instead).",
         )
         parser.add_argument(
+            "--no-scheduler",
+            action="store_false",
+            dest="scheduler",
+            help="Do not run the scheduler in this worker (run `manage.py runscheduler` "
+            "instead, or leave schedules to other workers).",
+        )
+        parser.add_argument(
             "--max-tasks-per-child",
             type=NUMBERS["max_tasks_per_child"],
             default=None,
@@ -174,6 +182,8 @@ class Command(BaseCommand):
                     drain_first=options["burst"],
                 )
             )
+        if options["scheduler"]:
+            worker.services.append(SchedulerService(options["database"], on_fired=worker.wake))
         worker.install_signal_handlers()
         with schema_errors(options["database"]):
             try:
