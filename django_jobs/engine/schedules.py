@@ -29,7 +29,6 @@ from django_jobs.scheduling.plans import (
     ScheduleDefinition,
     TickPlan,
 )
-from django_jobs.scheduling.ticks import Cadence
 from django_jobs.status import JobStatus
 
 # Seconds to wait when the earliest due schedule is locked by another scheduler
@@ -39,17 +38,21 @@ _ACTIVE = (JobStatus.READY, JobStatus.RUNNING)
 
 
 def due_from_model(row: Schedule, previous_active: bool) -> DueSchedule:
-    return DueSchedule(
-        id=row.pk,
+    definition = ScheduleDefinition(
         name=row.name,
         task_name=row.task_name,
-        cadence=Cadence(cron=row.cron or None, interval=row.interval, timezone=row.timezone),
+        cadence=row.cadence,
         args=list(row.args or []),
         kwargs=dict(row.kwargs or {}),
         queue_name=row.queue_name,
         priority=row.priority,
         catch_up=row.catch_up,
         overlap=row.overlap,
+        source=row.source,
+    )
+    return DueSchedule(
+        id=row.pk,
+        schedule=definition,
         next_run_at=row.next_run_at,
         previous_active=previous_active,
     )

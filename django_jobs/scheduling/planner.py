@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import InvalidJobOptions, UnknownTaskError
 from django_jobs.rows import NewJob
-from django_jobs.scheduling.plans import DueSchedule, TickPlan
+from django_jobs.scheduling.plans import DueSchedule, ScheduleDefinition, TickPlan
 from django_jobs.scheduling.ticks import Cadence
 from django_jobs.tasks import resolve_task
 
@@ -43,24 +43,25 @@ def due_ticks(
     return list(latest), count
 
 
-def build_row(due: DueSchedule, run_after: datetime | None) -> NewJob:
-    """The job row of ``due`` (its task's options, the schedule's queue and priority)."""
-    task = resolve_task(due.task_name)
-    changes = {"queue_name": due.queue_name, "priority": due.priority}
+def build_row(schedule: ScheduleDefinition, run_after: datetime | None) -> NewJob:
+    """The job row of ``schedule`` (its task's options, the schedule's queue and priority)."""
+    task = resolve_task(schedule.task_name)
+    changes = {"queue_name": schedule.queue_name, "priority": schedule.priority}
     task = task.using(**{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]
-    return dataclasses.replace(task.new_job(due.args, due.kwargs), run_after=run_after)
+    return dataclasses.replace(task.new_job(schedule.args, schedule.kwargs), run_after=run_after)
 
 
 def plan_one(due: DueSchedule, now: datetime) -> TickPlan:
     limit = max(1, int(jobs_settings.SCHEDULE_CATCH_UP_LIMIT))
-    ticks, count = due_ticks(due.cadence, due.next_run_at, now, limit)
-    following = due.cadence.next_after(now)
-    meta = {"schedule": due.name}
+    schedule = due.schedule
+    ticks, count = due_ticks(schedule.cadence, due.next_run_at, now, limit)
+    following = schedule.cadence.next_after(now)
+    meta = {"schedule": schedule.name}
     if not ticks:  # next_run_at was moved off the grid: no tick in [next_run_at, now]
         return TickPlan(due.id, due.next_run_at, following, [], meta)
-    if due.catch_up == "all":
+    if schedule.catch_up == "all":
         chosen, reason = ticks, "catch_up='all': beyond SCHEDULE_CATCH_UP_LIMIT"
-    elif due.catch_up == "skip":
+    elif schedule.catch_up == "skip":
         late = (now - ticks[-1]).total_seconds()
         on_time = count == 1 and late <= float(jobs_settings.SCHEDULE_MISFIRE_GRACE)
         chosen, reason = (
@@ -69,15 +70,15 @@ def plan_one(due: DueSchedule, now: datetime) -> TickPlan:
         )
     else:
         chosen, reason = ticks[-1:], "catch_up='latest': missed ticks ran as one job"
-    if not due.overlap and chosen:
+    if not schedule.overlap and chosen:
         if due.previous_active:
             chosen, reason = [], "overlap=False: the previous job was still READY or RUNNING"
         else:
             chosen = chosen[-1:]  # jobs of one batch would overlap each other
     try:
-        jobs = [build_row(due, tick) for tick in chosen]
+        jobs = [build_row(schedule, tick) for tick in chosen]
     except (UnknownTaskError, InvalidJobOptions, TypeError, ValueError) as exc:
-        logger.error("schedule %s: cannot enqueue %s: %s", due.name, due.task_name, exc)
+        logger.error("schedule %s: cannot enqueue %s: %s", schedule.name, schedule.task_name, exc)
         jobs, reason = [], f"cannot enqueue: {exc}"[:200]
     skipped = count - len(jobs)
     return TickPlan(

@@ -38,15 +38,7 @@ class DueSchedule:
     """A due Schedule row, locked by the engine for the current transaction."""
 
     id: int
-    name: str
-    task_name: str
-    cadence: Cadence
-    args: list[Any]
-    kwargs: dict[str, Any]
-    queue_name: str | None
-    priority: int | None
-    catch_up: str
-    overlap: bool
+    schedule: ScheduleDefinition  # what the row says (from code, settings or the admin)
     next_run_at: datetime
     previous_active: bool  # the schedule's last job is READY or RUNNING
 

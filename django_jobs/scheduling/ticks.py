@@ -115,7 +115,15 @@ class Cadence:
         if local.second or local.microsecond:
             # cronsim works in whole minutes: from 12:00:30 the next is 12:01.
             local = local.replace(second=0, microsecond=0)
-        return next(CronSim(self.cron, local)).astimezone(UTC)
+        # cronsim moves a local time skipped by a daylight-saving gap (02:30) to
+        # the first valid minute after it (03:00), which can be at or before
+        # ``after`` itself: asked from 03:00 it answers 03:00 again. Strictly
+        # after is what makes a tick fire once.
+        for found in CronSim(self.cron, local):
+            tick = found.astimezone(UTC)
+            if tick > after:
+                return tick
+        raise InvalidJobOptions(f"schedule {self.cron!r} {_NEVER}")  # pragma: no cover
 
     def ticks(self, start: datetime, until: datetime, limit: int) -> list[datetime]:
         """Ticks from ``start`` (itself a tick, included) up to ``until`` included,
