@@ -38,21 +38,9 @@ _ACTIVE = (JobStatus.READY, JobStatus.RUNNING)
 
 
 def due_from_model(row: Schedule, previous_active: bool) -> DueSchedule:
-    definition = ScheduleDefinition(
-        name=row.name,
-        task_name=row.task_name,
-        cadence=row.cadence,
-        args=list(row.args or []),
-        kwargs=dict(row.kwargs or {}),
-        queue_name=row.queue_name,
-        priority=row.priority,
-        catch_up=row.catch_up,
-        overlap=row.overlap,
-        source=row.source,
-    )
     return DueSchedule(
         id=row.pk,
-        schedule=definition,
+        schedule=row.definition(),
         next_run_at=row.next_run_at,
         previous_active=previous_active,
     )

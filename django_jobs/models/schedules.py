@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from django_jobs.scheduling.plans import ScheduleDefinition
 from django_jobs.scheduling.ticks import Cadence
 
 
@@ -81,3 +82,18 @@ class Schedule(models.Model):
     @property
     def cadence(self) -> Cadence:
         return Cadence(cron=self.cron or None, interval=self.interval, timezone=self.timezone)
+
+    def definition(self) -> ScheduleDefinition:
+        """What this row says, as the planner takes it."""
+        return ScheduleDefinition(
+            name=self.name,
+            task_name=self.task_name,
+            cadence=self.cadence,
+            args=list(self.args or []),
+            kwargs=dict(self.kwargs or {}),
+            queue_name=self.queue_name,
+            priority=self.priority,
+            catch_up=self.catch_up,
+            overlap=self.overlap,
+            source=self.source,
+        )
