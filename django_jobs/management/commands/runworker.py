@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from django_jobs.alerts.service import AlertService
 from django_jobs.exceptions import WorkerStartError
 from django_jobs.management.commands._options import (
     MAX_BATCH,
@@ -104,6 +105,13 @@ class Command(BaseCommand):
             help="Do not run the outbox relay in this worker (run `manage.py runrelay` instead).",
         )
         parser.add_argument(
+            "--no-alerts",
+            action="store_false",
+            dest="alerts",
+            help="Do not evaluate DJANGO_JOBS['ALERTS'] rules in this worker "
+            "(other workers still do).",
+        )
+        parser.add_argument(
             "--max-tasks-per-child",
             type=NUMBERS["max_tasks_per_child"],
             default=None,
@@ -174,6 +182,10 @@ class Command(BaseCommand):
                     drain_first=options["burst"],
                 )
             )
+        if options["alerts"] and not options["burst"]:
+            alerts = AlertService.from_settings(options["database"])
+            if alerts is not None:
+                worker.services.append(alerts)
         worker.install_signal_handlers()
         with schema_errors(options["database"]):
             try:
