@@ -77,7 +77,7 @@ if os.environ.get("DJANGO_JOBS_TEST_ALERTS"):
 if os.environ.get("DJANGO_JOBS_TEST_EMAIL_DIR"):
     EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
     EMAIL_FILE_PATH = os.environ["DJANGO_JOBS_TEST_EMAIL_DIR"]
-    ADMINS = [("Ops", "ops@example.com")]
+    ADMINS = ["ops@example.com"]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
