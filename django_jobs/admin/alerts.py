@@ -6,11 +6,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from django_jobs.admin import display
+from django_jobs.alerts.rules import KINDS
 from django_jobs.models import AlertEvent, AlertState
 
 if TYPE_CHECKING:
@@ -33,6 +35,18 @@ class ReadOnlyAdmin:
         return False
 
 
+def format_value(kind: str, value: float | None) -> str:
+    """The value in the kind's unit: 35%, 120s, 3."""
+    spec = KINDS.get(kind)
+    if value is None:
+        return "no data"
+    if spec is not None and spec.unit == "ratio":
+        return f"{value:.0%}"
+    if spec is not None and spec.unit == "seconds":
+        return display.human_seconds(value)
+    return f"{value:g}"
+
+
 def alert_badge(status: str) -> SafeString:
     css = {"firing": "failed", "ok": "successful", "fired": "failed", "resolved": "successful"}
     return format_html(
@@ -42,7 +56,7 @@ def alert_badge(status: str) -> SafeString:
 
 @admin.register(AlertState)
 class AlertStateAdmin(ReadOnlyAdmin, StateAdminBase):
-    list_display = ("rule", "kind", "status_badge", "since_display", "value", "evaluated")
+    list_display = ("rule", "kind", "status_badge", "since_display", "value_display", "evaluated")
     list_filter = ("status", "kind")
     search_fields = ("rule",)
     ordering = ("rule",)
@@ -69,6 +83,10 @@ class AlertStateAdmin(ReadOnlyAdmin, StateAdminBase):
     def since_display(self, obj: AlertState) -> SafeString | str:
         return display.relative_time(obj.since)
 
+    @admin.display(description="value", ordering="value")
+    def value_display(self, obj: AlertState) -> str:
+        return format_value(obj.kind, obj.value)
+
     @admin.display(description="last evaluated", ordering="last_evaluated_at")
     def evaluated(self, obj: AlertState) -> SafeString | str:
         return display.relative_time(obj.last_evaluated_at) if obj.last_evaluated_at else "never"
@@ -76,7 +94,7 @@ class AlertStateAdmin(ReadOnlyAdmin, StateAdminBase):
 
 @admin.register(AlertEvent)
 class AlertEventAdmin(ReadOnlyAdmin, EventAdminBase):
-    list_display = ("at", "rule", "kind_badge", "value", "threshold", "message")
+    list_display = ("at", "rule", "kind_badge", "value_display", "threshold", "message")
     list_filter = ("kind", "rule")
     search_fields = ("rule",)
     ordering = ("-id",)
@@ -89,3 +107,13 @@ class AlertEventAdmin(ReadOnlyAdmin, EventAdminBase):
     @admin.display(description="event", ordering="kind")
     def kind_badge(self, obj: AlertEvent) -> SafeString:
         return alert_badge(obj.kind)
+
+    @admin.display(description="value", ordering="value")
+    def value_display(self, obj: AlertEvent) -> str:
+        return format_value(getattr(obj, "rule_kind", None) or "", obj.value)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AlertEvent]:
+        # The rule's kind (the value's unit) in the same query: one row per rule.
+        kind = AlertState.objects.filter(rule=OuterRef("rule")).values("kind")[:1]
+        events: QuerySet[AlertEvent] = super().get_queryset(request)
+        return events.annotate(rule_kind=Subquery(kind))
