@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from django_jobs.models import AlertEvent, AlertState, Job
+from django_jobs.models import AlertEvent, AlertState, Job, Worker
 from django_jobs.status import JobStatus
 from tests.conftest import wait_until
 from tests.testapp import tasks
@@ -97,3 +97,23 @@ def test_three_workers_fire_once_and_resolve_once(start_worker, tmp_path):
         assert proc.terminate() == 0
     logs = [proc.output() for proc in workers]
     assert sum(log.count("alert firing: fails-if") for log in logs) == 1, logs
+
+
+def test_no_alerts_worker_and_burst_worker_do_not_evaluate(start_worker, run_burst):
+    env = {
+        "DJANGO_JOBS_TEST_ALERTS": json.dumps({"workers-down": {"kind": "stale_workers"}}),
+        "DJANGO_JOBS_TEST_ALERT_INTERVAL": "0.2",
+    }
+    run_burst(env=env)
+    quiet = start_worker("--no-alerts", env=env)
+    wait_until(Worker.objects.exists, timeout=60, message="the --no-alerts worker to register")
+    time.sleep(1.5)  # several intervals
+    assert not AlertState.objects.exists()
+    assert quiet.terminate() == 0
+    # The same settings without the flag evaluate within a few intervals.
+    start_worker(env=env)
+    wait_until(
+        lambda: AlertState.objects.filter(last_evaluated_at__isnull=False).exists(),
+        timeout=60,
+        message="an evaluation",
+    )

@@ -6,6 +6,7 @@ Transaction tests: the messages go out on commit, so the test must commit.
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -143,8 +144,6 @@ def test_dead_letters_in_the_window():
 
 
 def worker(heartbeat_ago: float) -> Worker:
-    import uuid  # only here
-
     return Worker.objects.create(
         id=uuid.uuid4(),
         hostname="host",
