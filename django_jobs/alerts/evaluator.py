@@ -26,7 +26,7 @@ import functools
 import logging
 from datetime import datetime
 
-from django.db import transaction
+from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
 from django_jobs.alerts import notify
@@ -45,11 +45,22 @@ class Outcome(enum.Enum):
     RESOLVED = "resolved"
 
 
-def ensure_state(rule: Rule, alias: str) -> None:
-    """Create the rule's row if missing (unique on rule: concurrent creators make one)."""
+def _recently(last: datetime | None, now: datetime, min_interval: float) -> bool:
+    return last is not None and bool(min_interval) and (now - last).total_seconds() < min_interval
+
+
+def ensure_state(rule: Rule, alias: str, now: datetime, min_interval: float) -> bool:
+    """Whether the rule is due; creates its row if missing (unique on rule: one row).
+
+    A plain read first, so that a rule another worker just evaluated costs one
+    SELECT and no lock (SQLite's IMMEDIATE transaction takes the write lock).
+    """
     states = AlertState.objects.using(alias)
-    if not states.filter(rule=rule.name).exists():
+    last = list(states.filter(rule=rule.name).values_list("last_evaluated_at", flat=True))
+    if not last:
         states.bulk_create([AlertState(rule=rule.name, kind=rule.kind)], ignore_conflicts=True)
+        return True
+    return not _recently(last[0], now, min_interval)
 
 
 def message_for(rule: Rule, kind: str | None, m: Measurement) -> str:
@@ -66,7 +77,8 @@ def evaluate(
     rule: Rule, alias: str = "default", *, min_interval: float = 0.0, now: datetime | None = None
 ) -> Outcome:
     """Evaluate ``rule`` once; at most one transition (see the module docstring)."""
-    ensure_state(rule, alias)
+    if not ensure_state(rule, alias, now or timezone.now(), min_interval):
+        return Outcome.NOT_DUE
     states = AlertState.objects.using(alias)
     with transaction.atomic(using=alias):
         # Row lock for the whole evaluation; SKIP LOCKED: never queue behind a
@@ -74,10 +86,9 @@ def evaluate(
         state = states.select_for_update(skip_locked=True).filter(rule=rule.name).first()
         if state is None:
             return Outcome.BUSY
-        now = now or timezone.now()
-        last = state.last_evaluated_at
-        if last is not None and min_interval and (now - last).total_seconds() < min_interval:
-            return Outcome.NOT_DUE
+        now = now or timezone.now()  # after the lock: SQLite may have waited for it
+        if _recently(state.last_evaluated_at, now, min_interval):
+            return Outcome.NOT_DUE  # evaluated by another worker since the read above
         m = measure(rule, alias, now)
         breached = m.value is not None and m.value >= rule.threshold
         breached_since = (state.breached_since or now) if breached else None
@@ -127,6 +138,10 @@ def evaluate_all(
     for rule in rules:
         try:
             outcomes[rule.name] = evaluate(rule, alias, min_interval=min_interval)
+        except DatabaseError:
+            logger.warning("alert %s: evaluation failed", rule.name, exc_info=True)
+            if not connections[alias].in_atomic_block:
+                connections[alias].close()  # a broken connection: the next rule reconnects
         except Exception:
             logger.warning("alert %s: evaluation failed", rule.name, exc_info=True)
     return outcomes

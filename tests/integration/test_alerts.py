@@ -294,3 +294,30 @@ def test_concurrent_evaluations_make_one_transition(received, is_postgres):
     assert outcomes.count(Outcome.FIRED) == 1
     assert events() == [("r", "fired")]
     assert len(received) == 1 and len(mail.outbox) == 1
+
+
+def test_an_evaluation_is_a_few_statements(
+    django_assert_max_num_queries, django_assert_num_queries
+):
+    r = rule(kind="failure_rate", queue="default", threshold=0.5)
+    evaluate(r)  # creates the row
+    # exists, SELECT ... FOR UPDATE, the measure, the UPDATE (+ BEGIN/COMMIT on some backends)
+    with django_assert_max_num_queries(6):
+        assert evaluate(r) is Outcome.UNCHANGED
+    with django_assert_num_queries(1):  # a plain read, no lock
+        assert evaluate(r, min_interval=60) is Outcome.NOT_DUE
+
+
+def test_evaluate_all_goes_on_after_a_failing_rule(monkeypatch):
+    from django_jobs.alerts import evaluator, measures  # patched below
+
+    def broken(rule, alias, now):
+        raise RuntimeError("measure bug")
+
+    monkeypatch.setitem(measures.MEASURES, "dead_letters", broken)
+    worker(heartbeat_ago=120)
+    outcomes = evaluator.evaluate_all(
+        [rule("a", kind="dead_letters"), rule("b", kind="stale_workers")]
+    )
+    assert outcomes == {"b": Outcome.FIRED}
+    assert AlertState.objects.get(rule="a").last_evaluated_at is None  # rolled back
