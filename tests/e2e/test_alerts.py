@@ -59,20 +59,20 @@ def test_three_workers_fire_once_and_resolve_once(start_worker, tmp_path):
         lambda: AlertState.objects.filter(
             rule="fails-if", last_evaluated_at__isnull=False
         ).exists(),
-        timeout=60,
+        timeout=90,
         message="a first evaluation",
     )
 
     # Jobs fail: the rate goes to 100% of the window.
     tasks.fails_if.enqueue_many([(True,) for _ in range(12)])
-    wait_until(lambda: kinds() == ["fired"], timeout=60, message="the alert to fire")
+    wait_until(lambda: kinds() == ["fired"], timeout=90, message="the alert to fire")
     state = AlertState.objects.get(rule="fails-if")
     assert state.status == "firing" and state.value == 1.0
 
     # Still failing for a while: evaluations go on (several per second), no new event.
     fired_at = state.last_evaluated_at
     tasks.fails_if.enqueue_many([(True,) for _ in range(6)])
-    wait_until(lambda: Job.objects.filter(status=JobStatus.FAILED).count() == 18, timeout=60)
+    wait_until(lambda: Job.objects.filter(status=JobStatus.FAILED).count() == 18, timeout=90)
     time.sleep(1.5)
     assert AlertState.objects.get(rule="fails-if").last_evaluated_at > fired_at
     assert kinds() == ["fired"]
@@ -82,7 +82,7 @@ def test_three_workers_fire_once_and_resolve_once(start_worker, tmp_path):
         tasks.fails_if.enqueue_many([(False,) for _ in range(3)])
         return kinds() == ["fired", "resolved"]
 
-    wait_until(recovering, timeout=60, interval=0.5, message="the alert to resolve")
+    wait_until(recovering, timeout=90, interval=0.5, message="the alert to resolve")
     time.sleep(1.5)  # more evaluations by all three workers: nothing new
     assert kinds() == ["fired", "resolved"]
     assert AlertState.objects.get(rule="fails-if").status == "ok"
@@ -106,7 +106,7 @@ def test_no_alerts_worker_and_burst_worker_do_not_evaluate(start_worker, run_bur
     }
     run_burst(env=env)
     quiet = start_worker("--no-alerts", env=env)
-    wait_until(Worker.objects.exists, timeout=60, message="the --no-alerts worker to register")
+    wait_until(Worker.objects.exists, timeout=90, message="the --no-alerts worker to register")
     time.sleep(1.5)  # several intervals
     assert not AlertState.objects.exists()
     assert quiet.terminate() == 0
@@ -114,6 +114,6 @@ def test_no_alerts_worker_and_burst_worker_do_not_evaluate(start_worker, run_bur
     start_worker(env=env)
     wait_until(
         lambda: AlertState.objects.filter(last_evaluated_at__isnull=False).exists(),
-        timeout=60,
+        timeout=90,
         message="an evaluation",
     )
