@@ -99,6 +99,26 @@ DEFAULTS: dict[str, Any] = {
     # Health: seconds the oldest due job may wait before django_jobs.views.health
     # answers 503; None: reported but never unhealthy.
     "HEALTH_MAX_READY_AGE": None,
+    # -- alerts (docs/howto/alerts.md) -----------------------------------------
+    # Alert rules, name -> rule, evaluated by the workers (one evaluation per rule
+    # and interval cluster-wide). Every rule has "kind" and "threshold" (fires at
+    # value >= threshold), optionally "for" (seconds the condition must hold
+    # before firing, like Prometheus' for:) and "severity" (a label, default
+    # "warning"). Kinds: "failure_rate" (FAILED / finished jobs, 0 < threshold
+    # <= 1; "task" and/or "queue", "window" seconds (300), "min_jobs" (10)),
+    # "oldest_ready_age" (seconds; "queue"), "dead_letters" (new ones in "window"
+    # seconds (300), threshold 1; "task", "queue"), "stale_workers" (workers
+    # without a heartbeat for LEASE_SECONDS, threshold 1), "outbox_pending_age"
+    # (seconds), e.g. {"payments-failing": {"kind": "failure_rate", "queue":
+    # "payments", "threshold": 0.2, "window": 300, "min_jobs": 10}}.
+    "ALERTS": {},
+    # Seconds between evaluations of each rule (any number of workers share
+    # them: a rule evaluated less than 3/4 of this ago is skipped); None: the
+    # workers evaluate no rule (runworker --no-alerts does that for one worker).
+    "ALERT_INTERVAL": 30.0,
+    # Email settings.ADMINS (django.core.mail.mail_admins) when a rule fires and
+    # when it resolves; the django_jobs.signals.alert signal is sent either way.
+    "ALERT_MAIL_ADMINS": True,
     # -- schedules (docs/howto/schedules.md) -----------------------------------
     # Schedules with arguments, name -> {"task", "cron" or "every" (seconds),
     # "timezone", "args", "kwargs", "queue_name", "priority", "catch_up", "overlap"}.

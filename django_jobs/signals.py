@@ -5,6 +5,12 @@
 - ``job_finished(sender=None, job=ClaimedJob, status=str, result=..., error=dict|None)``:
   in the worker, after the outcome is decided (sent with ``send_robust``: a
   raising receiver never changes the outcome).
+- ``alert(sender=None, rule=Rule, state="firing"|"resolved", value=float|None,
+  message=str, event=AlertEvent)``: once per transition of a rule of
+  ``DJANGO_JOBS["ALERTS"]``, cluster-wide, in the worker that made it, after
+  the transition committed (``send_robust``). ``rule`` is a
+  :class:`django_jobs.alerts.rules.Rule` (name, kind, threshold, severity...),
+  ``value`` the measured value (None: no data), ``message`` one line for humans.
 """
 
 from __future__ import annotations
@@ -14,3 +20,4 @@ from django.dispatch import Signal
 job_enqueued = Signal()
 job_started = Signal()
 job_finished = Signal()
+alert = Signal()

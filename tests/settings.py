@@ -72,6 +72,15 @@ if os.environ.get("DJANGO_JOBS_TEST_OUTBOX_PUBLISHERS"):
 if os.environ.get("DJANGO_JOBS_TEST_SCHEDULES"):
     # Worker subprocesses of the schedule tests get their schedules as JSON.
     DJANGO_JOBS["SCHEDULES"] = json.loads(os.environ["DJANGO_JOBS_TEST_SCHEDULES"])
+if os.environ.get("DJANGO_JOBS_TEST_ALERTS"):
+    # Worker subprocesses of the alert tests get their rules as JSON, a short
+    # evaluation interval, and a file-based mailbox the test counts.
+    DJANGO_JOBS["ALERTS"] = json.loads(os.environ["DJANGO_JOBS_TEST_ALERTS"])
+    DJANGO_JOBS["ALERT_INTERVAL"] = float(os.environ.get("DJANGO_JOBS_TEST_ALERT_INTERVAL", "30"))
+if os.environ.get("DJANGO_JOBS_TEST_EMAIL_DIR"):
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = os.environ["DJANGO_JOBS_TEST_EMAIL_DIR"]
+    ADMINS = ["ops@example.com"]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

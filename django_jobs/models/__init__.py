@@ -4,14 +4,18 @@
 - :mod:`.outbox`: OutboxEvent
 - :mod:`.workers`: Worker
 - :mod:`.schedules`: Schedule
+- :mod:`.alerts`: AlertState, AlertEvent
 """
 
+from django_jobs.models.alerts import AlertEvent, AlertState
 from django_jobs.models.jobs import DeadLetter, Job, JobQuerySet, Overview
 from django_jobs.models.outbox import OutboxEvent, OutboxEventQuerySet
 from django_jobs.models.schedules import Schedule, ScheduleQuerySet
 from django_jobs.models.workers import Worker
 
 __all__ = [
+    "AlertEvent",
+    "AlertState",
     "DeadLetter",
     "Job",
     "JobQuerySet",

@@ -48,6 +48,14 @@ def fail_times(times: int) -> int:
     return attempt
 
 
+@task(max_attempts=1)
+def fails_if(fail: bool) -> bool:
+    """Fails for good (no retry: a dead letter at once) when ``fail``; else succeeds."""
+    if fail:
+        raise RuntimeError("asked to fail")
+    return True
+
+
 @task(max_attempts=2, backoff="fixed")
 def always_fails() -> None:
     raise ValueError("this task always fails")

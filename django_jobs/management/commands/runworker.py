@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from django_jobs.alerts.service import AlertService
 from django_jobs.exceptions import WorkerStartError
 from django_jobs.management.commands._options import (
     MAX_BATCH,
@@ -112,6 +113,13 @@ class Command(BaseCommand):
             "instead, or leave schedules to other workers).",
         )
         parser.add_argument(
+            "--no-alerts",
+            action="store_false",
+            dest="alerts",
+            help="Do not evaluate DJANGO_JOBS['ALERTS'] rules in this worker "
+            "(other workers still do).",
+        )
+        parser.add_argument(
             "--max-tasks-per-child",
             type=NUMBERS["max_tasks_per_child"],
             default=None,
@@ -184,6 +192,10 @@ class Command(BaseCommand):
             )
         if options["scheduler"]:
             worker.services.append(SchedulerService(options["database"], on_fired=worker.wake))
+        if options["alerts"] and not options["burst"]:
+            alerts = AlertService.from_settings(options["database"])
+            if alerts is not None:
+                worker.services.append(alerts)
         worker.install_signal_handlers()
         with schema_errors(options["database"]):
             try:
