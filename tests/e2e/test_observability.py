@@ -143,7 +143,11 @@ def test_health_is_503_when_the_database_is_unreachable():
         conn.settings_dict.clear()
         conn.settings_dict.update(saved)
     assert response.status_code == 503
-    assert response.json()["checks"]["database"]["ok"] is False
+    assert response.json()["checks"]["database"] == {
+        "ok": False,
+        "error": "OperationalError",
+        "message": "the database 'jobs' did not answer",
+    }
 
 
 def test_health_is_503_without_a_live_worker():
