@@ -18,7 +18,7 @@ Styler = Callable[[str], str]
 # Narrowest error column before the error is cut.
 MIN_ERROR_WIDTH = 20
 # Columns whose values are right-aligned (numbers).
-NUMERIC = {"READY", "SCHEDULED", "RUNNING", "FAILED", "PID", "JOBS"}
+NUMERIC = {"READY", "SCHEDULED", "RUNNING", "FAILED", "JOB", "CONCURRENCY", "HELD"}
 
 
 def duration(seconds: float | None) -> str:
@@ -105,13 +105,16 @@ def _workers(document: dict[str, Any], error: Styler | None) -> list[str]:
             w["pool"],
             ",".join(w["queues"]) or "*",
             duration(w["heartbeat_age_seconds"]) + " ago",
-            f"{w['running']}/{w['concurrency']}",
+            str(w["concurrency"]),
+            f"{w['running']:,}",
             "STALE" if w["stale"] else "live",
         ]
         for w in workers
     ]
+    # HELD: RUNNING rows the worker owns, prefetched claims included (so it
+    # can exceed CONCURRENCY while jobs are quick; see PREFETCH).
     return table(
-        ("WORKER", "POOL", "QUEUES", "HEARTBEAT", "RUNNING", "STATE"),
+        ("WORKER", "POOL", "QUEUES", "HEARTBEAT", "CONCURRENCY", "HELD", "STATE"),
         rows,
         [error if w["stale"] else None for w in workers],
     )
