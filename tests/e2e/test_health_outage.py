@@ -17,6 +17,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -240,3 +241,50 @@ def probe_or_none(port: int) -> int | None:
         return probe(port)[0]
     except OSError:
         return None  # not listening yet
+
+
+def test_status_watch_rides_out_the_outage(private_postgres, start_worker, tmp_path):
+    """``jobs status --watch`` shows the outage as a line and draws again after it."""
+    start_worker(env=private_env(private_postgres))
+    out_path = tmp_path / "watch.out"
+    with out_path.open("w") as out:
+        watch = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "jobs", "status", "--watch", "0.3"],
+            cwd=ROOT,
+            env=private_env(private_postgres),
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    try:
+
+        def shown(text: str) -> bool:
+            return text in out_path.read_text()
+
+        wait_until(lambda: shown("Workers (1 live, 0 stale)"), timeout=60, message="a live worker")
+        private_postgres.stop()
+        wait_until(
+            lambda: shown("database 'default' unavailable: OperationalError"),
+            timeout=30,
+            message="the outage line",
+        )
+        assert watch.poll() is None  # still watching
+        private_postgres.start()
+        before = out_path.read_text().count("django_jobs status:")
+        wait_until(
+            lambda: out_path.read_text().count("django_jobs status:") > before + 1,
+            timeout=60,
+            message="tables again after the restart",
+        )
+        watch.send_signal(signal.SIGINT)
+        assert watch.wait(10) == 0
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+    stderr = watch.stderr.read() if watch.stderr else ""
+    assert "Traceback" not in stderr, stderr
+    text = out_path.read_text()
+    assert "\x1b[" not in text  # not a terminal: no clearing, no colours
+    # Frames are separated by a blank line; the outage lines sit between tables.
+    outage = text.index("unavailable")
+    assert text.index("django_jobs status:") < outage < text.rindex("django_jobs status:")
