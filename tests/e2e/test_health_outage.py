@@ -35,8 +35,11 @@ import pytest
 from django.db import connections
 from django.test import Client, override_settings
 
+from django_jobs.models import Job
 from django_jobs.observability.snapshot import clear_cache
+from django_jobs.status import JobStatus
 from tests.conftest import ROOT, wait_until, worker_env
+from tests.testapp import tasks
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, databases=["default", "jobs"]),
@@ -193,13 +196,20 @@ def probe(port: int) -> tuple[int, dict[str, Any]]:
         return exc.code, json.loads(exc.read())
 
 
+@pytest.mark.parametrize("pool", ["thread", "process"])
 @override_settings(DJANGO_JOBS={"LEASE_SECONDS": LEASE, "METRICS_CACHE_SECONDS": 0})
 def test_health_is_503_while_the_database_is_down_and_recovers(
-    private_postgres, jobs_alias_on, start_worker
+    private_postgres, jobs_alias_on, start_worker, pool
 ):
     health_port = free_port()
     worker = start_worker(
-        "--health-port", str(health_port), "--concurrency", "2", env=private_env(private_postgres)
+        "--health-port",
+        str(health_port),
+        "--pool",
+        pool,
+        "--concurrency",
+        "2",
+        env=private_env(private_postgres),
     )
     client = Client()
     wait_until(lambda: view_health(client)[0] == 200, timeout=60, message="healthy view")
@@ -232,6 +242,14 @@ def test_health_is_503_while_the_database_is_down_and_recovers(
     wait_until(lambda: view_health(client)[0] == 200, timeout=60, message="view recovered")
     wait_until(lambda: probe(health_port)[0] == 200, timeout=30, message="probe recovered")
     assert probe(health_port)[1]["alive"] is True
+    # And it runs jobs again (enqueued on the private server through "jobs").
+    job = tasks.add.using(database="jobs").enqueue(2, 3)
+    wait_until(
+        lambda: Job.objects.using("jobs").get(pk=job.pk).status == JobStatus.SUCCESSFUL,
+        timeout=30,
+        message="a job run after the outage",
+    )
+    assert Job.objects.using("jobs").get(pk=job.pk).result == 5
     assert worker.popen.poll() is None
     assert worker.terminate() == 0  # and it still stops cleanly
 
