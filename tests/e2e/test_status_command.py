@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pty
+import select
 import signal
 import subprocess
 import sys
+import time
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
+from django_jobs.cli.status import CLEAR
 from django_jobs.models import Job, Worker
 from django_jobs.status import JobStatus
+from tests.admin.factories import make_worker
 from tests.conftest import ROOT, wait_until, worker_env
 from tests.testapp import tasks
 
@@ -115,3 +124,45 @@ def test_status_names_an_unreachable_database(is_postgres):
     assert done.returncode != 0
     assert "database 'default' unavailable: OperationalError" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_terminal_gets_redraws_in_place_and_colours():
+    """On a real pseudo-terminal: the screen is cleared before each redraw, and
+    a stale worker's line is coloured (a pipe gets neither: tests above)."""
+    make_worker(hostname="old-host", pid=7, last_heartbeat_at=timezone.now() - timedelta(hours=1))
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "jobs", "status", "--watch", "0.3"],
+        cwd=ROOT,
+        env=worker_env(TERM="xterm"),
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+    )
+    os.close(terminal)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 60
+        while seen.count(CLEAR.encode()) < 3 and time.monotonic() < deadline:
+            ready, _, _ = select.select([controller], [], [], 1.0)
+            if ready:
+                seen += os.read(controller, 65536)
+        assert seen.count(CLEAR.encode()) >= 3, seen[-2000:]
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(10)
+        with contextlib.suppress(OSError):  # the terminal closes with the process
+            while select.select([controller], [], [], 0.5)[0]:
+                chunk = os.read(controller, 65536)
+                if not chunk:
+                    break
+                seen += chunk
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(controller)
+    text = seen.decode(errors="replace")
+    assert code == 0, text[-2000:]
+    assert "Traceback" not in text
+    stale = next(line for line in text.splitlines() if "old-host:7" in line)
+    assert "\x1b[" in stale and stale.rstrip().endswith("\x1b[0m")  # coloured, then reset
+    assert "STALE" in stale
