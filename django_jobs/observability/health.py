@@ -28,7 +28,14 @@ def check_health(alias: str = "default") -> dict[str, Any]:
         connections[alias].close()  # the next probe reconnects
         return {
             "healthy": False,
-            "checks": {"database": {"ok": False, "error": type(exc).__name__}},
+            "checks": {
+                "database": {
+                    "ok": False,
+                    "error": type(exc).__name__,
+                    # No server detail (host, port, user): the probe is unauthenticated.
+                    "message": f"the database {alias!r} did not answer",
+                }
+            },
         }
     live = snapshot.live_workers
     oldest = snapshot.oldest_ready_age()

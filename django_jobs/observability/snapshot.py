@@ -147,6 +147,44 @@ def outbox_counts(alias: str, now: datetime) -> tuple[dict[str, int], float | No
     return counts, _age(now, oldest)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class FailureState:
+    """One dead letter: a job that failed for good (or was lost) and why."""
+
+    id: int
+    job_id: int
+    task: str
+    queue: str
+    error: str
+    attempts: int
+    failed_at: datetime
+    retried: bool
+
+
+def latest_failures(
+    alias: str, limit: int = 10, queues: list[str] | None = None
+) -> list[FailureState]:
+    """The newest ``limit`` dead letters (newest first): the primary key index read
+    backwards, or the ``(queue_name, -id)`` index with ``queues``."""
+    letters = DeadLetter.objects.using(alias).order_by("-id")
+    if queues:
+        letters = letters.filter(queue_name__in=queues)
+    fields = ("id", "job_id", "task_name", "queue_name", "reason", "attempts", "created_at")
+    return [
+        FailureState(
+            id=row.id,
+            job_id=row.job_id,
+            task=row.task_name,
+            queue=row.queue_name,
+            error=row.reason,
+            attempts=row.attempts,
+            failed_at=row.created_at,
+            retried=row.retried_at is not None,
+        )
+        for row in letters.only(*fields, "retried_at")[:limit]
+    ]
+
+
 def prune_backlog(alias: str) -> int | None:
     cutoff = JobPruner.cutoff()
     if cutoff is None:

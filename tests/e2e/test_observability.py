@@ -12,7 +12,7 @@ from django.db import connections
 from django.test import Client, override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
-from django_jobs.models import Job
+from django_jobs.models import Job, Worker
 from django_jobs.observability.snapshot import clear_cache
 from django_jobs.status import JobStatus
 from tests.conftest import wait_until
@@ -143,7 +143,11 @@ def test_health_is_503_when_the_database_is_unreachable():
         conn.settings_dict.clear()
         conn.settings_dict.update(saved)
     assert response.status_code == 503
-    assert response.json()["checks"]["database"]["ok"] is False
+    assert response.json()["checks"]["database"] == {
+        "ok": False,
+        "error": "OperationalError",
+        "message": "the database 'jobs' did not answer",
+    }
 
 
 def test_health_is_503_without_a_live_worker():
@@ -157,15 +161,20 @@ def test_health_is_503_without_a_live_worker():
     }
 
 
-def test_a_metrics_port_in_use_stops_the_worker_at_start(start_worker):
+@pytest.mark.parametrize("option", ["--metrics-port", "--health-port"])
+def test_a_port_in_use_stops_the_worker_at_start(start_worker, option):
     with socket.socket() as taken:
         taken.bind(("0.0.0.0", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = start_worker("--metrics-port", str(port))
+        proc = start_worker(option, str(port))
         assert proc.wait(60) != 0
-    assert f"--metrics-port {port}: cannot listen" in proc.output()
+        output = proc.output()
+        assert f"{option} {port}: cannot listen" in output
+        assert "Address already in use" in output
+        assert "Traceback" not in output  # a CommandError, not a crash
     assert not urllib_ok(port)
+    assert not Worker.objects.exists()  # checked before registering: nothing left behind
 
 
 def urllib_ok(port: int) -> bool:
