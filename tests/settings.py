@@ -69,6 +69,12 @@ if os.environ.get("DJANGO_JOBS_TEST_OUTBOX_PUBLISHERS"):
     # Worker subprocesses of the outbox tests get their publishers (local HTTP
     # server, RabbitMQ queue) as JSON.
     DJANGO_JOBS["OUTBOX_PUBLISHERS"] = json.loads(os.environ["DJANGO_JOBS_TEST_OUTBOX_PUBLISHERS"])
+if os.environ.get("DJANGO_JOBS_TEST_OTEL_SPANS"):
+    # Worker subprocesses of the tracing tests export their spans to this
+    # JSON-lines file (an OpenTelemetry SDK provider, set before Django starts).
+    from tests.testapp.otel import export_to_file
+
+    export_to_file(os.environ["DJANGO_JOBS_TEST_OTEL_SPANS"])
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
