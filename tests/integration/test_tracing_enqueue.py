@@ -1,0 +1,53 @@
+"""Every way of enqueueing stores the caller's trace context in the row (read back)."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry import trace
+
+from django_jobs.models import Job
+from tests.testapp import dtasks, tasks
+from tests.testapp.otel import in_memory_spans
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def parent():
+    in_memory_spans()  # the test process's provider
+    with trace.get_tracer("test").start_as_current_span("request") as span:
+        context = span.get_span_context()
+        yield f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+
+
+def stored_traceparent(pk: int) -> str:
+    return Job.objects.get(pk=pk).meta["trace"]["traceparent"]
+
+
+def test_enqueue_stores_the_traceparent(parent):
+    job = tasks.add.enqueue(1, 2)
+    assert job.meta["trace"]["traceparent"] == parent  # the returned instance
+    assert stored_traceparent(job.pk) == parent  # and the row
+
+
+def test_enqueue_with_an_idempotency_key_stores_it(parent):
+    job = tasks.add.using(idempotency_key="traced").enqueue(1, 2)
+    assert stored_traceparent(job.pk) == parent
+
+
+def test_enqueue_many_stores_it_in_every_row(parent):
+    jobs = tasks.add.enqueue_many([(n, n) for n in range(5)])
+    assert {stored_traceparent(job.pk) for job in jobs} == {parent}
+
+
+def test_the_django_tasks_backend_stores_it(parent):
+    result = dtasks.add.enqueue(1, 2)
+    assert stored_traceparent(int(result.id)) == parent
+
+
+def test_outside_a_span_the_meta_stays_empty():
+    in_memory_spans()
+    job = tasks.add.enqueue(1, 2)
+    many = tasks.add.enqueue_many([(1, 1), (2, 2)])
+    keyed = tasks.add.using(idempotency_key="untraced").enqueue(1, 2)
+    assert [Job.objects.get(pk=j.pk).meta for j in (job, *many, keyed)] == [{}] * 4
