@@ -9,7 +9,7 @@ from opentelemetry import trace
 from django_jobs.models import Job
 from django_jobs.status import JobStatus
 from tests.conftest import wait_until
-from tests.testapp import tasks
+from tests.testapp import dtasks, tasks
 from tests.testapp.otel import in_memory_spans, read_spans
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "jobs"])
@@ -51,12 +51,13 @@ def test_the_worker_span_continues_the_enqueuers_trace(run_burst, spans_file, po
         ok = tasks.add.using(queue_name="reports").enqueue(2, 3)
         bad = tasks.always_fails.enqueue()  # max_attempts=2: a retry, then dead-lettered
         chained = tasks.enqueues_add.enqueue(4, 5)
+        django_task = dtasks.add.enqueue(6, 7)  # the django.tasks backend
     context = parent.get_span_context()
     trace_id, parent_id = f"{context.trace_id:032x}", f"{context.span_id:016x}"
 
     def done():
         statuses = set(Job.objects.values_list("status", flat=True))
-        return statuses <= {JobStatus.SUCCESSFUL, JobStatus.FAILED} and Job.objects.count() == 4
+        return statuses <= {JobStatus.SUCCESSFUL, JobStatus.FAILED} and Job.objects.count() == 5
 
     spans, workers = drain(run_burst, spans_file, pool, done)
 
@@ -94,9 +95,16 @@ def test_the_worker_span_continues_the_enqueuers_trace(run_burst, spans_file, po
     assert last["attributes"]["messaging.django_jobs.outcome"] == "failed"
     assert "attempts exhausted" in last["attributes"]["messaging.django_jobs.failure_reason"]
 
+    (span,) = of_job(spans, Job.objects.get(pk=int(django_task.id)))
+    assert span["name"] == "process tests.testapp.dtasks.add"
+    assert (span["trace_id"], span["parent_span_id"]) == (trace_id, parent_id)
+    assert span["attributes"]["messaging.django_jobs.outcome"] == "successful"
+
     # A job enqueued by a running task is a child of that task's span.
     (outer,) = of_job(spans, chained)
-    (inner,) = of_job(spans, Job.objects.get(pk=Job.objects.get(pk=chained.pk).result))
+    inner_id = Job.objects.get(pk=chained.pk).result  # the job enqueues_add enqueued
+    assert isinstance(inner_id, int)
+    (inner,) = of_job(spans, Job.objects.get(pk=inner_id))
     assert (outer["trace_id"], outer["parent_span_id"]) == (trace_id, parent_id)
     assert (inner["trace_id"], inner["parent_span_id"]) == (trace_id, outer["span_id"])
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from opentelemetry import trace
 
-from django_jobs.models import Job
+from django_jobs.engine import get_engine
+from django_jobs.models import Job, Schedule
 from tests.testapp import dtasks, tasks
 from tests.testapp.otel import in_memory_spans
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -21,7 +26,7 @@ def parent():
 
 
 def stored_traceparent(pk: int) -> str:
-    return Job.objects.get(pk=pk).meta["trace"]["traceparent"]
+    return str(Job.objects.get(pk=pk).meta["trace"]["traceparent"])
 
 
 def test_enqueue_stores_the_traceparent(parent):
@@ -51,3 +56,14 @@ def test_outside_a_span_the_meta_stays_empty():
     many = tasks.add.enqueue_many([(1, 1), (2, 2)])
     keyed = tasks.add.using(idempotency_key="untraced").enqueue(1, 2)
     assert [Job.objects.get(pk=j.pk).meta for j in (job, *many, keyed)] == [{}] * 4
+
+
+def test_a_schedule_run_now_keeps_both_its_meta_and_the_trace(parent):
+    schedule = Schedule.objects.create(
+        name="traced", task_name=tasks.add.name, interval=timedelta(hours=1), next_run_at=NOW
+    )
+    row = tasks.add.new_job((1, 2), {})
+    job_id = get_engine().enqueue_schedule_now(schedule.pk, row, {"schedule": "traced"})
+    meta = Job.objects.get(pk=job_id).meta
+    assert meta["schedule"] == "traced"
+    assert meta["trace"]["traceparent"] == parent

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -29,7 +30,7 @@ def spans():
     exporter.clear()
 
 
-def claimed(meta: dict, attempts: int = 1) -> ClaimedJob:
+def claimed(meta: dict[str, Any], attempts: int = 1) -> ClaimedJob:
     return ClaimedJob(
         id=42,
         task_name="tests.testapp.tasks.add",
