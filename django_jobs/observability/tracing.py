@@ -7,8 +7,9 @@ is configured (``trace.set_tracer_provider``, or ``opentelemetry-instrument``):
   configured propagator writes it (W3C ``traceparent`` / ``tracestate``, plus
   ``baggage`` with the default propagators), is stored with the job in
   ``Job.meta["trace"]``. ``Task.row_options`` asks once per enqueue call, so
-  ``enqueue``, ``enqueue_many``, the ``django.tasks`` backend, schedules and
-  the outbox relay all carry it; ``enqueue`` outside any span stores nothing.
+  ``enqueue``, ``enqueue_many`` and the ``django.tasks`` backend carry it (the
+  scheduler and the outbox relay ask too, but run outside any span); an
+  enqueue outside any span stores nothing.
 - **Run** (:func:`traced_run`): each attempt runs in a CONSUMER span whose
   parent is that stored context, so every attempt of a job (retries included)
   lands in the trace of the code that enqueued it. The span follows the OTel
