@@ -17,8 +17,9 @@ is configured (``trace.set_tracer_provider``, or ``opentelemetry-instrument``):
   attempt gets status ERROR and the exception as an ``exception`` event. It is
   the current span while the task runs: jobs the task enqueues continue the trace.
   The process pool runs :func:`traced_run` in its children (each flushes its
-  spans when it exits, :func:`flush`); an attempt whose child was killed
-  (crash, timeout) gets its span from the parent (:func:`record_unfinished`).
+  spans when it exits, :func:`flush`). An attempt whose child was killed
+  (crash, timeout), or whose thread was abandoned at its timeout, gets its
+  span from the worker (:func:`record_unfinished`).
 
 Without the extra, :data:`AVAILABLE` is False, decided once at import, and the
 hot paths test only that constant. With the extra but no provider, each call
@@ -55,6 +56,10 @@ T = TypeVar("T")
 META_KEY = "trace"
 SYSTEM = "django_jobs"
 INSTRUMENTATION_NAME = "django_jobs"
+
+# (job id, attempt) of the thread pool's attempts abandoned at their timeout,
+# whose span the worker recorded: their runner thread must not end a second one.
+abandoned: set[tuple[int, int]] = set()
 
 # The tracer of the configured provider, found once one is set (a provider,
 # once set, cannot be replaced: OpenTelemetry allows one per process).
@@ -183,6 +188,11 @@ def traced_run(job: ClaimedJob, run: Callable[[ClaimedJob], T]) -> T:
         outcome = run(job)
     finally:
         otel_context.detach(token)
+    if abandoned and (job.id, job.attempts) in abandoned:
+        # Timed out while it ran: the worker recorded this attempt's span
+        # already (record_unfinished); an unended span is never exported.
+        abandoned.discard((job.id, job.attempts))
+        return outcome
     try:
         end_attempt(span, outcome)
     except Exception:
@@ -190,12 +200,16 @@ def traced_run(job: ClaimedJob, run: Callable[[ClaimedJob], T]) -> T:
     return outcome
 
 
-def record_unfinished(job: ClaimedJob, failure: Failure) -> None:
-    """The span of an attempt whose process was killed (the process pool's
-    crashes and timeouts): recorded by the parent, from the attempt's start."""
+def record_unfinished(job: ClaimedJob, failure: Failure, *, still_running: bool = False) -> None:
+    """The span of an attempt the worker gave up on: its process was killed (the
+    process pool's crashes and timeouts) or, ``still_running``, its thread was
+    abandoned at its timeout (the thread pool; that thread then drops its own
+    span). Recorded by the worker, from the attempt's start."""
     found = tracer()
     if found is None:
         return
+    if still_running:
+        abandoned.add((job.id, job.attempts))
     try:
         started = job.last_attempted_at or job.started_at
         span = found.start_span(

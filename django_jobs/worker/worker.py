@@ -445,9 +445,10 @@ class Worker:
         overdue = self.executor.expire_overdue()
         if overdue:
             ended = [(job, timeout_failure(job)) for job in overdue]
-            if tracing.AVAILABLE and getattr(self.executor, "kills_overdue", False):
-                for job, failure in ended:  # killed with its child: no span of its own
-                    tracing.record_unfinished(job, failure)
+            if tracing.AVAILABLE:  # the attempt cannot end its own span now
+                killed = getattr(self.executor, "kills_overdue", False)
+                for job, failure in ended:
+                    tracing.record_unfinished(job, failure, still_running=not killed)
             observer = getattr(self.executor, "observer", None)  # a test's executor may lack it
             if observer is not None:
                 for job, failure in ended:

@@ -3,6 +3,8 @@ whose OpenTelemetry SDK exports to a JSON-lines file (tests/testapp/otel.py)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from opentelemetry import trace
 
@@ -136,3 +138,24 @@ def test_killed_children_get_their_spans_from_the_worker(run_burst, spans_file):
             "retried",
             "failed",
         ]
+
+
+def test_a_timed_out_thread_gets_its_span_from_the_worker(start_worker, spans_file):
+    with trace.get_tracer("test").start_as_current_span("request") as parent:
+        # Its sleep outlasts the timeout by half a second: each abandoned
+        # thread wakes, and ends its attempt, while the worker still runs.
+        slow = tasks.sleeps_past_timeout.enqueue(1.5)  # timeout=1, max_attempts=2
+    trace_id = f"{parent.get_span_context().trace_id:032x}"
+    worker = start_worker(env={"DJANGO_JOBS_TEST_OTEL_SPANS": str(spans_file)})
+    wait_until(
+        lambda: Job.objects.get(pk=slow.pk).status == JobStatus.FAILED, 30, message="timeouts"
+    )
+    time.sleep(1.0)  # the second attempt's thread wakes too
+    assert worker.terminate() == 0  # exports its spans as it exits
+    # One span per attempt, the worker's: each abandoned thread dropped its own.
+    first, last = of_job(read_spans(spans_file), slow)
+    for attempt, span in enumerate((first, last), start=1):
+        assert span["trace_id"] == trace_id and span["status"] == "ERROR"
+        assert span["attributes"]["messaging.django_jobs.attempt"] == attempt
+        assert span["attributes"]["error.type"] == "django_jobs.exceptions.JobTimeout"
+        assert span["pid"] == worker.pid

@@ -185,3 +185,20 @@ print("ok")
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_an_abandoned_attempt_has_one_span_the_workers(spans):
+    job = claimed({})
+    timeout = Failure(job, {"exception_class": "x.JobTimeout", "message": "too long"}, NOW)
+
+    def run(j: ClaimedJob) -> Completion:
+        # The worker gives up on the attempt while its thread still runs it.
+        tracing.record_unfinished(j, timeout, still_running=True)
+        return Completion(j, "3")
+
+    tracing.traced_run(job, run)
+    (span,) = spans.get_finished_spans()
+    assert span.attributes["error.type"] == "x.JobTimeout"
+    assert tracing.abandoned == set()
+    tracing.traced_run(job, lambda j: Completion(j, "3"))  # a later run of the same ids
+    assert len(spans.get_finished_spans()) == 2
