@@ -46,7 +46,14 @@ try:
 except ImportError:  # the [otel] extra is not installed: tracing stays off, at no cost
     AVAILABLE = False
 
-__all__ = ["AVAILABLE", "flush", "record_unfinished", "trace_meta", "traced_run"]
+__all__ = [
+    "AVAILABLE",
+    "flush",
+    "record_unfinished",
+    "trace_meta",
+    "traced_run",
+    "with_trace",
+]
 
 logger = logging.getLogger("django_jobs.observability.tracing")
 
@@ -96,6 +103,14 @@ def trace_meta() -> str | None:
     if carrier is None:
         return None
     return json.dumps({META_KEY: carrier}, separators=(",", ":"))
+
+
+def with_trace(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` plus the current trace context, if any, for jobs made without a
+    ``NewJob``: a dead letter retried by an operator joins the operator's trace
+    (a traced admin request); the letter kept none of the original job's."""
+    carrier = trace_carrier() if AVAILABLE else None
+    return meta if carrier is None else {**meta, META_KEY: carrier}
 
 
 def stored_context(meta: Mapping[str, Any] | None) -> Any:

@@ -9,6 +9,7 @@ from opentelemetry import trace
 
 from django_jobs.engine import get_engine
 from django_jobs.models import Job, Schedule
+from tests.admin.factories import make_dead_letter
 from tests.testapp import dtasks, tasks
 from tests.testapp.otel import in_memory_spans
 
@@ -67,3 +68,19 @@ def test_a_schedule_run_now_keeps_both_its_meta_and_the_trace(parent):
     meta = Job.objects.get(pk=job_id).meta
     assert meta["schedule"] == "traced"
     assert meta["trace"]["traceparent"] == parent
+
+
+def test_a_retried_dead_letter_joins_the_operators_trace(parent):
+    letter = make_dead_letter()
+    (retried,) = get_engine().retry_dead_letters([letter.pk])
+    meta = Job.objects.get(pk=retried.job_id).meta
+    assert meta["retried_from_dead_letter"] == letter.pk
+    assert meta["trace"]["traceparent"] == parent
+
+
+def test_a_dead_letter_retried_outside_a_span_keeps_its_plain_meta():
+    in_memory_spans()
+    letter = make_dead_letter()
+    (retried,) = get_engine().retry_dead_letters([letter.pk])
+    meta = Job.objects.get(pk=retried.job_id).meta
+    assert meta == {"retried_from_dead_letter": letter.pk, "original_job": letter.job_id}
