@@ -50,10 +50,16 @@ class NewJob:
     timeout: float
     run_after: datetime | None  # None: the database's now()
     idempotency_key: str | None
+    # Job.meta as JSON text (the trace context: observability.tracing); None: {}.
+    meta_json: str | None = None
+
+    def meta(self) -> dict[str, Any]:
+        """This row's Job.meta, decoded."""
+        return {} if self.meta_json is None else dict(json.loads(self.meta_json))
 
     def model_fields(self, **fields: Any) -> dict[str, Any]:
         """This row's Job field values (decoded) plus ``fields``."""
-        return {
+        values = {
             "task_name": self.task_name,
             "queue_name": self.queue_name,
             "priority": self.priority,
@@ -63,8 +69,11 @@ class NewJob:
             "timeout": self.timeout,
             "idempotency_key": self.idempotency_key,
             "requested_run_after": self.run_after,
-            **fields,
         }
+        if self.meta_json is not None:
+            values["meta"] = self.meta()
+        values.update(fields)
+        return values
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from django_jobs.backoff import BackoffSpec
 from django_jobs.codec import dumps, encode, reject_oversized, reject_unstorable
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import InvalidJobOptions, InvalidTaskError, UnknownTaskError
+from django_jobs.observability import tracing
 from django_jobs.options import MAX_KEY_LENGTH, JobOptions, reject_unknown_options
 from django_jobs.rows import NewJob
 
@@ -176,12 +177,15 @@ def dotted_path(func: Callable[..., Any]) -> str:
 
 class RowOptions(NamedTuple):
     """The options of one enqueue call, resolved: the settings' defaults filled
-    in, a ``run_after`` timedelta counted from now. Every row of the call shares them."""
+    in, a ``run_after`` timedelta counted from now, the caller's trace context.
+    Every row of the call shares them."""
 
     queue_name: str
     max_attempts: int
     timeout: float
     run_after: datetime | None
+    # Job.meta as JSON: the current trace context (observability.tracing), or None.
+    meta_json: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -230,7 +234,12 @@ class Task(JobOptions, Generic[P, R]):
         if isinstance(run_after, timedelta):
             run_after = timezone.now() + run_after
         return RowOptions(
-            self.effective_queue, self.effective_max_attempts, self.effective_timeout, run_after
+            self.effective_queue,
+            self.effective_max_attempts,
+            self.effective_timeout,
+            run_after,
+            # Without the [otel] extra, AVAILABLE is a constant False: one check.
+            tracing.trace_meta() if tracing.AVAILABLE else None,
         )
 
     def new_job(
@@ -285,6 +294,7 @@ class Task(JobOptions, Generic[P, R]):
             timeout=resolved.timeout,
             run_after=resolved.run_after,
             idempotency_key=idempotency_key,
+            meta_json=resolved.meta_json,
         )
 
     # -- enqueueing ------------------------------------------------------

@@ -81,6 +81,12 @@ if os.environ.get("DJANGO_JOBS_TEST_EMAIL_DIR"):
     EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
     EMAIL_FILE_PATH = os.environ["DJANGO_JOBS_TEST_EMAIL_DIR"]
     ADMINS = ["ops@example.com"]
+if os.environ.get("DJANGO_JOBS_TEST_OTEL_SPANS"):
+    # Worker subprocesses of the tracing tests export their spans to this
+    # JSON-lines file (an OpenTelemetry SDK provider, set before Django starts).
+    from tests.testapp.otel import export_to_file
+
+    export_to_file(os.environ["DJANGO_JOBS_TEST_OTEL_SPANS"])
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

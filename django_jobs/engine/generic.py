@@ -35,6 +35,7 @@ from django_jobs.engine.claimed import CLAIMED_COLUMNS
 from django_jobs.engine.instances import new_job_model
 from django_jobs.engine.schedules import ScheduleOperations
 from django_jobs.models import DeadLetter, Job, JobQuerySet, Worker
+from django_jobs.observability.tracing import with_trace
 from django_jobs.rows import (
     ClaimedJob,
     Completion,
@@ -458,7 +459,9 @@ class GenericEngine(ScheduleOperations, Engine):
                     args=letter.args,
                     kwargs=letter.kwargs,
                     max_attempts=max(letter.max_attempts, 1),
-                    meta={"retried_from_dead_letter": letter.pk, "original_job": letter.job_id},
+                    meta=with_trace(
+                        {"retried_from_dead_letter": letter.pk, "original_job": letter.job_id}
+                    ),
                 )
                 letter.retried_at = timezone.now()
                 letter.retried_job_id = job.pk

@@ -18,7 +18,7 @@ from django_jobs.engine.claimed import NULL_PADDING, RETURNING_CLAIMED
 # When %(notify)s, each due job's queue is sent to the NOTIFY channel
 # %(channel)s (pg.JOBS_CHANNEL, bound like every parameter);
 # PostgreSQL delivers it on commit (never for a rollback) and folds identical
-# notifications of one transaction into one.
+# notifications of one transaction into one. meta NULL (no trace context) is {}.
 INSERT_JOBS = """
 INSERT INTO django_jobs_job (
     task_name, queue_name, priority, args, kwargs, status, run_after, requested_run_after,
@@ -26,14 +26,15 @@ INSERT INTO django_jobs_job (
 )
 SELECT t.task_name, t.queue_name, t.priority, t.args, t.kwargs, 'READY',
        COALESCE(t.run_after, now()), t.run_after, 0, t.max_attempts, t.timeout,
-       t.idempotency_key, '[]'::jsonb, '{}'::jsonb, now()
+       t.idempotency_key, '[]'::jsonb, COALESCE(t.meta, '{}'::jsonb), now()
 FROM unnest(
     %(task_name)s::text[], %(queue_name)s::text[], %(priority)s::smallint[],
     %(args)s::jsonb[], %(kwargs)s::jsonb[], %(run_after)s::timestamptz[],
-    %(max_attempts)s::int[], %(timeout)s::float8[], %(idempotency_key)s::text[]
+    %(max_attempts)s::int[], %(timeout)s::float8[], %(idempotency_key)s::text[],
+    %(meta)s::jsonb[]
 ) WITH ORDINALITY AS t(
     task_name, queue_name, priority, args, kwargs, run_after, max_attempts, timeout,
-    idempotency_key, ord
+    idempotency_key, meta, ord
 )
 ORDER BY t.ord
 ON CONFLICT (idempotency_key) WHERE status IN ('READY', 'RUNNING')
@@ -52,7 +53,7 @@ INSERT INTO django_jobs_job (
 ) VALUES (
     %(task_name)s, %(queue_name)s, %(priority)s, %(args)s::jsonb, %(kwargs)s::jsonb, 'READY',
     COALESCE(%(run_after)s, now()), %(run_after)s, 0, %(max_attempts)s, %(timeout)s, NULL,
-    '[]'::jsonb, '{}'::jsonb, now()
+    '[]'::jsonb, COALESCE(%(meta)s::jsonb, '{}'::jsonb), now()
 )
 RETURNING id, run_after, enqueued_at,
     CASE WHEN %(notify)s AND run_after <= now() THEN pg_notify(%(channel)s, queue_name) END

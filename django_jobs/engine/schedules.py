@@ -202,7 +202,9 @@ class ScheduleOperations:
 
     def _insert(self, rows: Sequence[NewJob], meta: dict[str, Any], now: datetime) -> int:
         models = [
-            new_job_model(row, run_after=row.run_after or now, enqueued_at=now, meta=dict(meta))
+            new_job_model(
+                row, run_after=row.run_after or now, enqueued_at=now, meta={**row.meta(), **meta}
+            )
             for row in rows
         ]
         created = Job.objects.using(self.alias).bulk_create(models)

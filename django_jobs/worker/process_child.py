@@ -23,6 +23,7 @@ from typing import Any
 
 from django.db import connections
 
+from django_jobs.observability import tracing
 from django_jobs.rows import ClaimedJob, Completion, Failure
 from django_jobs.worker.runner import Outcome, Settled, run_job
 
@@ -56,6 +57,8 @@ def child_main(
                 return 0
     finally:
         connections.close_all()
+        if tracing.AVAILABLE:
+            tracing.flush()  # a forked child ends with os._exit: no exit hooks run
 
 
 def _forget_inherited_connections() -> None:

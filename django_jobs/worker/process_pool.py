@@ -51,6 +51,7 @@ from typing import Any
 from django.db import connections
 
 from django_jobs.exceptions import WorkerCrashed
+from django_jobs.observability import tracing
 from django_jobs.rows import ClaimedJob
 from django_jobs.worker.executor import PoolBookkeeping
 from django_jobs.worker.process_child import (
@@ -86,6 +87,9 @@ class _Child:
 
 class ProcessExecutor(PoolBookkeeping):
     """Run each job in one of ``concurrency`` forked child processes."""
+
+    # expire_overdue kills the child: the attempt's span is the worker's to record.
+    kills_overdue = True
 
     def __init__(
         self,
@@ -325,6 +329,8 @@ class ProcessExecutor(PoolBookkeeping):
         if job is not None:
             crash = WorkerCrashed(f"{describe_exit(child.pid, code)} while running job {job.id}")
             outcome = crash_failure(job, crash)
+            if tracing.AVAILABLE:
+                tracing.record_unfinished(job, outcome)  # the child's own span died with it
             logger.log(
                 logging.ERROR if outcome.retry_at is None else logging.WARNING,
                 "job %s (%s) attempt %s/%s: %s%s",

@@ -36,6 +36,7 @@ from django_jobs.exceptions import (
     exception_message,
     format_traceback,
 )
+from django_jobs.observability import tracing
 from django_jobs.rows import ClaimedJob, Completion, Failure
 from django_jobs.status import JobStatus
 from django_jobs.tasks import Task, find_task, resolve_task
@@ -189,7 +190,16 @@ def _drop_stale_connection(job: ClaimedJob) -> None:
 
 
 def run_job(job: ClaimedJob) -> Outcome:
-    """Run ``job`` in this thread; return its outcome (never raises)."""
+    """Run ``job`` in this thread; return its outcome (never raises).
+
+    With OpenTelemetry tracing on, inside the attempt's span (observability.tracing).
+    """
+    if tracing.AVAILABLE:  # a constant False without the [otel] extra
+        return tracing.traced_run(job, _run_job)
+    return _run_job(job)
+
+
+def _run_job(job: ClaimedJob) -> Outcome:
     log_extra = {"job_id": job.id, "task_name": job.task_name, "queue_name": job.queue_name}
     _drop_stale_connection(job)
     try:

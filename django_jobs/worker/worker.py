@@ -26,6 +26,7 @@ from django.db import DatabaseError, ProgrammingError, connections
 from django_jobs.conf import jobs_settings
 from django_jobs.engine import get_engine
 from django_jobs.exceptions import exception_message
+from django_jobs.observability import tracing
 from django_jobs.rows import ClaimedJob, Completion, Failure, WorkerInfo
 from django_jobs.worker.executor import Executor, Finished, ThreadExecutor
 from django_jobs.worker.heartbeat import Heartbeat
@@ -448,6 +449,10 @@ class Worker:
         overdue = self.executor.expire_overdue()
         if overdue:
             ended = [(job, timeout_failure(job)) for job in overdue]
+            if tracing.AVAILABLE:  # the attempt cannot end its own span now
+                killed = getattr(self.executor, "kills_overdue", False)
+                for job, failure in ended:
+                    tracing.record_unfinished(job, failure, still_running=not killed)
             observer = getattr(self.executor, "observer", None)  # a test's executor may lack it
             if observer is not None:
                 for job, failure in ended:

@@ -286,3 +286,9 @@ class UnprintablePublisher(Publisher):
 
     def publish(self, event: OutboxEventData) -> None:
         raise UnprintableError(f"event {event.id} not accepted")
+
+
+@task
+def enqueues_add(a: int, b: int) -> int:
+    """Enqueue ``add(a, b)`` from inside a job (its trace continues); return its id."""
+    return add.enqueue(a, b).pk
