@@ -171,46 +171,73 @@ class ScheduleOperations:
                 )
                 due = [due_from_model(r, r.last_job_id in active) for r in due_rows]
                 report.schedules = len(due)
-                for plan in planner(due, now):
-                    self._apply(plan, now, report)
+                plans = planner(due, now)
+                won = self._advance(plans, now)
+                winners = [plan for plan in plans if plan.schedule_id in won]
+                report.lost = len(plans) - len(winners)
+                report.skipped = sum(plan.skipped for plan in winners)
+                last_jobs = self._insert_plans(winners, now)
+                if last_jobs:
+                    self._record_last_jobs(last_jobs, now)
+                report.jobs = sum(len(plan.jobs) for plan in winners)
             report.wait = self._wait()
         return report
 
-    def _apply(self, plan: TickPlan, now: datetime, report: FireReport) -> None:
-        changes: dict[str, Any] = {"next_run_at": plan.next_run_at}
-        if plan.skipped:
-            changes.update(
-                skipped_ticks=F("skipped_ticks") + plan.skipped,
-                last_skipped_at=now,
-                last_skip_reason=plan.skip_reason,
-            )
-        won = (
-            self._schedules()
-            .filter(pk=plan.schedule_id, next_run_at=plan.expected)
-            .update(**changes)
-        )
-        if not won:
-            report.lost += 1
-            return
-        report.skipped += plan.skipped
-        if plan.jobs:
-            last = self._insert(plan.jobs, plan.meta, now)
-            self._schedules().filter(pk=plan.schedule_id).update(
-                last_job_id=last, last_enqueued_at=now
-            )
-            report.jobs += len(plan.jobs)
+    def _advance(self, plans: Sequence[TickPlan], now: datetime) -> set[int]:
+        """Move each schedule's next_run_at by compare-and-set; the ids that moved.
 
-    def _insert(self, rows: Sequence[NewJob], meta: dict[str, Any], now: datetime) -> int:
-        models = [
-            new_job_model(
-                row, run_after=row.run_after or now, enqueued_at=now, meta={**row.meta(), **meta}
+        One UPDATE per schedule, guarded by the next_run_at read: a scheduler
+        that read the row before another moved it writes nothing (SQLite
+        without IMMEDIATE transactions, or a database without row locks).
+        """
+        won: set[int] = set()
+        for plan in plans:
+            changes: dict[str, Any] = {"next_run_at": plan.next_run_at}
+            if plan.skipped:
+                changes.update(
+                    skipped_ticks=F("skipped_ticks") + plan.skipped,
+                    last_skipped_at=now,
+                    last_skip_reason=plan.skip_reason,
+                )
+            if (
+                self._schedules()
+                .filter(pk=plan.schedule_id, next_run_at=plan.expected)
+                .update(**changes)
+            ):
+                won.add(plan.schedule_id)
+        return won
+
+    def _record_last_jobs(self, last_jobs: dict[int, int], now: datetime) -> None:
+        """Each schedule's last job (schedule id -> job id)."""
+        for schedule_id, job_id in last_jobs.items():
+            self._schedules().filter(pk=schedule_id).update(
+                last_job_id=job_id, last_enqueued_at=now
             )
-            for row in rows
-        ]
+
+    def _insert_plans(self, plans: Sequence[TickPlan], now: datetime) -> dict[int, int]:
+        """Insert the jobs of ``plans`` in one statement; schedule id -> its last job id."""
+        owners: list[int] = []
+        models: list[Job] = []
+        for plan in plans:
+            for row in plan.jobs:
+                owners.append(plan.schedule_id)
+                models.append(
+                    new_job_model(
+                        row,
+                        run_after=row.run_after or now,
+                        enqueued_at=now,
+                        meta={**row.meta(), **plan.meta},
+                    )
+                )
+        if not models:
+            return {}
         created = Job.objects.using(self.alias).bulk_create(models)
         self._wake_workers(sorted({job.queue_name for job in created}))
         self._after_enqueue(created)
-        return max(job.pk for job in created)
+        last: dict[int, int] = {}
+        for owner, job in zip(owners, created, strict=True):
+            last[owner] = max(last.get(owner, 0), job.pk)
+        return last
 
     def _wait(self) -> float | None:
         found = self._schedules().enabled().aggregate(first=Min("next_run_at"), now=Max(Now()))
@@ -221,8 +248,7 @@ class ScheduleOperations:
     def enqueue_schedule_now(self, schedule_id: int, row: NewJob, meta: dict[str, Any]) -> int:
         with transaction.atomic(using=self.alias):
             now = self._database_now()
-            job_id = self._insert([row], meta, now)
-            self._schedules().filter(pk=schedule_id).update(
-                last_job_id=job_id, last_enqueued_at=now
-            )
-        return job_id
+            plan = TickPlan(schedule_id, now, now, [row], meta)
+            last_jobs = self._insert_plans([plan], now)
+            self._record_last_jobs(last_jobs, now)
+        return last_jobs[schedule_id]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 
 from django.db import DatabaseError, connections
@@ -35,6 +36,8 @@ FIRE_BATCH = 100
 # Shortest sleep between passes: a tick due "now" is fired by the next pass, and
 # another scheduler holding a due row commits within milliseconds.
 MIN_SLEEP = 0.01
+# Scheduler.fire_due (runscheduler --once) stops after this many seconds.
+FIRE_DUE_MAX_SECONDS = 60.0
 
 
 class ScheduleConfigError(WorkerStartError):
@@ -85,13 +88,15 @@ class Scheduler:
             )
         return report
 
-    def fire_due(self) -> int:
-        """Fire until nothing is due now; returns the jobs enqueued."""
+    def fire_due(self, max_seconds: float = FIRE_DUE_MAX_SECONDS) -> int:
+        """Fire until nothing is due now (at most ``max_seconds``: schedules that
+        fall due faster than they are fired would never let it end); returns the jobs."""
         total = 0
+        deadline = time.monotonic() + max_seconds
         while True:
             report = self.fire_once()
             total += report.jobs
-            if report.schedules < self.batch_size:
+            if report.schedules < self.batch_size or time.monotonic() > deadline:
                 return total
 
 

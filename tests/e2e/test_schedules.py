@@ -20,6 +20,10 @@ from tests.conftest import ROOT, wait_until, worker_env
 pytestmark = pytest.mark.django_db(databases=["default", "jobs"], transaction=True)
 
 EVERY_SECOND = {"tick": {"task": "tests.testapp.tasks.noop", "every": 1}}
+# catch_up="all": a pass that comes more than a tick late (a SIGKILL mid-pass,
+# a loaded machine) still owes one job per tick, so "no gap" is checkable;
+# "latest" would rightly fold the late ticks into one job.
+EVERY_SECOND_ALL = {"tick": {**EVERY_SECOND["tick"], "catch_up": "all"}}
 
 
 def schedule_env(schedules: dict[str, object], **extra: str) -> dict[str, str]:
@@ -39,7 +43,7 @@ def assert_one_per_tick(ticks: list[datetime], step: timedelta) -> None:
 
 
 def test_three_workers_one_job_per_tick_through_sigkill_and_restart(start_worker):
-    env = schedule_env(EVERY_SECOND)
+    env = schedule_env(EVERY_SECOND_ALL)
     workers = [start_worker("--concurrency", "2", env=env) for _ in range(3)]
     wait_until(lambda: len(ticks_of("tick")) >= 6, 30, 0.2, "6 ticks with 3 workers")
     workers[0].kill()  # SIGKILL: mid-pass or asleep, its transaction never commits
