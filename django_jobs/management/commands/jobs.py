@@ -9,10 +9,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_jobs.cli import Subcommand
+from django_jobs.cli import Subcommand, cancel
 
 # Each feature appends its subcommands here (one line per module).
 SUBCOMMANDS: list[Subcommand] = []
+SUBCOMMANDS.append(cancel.SUBCOMMAND)
 
 
 class Command(BaseCommand):
