@@ -204,3 +204,30 @@ def test_cancel_command_rejects_unknown_and_finished_jobs_writing_nothing():
     assert ready.status == JobStatus.CANCELLED and ready.cancel_requested_at is None
     with pytest.raises(CommandError, match="has finished \\(CANCELLED\\)"):
         cancel(ready.pk)
+
+
+def test_thread_pool_gives_up_on_a_thread_blocked_in_c_and_keeps_its_slot(start_worker):
+    job = tasks.sleeps_in_c.enqueue(600)
+    start_worker("--concurrency", "1", env=FAST)
+    started(job)
+    asked = time.monotonic()
+    cancel(job.pk)
+    wait_for([job.pk], JobStatus.CANCELLED, 15, "the blocked job, cancelled")
+    took = time.monotonic() - asked
+    assert 1.5 <= took < 8, f"given up after {took:.1f}s (CANCEL_GRACE 1.5 s + a heartbeat)"
+    job = assert_cancelled_once(job)
+    assert "its thread (blocked in a C call?) was abandoned" in job.errors[0]["message"]
+    later = tasks.add.enqueue(1, 1)  # the one slot went to a new thread
+    wait_for([later.pk], JobStatus.SUCCESSFUL, 20, "a job after the abandoned one")
+
+
+@pytest.mark.parametrize("pool", ["thread", "process"])
+def test_with_the_default_heartbeat_a_cancel_lands_within_ten_seconds(start_worker, pool):
+    job = tasks.cooperative_stop.enqueue(120)
+    start_worker("--pool", pool, "--concurrency", "2")  # HEARTBEAT_INTERVAL 5 s
+    started(job)
+    asked = time.monotonic()
+    assert job.cancel() is True
+    wait_for([job.pk], JobStatus.CANCELLED, 10, "cancelled within 10 s")
+    assert time.monotonic() - asked < 10
+    assert_cancelled_once(job)
