@@ -3,9 +3,12 @@ whatever its status, under concurrent enqueues (PostgreSQL and SQLite)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.db import connections, transaction
@@ -14,9 +17,10 @@ from django.utils import timezone
 from django_jobs.exceptions import InvalidJobOptions
 from django_jobs.models import Job
 from django_jobs.status import JobStatus
+from tests.conftest import worker_env
 from tests.testapp import tasks
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "jobs"])
 
 HOUR = timedelta(hours=1)
 
@@ -112,3 +116,49 @@ def test_concurrent_enqueuers_make_one_job(holder_finishes):
     assert len(seen) == enqueuers * rounds
     assert Job.objects.filter(idempotency_key=key).count() == 1
     assert set(seen) == {Job.objects.get(idempotency_key=key).pk}
+
+
+ENQUEUER = """
+import sys, time, django
+django.setup()
+from django.db import transaction
+from django.utils import timezone
+from datetime import timedelta
+from django_jobs.models import Job
+from tests.testapp import tasks
+start = float(sys.argv[1])
+time.sleep(max(0.0, start - time.time()))
+unique = tasks.add.using(idempotency_key="across-processes", unique_for=timedelta(hours=1))
+for _ in range(10):
+    with transaction.atomic():
+        job = unique.enqueue(1, 2)
+        Job.objects.filter(pk=job.pk, status="READY").update(
+            status="SUCCESSFUL", finished_at=timezone.now()
+        )
+        time.sleep(0.01)
+    print(job.pk)
+"""
+
+
+def test_concurrent_enqueuer_processes_make_one_job():
+    """8 processes, started together, enqueue the same key 10 times each and
+    finish the job in the same transaction (the case the active-key index
+    alone gets wrong)."""
+    start = time.time() + 3  # every interpreter has set Django up by then
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", ENQUEUER, str(start)],
+            env=worker_env(),
+            cwd=Path(__file__).resolve().parents[2],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    outputs = [proc.communicate(timeout=120) for proc in procs]
+    for proc, (_, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err[-2000:]
+    seen = {int(line) for out, _ in outputs for line in out.split()}
+    assert Job.objects.filter(idempotency_key="across-processes").count() == 1
+    assert seen == {Job.objects.get(idempotency_key="across-processes").pk}
