@@ -83,9 +83,12 @@ def timeline(job: Job, dead_letters: Sequence[DeadLetter], now: datetime) -> lis
         at = display.parse_time(error.get("at"))
         if at is not None:
             name = str(error.get("exception_class", "")).rpartition(".")[2]
+            ended = "stopped by its cancel" if name == "JobCancelled" else "failed"
             entries.append(
-                TimelineEntry(at, f"Attempt {error.get('attempt', '?')} failed", name, "failed")
+                TimelineEntry(at, f"Attempt {error.get('attempt', '?')} {ended}", name, "failed")
             )
+    if job.cancel_requested_at:
+        entries.append(TimelineEntry(job.cancel_requested_at, "Cancel requested", "", "failed"))
     # started_at: the run's first attempt; last_attempted_at: the latest one.
     latest = job.last_attempted_at or job.started_at
     if job.started_at and job.attempts > 1 and latest != job.started_at:
