@@ -268,7 +268,7 @@ class ThreadExecutor(PoolBookkeeping):
                     note_cancel_requested(job_id)
                     slot.cancel_deadline = time.monotonic() + grace
                     interrupt(slot.thread.ident, JobCancelled)
-                    logger.info("job %s: cancel requested, JobCancelled raised", job_id)
+                    logger.info("job %s: cancel requested; stopping it", job_id)
 
     def expire_overdue(self) -> list[ClaimedJob]:
         now = time.monotonic()
