@@ -3,7 +3,7 @@ that live in your Django database.
 
 Public API (a contract: these names do not change)::
 
-    from django_jobs import task, current_job, Retry, Discard, outbox, subscriber
+    from django_jobs import task, current_job, Retry, Discard, JobCancelled, outbox, subscriber
 
 Nothing here touches models at import time: ``tasks.py`` modules import this
 package while Django's app registry is still loading, so every name is
@@ -19,11 +19,12 @@ if TYPE_CHECKING:
     from django_jobs import outbox as outbox
     from django_jobs.context import current_job as current_job
     from django_jobs.exceptions import Discard as Discard
+    from django_jobs.exceptions import JobCancelled as JobCancelled
     from django_jobs.exceptions import Retry as Retry
     from django_jobs.outbox import subscriber as subscriber
     from django_jobs.tasks import task as task
 
-__all__ = ["Discard", "Retry", "current_job", "outbox", "subscriber", "task"]
+__all__ = ["Discard", "JobCancelled", "Retry", "current_job", "outbox", "subscriber", "task"]
 
 # name -> (module, attribute or None for the module itself)
 _LAZY: dict[str, tuple[str, str | None]] = {
@@ -31,6 +32,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "current_job": ("django_jobs.context", "current_job"),
     "Retry": ("django_jobs.exceptions", "Retry"),
     "Discard": ("django_jobs.exceptions", "Discard"),
+    "JobCancelled": ("django_jobs.exceptions", "JobCancelled"),
     "outbox": ("django_jobs.outbox", None),
     "subscriber": ("django_jobs.outbox", "subscriber"),
 }

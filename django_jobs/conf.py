@@ -40,6 +40,11 @@ DEFAULTS: dict[str, Any] = {
     "LEASE_SECONDS": 30.0,
     # Seconds between heartbeats; at most half of LEASE_SECONDS (5 tries per lease here).
     "HEARTBEAT_INTERVAL": 5.0,
+    # Seconds a cancelled RUNNING job gets to stop before its worker gives up on it:
+    # the process pool kills the child running it (and starts another), the thread pool
+    # abandons a thread stuck in a C call and starts another. Either way the job ends
+    # CANCELLED. The worker learns of a cancel at its next heartbeat (HEARTBEAT_INTERVAL).
+    "CANCEL_GRACE": 5.0,
     # Seconds between each worker's scans for jobs whose lease expired (their worker died).
     "RECOVERY_INTERVAL": 5.0,
     # Most jobs a worker claims beyond its free slots, so its threads never wait for the

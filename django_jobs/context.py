@@ -1,8 +1,10 @@
-"""``current_job()``: the job being run by the current thread or task."""
+"""``current_job()``: the job being run by the current thread or task, and
+the ids of the running jobs whose cancel this process has heard of."""
 
 from __future__ import annotations
 
 import contextvars
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -19,12 +21,38 @@ _current_model: contextvars.ContextVar[Job | None] = contextvars.ContextVar(
 )
 
 
+# Ids of jobs running in this process whose cancel was requested: filled by the
+# worker when its heartbeat reports them (in a process-pool child, by its
+# SIGUSR1 handler); read by ``Job.cancel_requested``. A set behind a lock, not a
+# contextvar: the heartbeat thread writes it for the task's thread to read.
+_cancel_requested: set[int] = set()
+_cancel_lock = threading.Lock()
+
+
+def note_cancel_requested(job_id: int) -> None:
+    """Record that ``job_id``, running here, was cancelled (``cancel_requested`` is True)."""
+    with _cancel_lock:
+        _cancel_requested.add(job_id)
+
+
+def is_cancel_requested(job_id: int) -> bool:
+    with _cancel_lock:
+        return job_id in _cancel_requested
+
+
+def forget_cancel(job_id: int) -> None:
+    """The job ended here: drop it from the cancelled set."""
+    with _cancel_lock:
+        _cancel_requested.discard(job_id)
+
+
 def current_job() -> Job:
     """The :class:`~django_jobs.models.Job` being run; RuntimeError outside a job.
 
-    ``current_job().attempt`` is the attempt number (1 on the first run) and
+    ``current_job().attempt`` is the attempt number (1 on the first run),
     ``current_job().set_progress({...})`` records progress, fenced by the
-    job's claim token.
+    job's claim token, and ``current_job().cancel_requested`` turns True once
+    the worker has heard (through its heartbeat) that an operator cancelled it.
     """
     job = _current_model.get()
     if job is not None:

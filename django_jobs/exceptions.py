@@ -7,6 +7,7 @@
     ├── InvalidJobOptions       (ValueError) bad option values: priority, run_after, queue...
     ├── UnknownTaskError        (LookupError) a job names a task that is not registered
     ├── JobTimeout                           a job ran past its timeout
+    ├── JobCancelled                         raised into a RUNNING job an operator cancelled
     ├── WorkerLost                           its worker stopped renewing the lease (recovered)
     └── WorkerCrashed                        its child process died (--pool process)
 
@@ -45,6 +46,18 @@ class UnknownTaskError(JobsError, LookupError):
 
 class JobTimeout(JobsError):
     """The job ran longer than its timeout."""
+
+
+class JobCancelled(JobsError):
+    """An operator cancelled this job while it ran (``Job.cancel()``, the admin,
+    ``manage.py jobs cancel``).
+
+    The thread pool raises it into the task at its next bytecode; a task may
+    raise it itself (after seeing ``current_job().cancel_requested``) to stop
+    early. Either way the job ends CANCELLED and is never retried; an
+    ``atomic=True`` body rolls back. Catching it and carrying on defeats the
+    cancel: clean up in ``finally`` instead.
+    """
 
 
 class WorkerLost(JobsError):

@@ -87,6 +87,12 @@ def validate_idempotency_key(key: Any) -> str:
     return _validate_text("idempotency_key", key, MAX_KEY_LENGTH, blank=True)
 
 
+def validate_unique_for(period: Any) -> timedelta:
+    if isinstance(period, timedelta) and period > timedelta(0):
+        return period
+    raise InvalidJobOptions(f"unique_for must be a positive timedelta, got {period!r}")
+
+
 def validate_run_after(run_after: Any) -> datetime | timedelta | None:
     if run_after is None:
         return None
@@ -218,6 +224,9 @@ class JobOptions:
     # every enqueue after the first a no-op; a fixed datetime soon lies in the past.
     run_after: datetime | timedelta | None = option(None, validate_run_after, using=True)  # noqa: RUF009
     idempotency_key: str | None = option(None, validate_idempotency_key, using=True)
+    # With idempotency_key: an enqueue returns any job with that key enqueued
+    # within this period, whatever its status (not only a READY/RUNNING one).
+    unique_for: timedelta | None = option(None, validate_unique_for, using=True)  # noqa: RUF009
     database: str = option(DEFAULT_DB_ALIAS, None, using=True)
 
     def __post_init__(self) -> None:
@@ -227,6 +236,11 @@ class JobOptions:
                 checked = validate(value)
                 if checked is not value:
                     object.__setattr__(self, name, checked)
+        if self.unique_for is not None and self.idempotency_key is None:
+            raise InvalidJobOptions(
+                "unique_for needs an idempotency_key: it is the key's uniqueness that lasts "
+                "the period; give both, using(idempotency_key=..., unique_for=...)"
+            )
 
     @property
     def effective_queue(self) -> str:

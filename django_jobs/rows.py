@@ -9,8 +9,11 @@ pulling in models, the engine or the worker. Who makes and who takes each:
 - :class:`Inserted`: returned by ``Engine.insert_jobs``, one per NewJob.
 - :class:`ClaimedJob`: returned by ``Engine.claim_jobs``; run by the worker
   (``worker.runner``), renewed by its heartbeat, handed back by ``release_jobs``.
-- :class:`Completion` / :class:`Failure`: made by ``worker.runner`` from a run;
-  written by ``Engine.complete_jobs`` / ``Engine.fail_job``.
+- :class:`Completion` / :class:`Failure` / :class:`Cancellation`: made by
+  ``worker.runner`` (and the pools) from a run; written by
+  ``Engine.complete_jobs`` / ``Engine.fail_job`` / ``Engine.cancel_running``.
+- :class:`Renewal`: returned by ``Engine.renew_leases`` to the heartbeat.
+- :class:`CancelReport`: returned by ``Engine.cancel`` (admin, CLI, ``Job.cancel()``).
 - :class:`WorkerInfo`: made by the worker; stored by ``Engine.register_worker``.
 - :class:`RecoveryReport`: returned by ``Engine.recover_expired``.
 - :class:`RetriedLetter`: returned by ``Engine.retry_dead_letters``, one per letter.
@@ -56,6 +59,10 @@ class NewJob:
     def meta(self) -> dict[str, Any]:
         """This row's Job.meta, decoded."""
         return {} if self.meta_json is None else dict(json.loads(self.meta_json))
+
+    # Seconds: a job with this idempotency key enqueued that recently, whatever its
+    # status, is returned instead of inserting (None: only an active one is).
+    unique_for: float | None = None
 
     def model_fields(self, **fields: Any) -> dict[str, Any]:
         """This row's Job field values (decoded) plus ``fields``."""
@@ -133,6 +140,36 @@ class Failure:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Cancellation:
+    """A run stopped because its cancel was requested: the job ends CANCELLED
+    (never retried). ``error`` is the entry appended to ``Job.errors``."""
+
+    job: ClaimedJob
+    error: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Renewal:
+    """One heartbeat: leases renewed, and which of those jobs an operator cancelled."""
+
+    renewed: int = 0
+    cancel_requested: frozenset[int] = frozenset()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CancelReport:
+    """What ``Engine.cancel`` did: READY jobs cancelled at once, RUNNING jobs whose
+    cancel is now requested (their worker stops them). Other ids were left alone."""
+
+    cancelled: tuple[int, ...] = ()
+    requested: tuple[int, ...] = ()
+
+    @property
+    def total(self) -> int:
+        return len(self.cancelled) + len(self.requested)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class WorkerInfo:
     id: uuid.UUID
     hostname: str
@@ -146,6 +183,7 @@ class WorkerInfo:
 class RecoveryReport:
     retried: int = 0
     dead_lettered: int = 0
+    cancelled: int = 0  # their cancel was requested: CANCELLED, not retried
 
 
 class RetriedLetter(NamedTuple):

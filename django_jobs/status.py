@@ -6,7 +6,8 @@
                  ^  ^              │ │
                  │  └──retry───────┘ └──exhausted / discarded──> FAILED (+ DeadLetter)
                  │  └──lease expired (worker died) / graceful hand-back
-    admin cancel: READY ──> CANCELLED
+    cancel:       READY ──> CANCELLED (at once)
+                  RUNNING ──(cancel_requested_at set; the worker stops it)──> CANCELLED
     admin retry:  FAILED, CANCELLED ──> READY
 
 The engine guards every transition with the ``from`` status in its WHERE
@@ -27,7 +28,7 @@ class JobStatus(models.TextChoices):
     SUCCESSFUL = "SUCCESSFUL", "Successful"
     # Gave up (attempts exhausted, discarded, undecodable); a DeadLetter row exists.
     FAILED = "FAILED", "Failed"
-    # Cancelled by an operator before it ran.
+    # Cancelled by an operator: before it ran, or stopped while running.
     CANCELLED = "CANCELLED", "Cancelled"
 
 
@@ -43,7 +44,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     JobStatus.FAILED: frozenset({JobStatus.RUNNING, JobStatus.READY}),  # give up / undecodable
     # retry after failure, lease recovery, hand-back, operator retry
     JobStatus.READY: frozenset({JobStatus.RUNNING, JobStatus.FAILED, JobStatus.CANCELLED}),
-    JobStatus.CANCELLED: frozenset({JobStatus.READY}),  # operator cancel
+    # operator cancel (READY), or the end of a RUNNING job whose cancel was requested
+    JobStatus.CANCELLED: frozenset({JobStatus.READY, JobStatus.RUNNING}),
 }
 
 

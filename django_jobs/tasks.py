@@ -213,6 +213,7 @@ class Task(JobOptions, Generic[P, R]):
         priority: int | None = None,
         run_after: datetime | timedelta | None = None,
         idempotency_key: str | None = None,
+        unique_for: timedelta | None = None,
         database: str | None = None,
     ) -> Task[P, R]:
         """A copy of this task with per-enqueue options changed (None: unchanged),
@@ -222,6 +223,7 @@ class Task(JobOptions, Generic[P, R]):
             "priority": priority,
             "run_after": run_after,
             "idempotency_key": idempotency_key,
+            "unique_for": unique_for,
             "database": database,
         }
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -295,6 +297,12 @@ class Task(JobOptions, Generic[P, R]):
             run_after=resolved.run_after,
             idempotency_key=idempotency_key,
             meta_json=resolved.meta_json,
+            # Only with a key: the outbox relay passes its own, never this task's.
+            unique_for=(
+                self.unique_for.total_seconds()
+                if self.unique_for is not None and idempotency_key is not None
+                else None
+            ),
         )
 
     # -- enqueueing ------------------------------------------------------
@@ -303,7 +311,9 @@ class Task(JobOptions, Generic[P, R]):
         """Store a job for this task in the caller's current transaction.
 
         Returns the saved :class:`~django_jobs.models.Job`; with an
-        ``idempotency_key`` already READY or RUNNING, returns that job instead.
+        ``idempotency_key`` already READY or RUNNING, returns that job instead
+        (with ``unique_for``, also one enqueued within that period, whatever
+        its status).
         """
         # The engine imports the models: not while the app registry loads (tasks.py).
         from django_jobs.engine import get_engine

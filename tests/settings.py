@@ -52,6 +52,7 @@ DJANGO_JOBS = {
     "LEASE_SECONDS": float(os.environ.get("DJANGO_JOBS_TEST_LEASE", "30")),
     "HEARTBEAT_INTERVAL": float(os.environ.get("DJANGO_JOBS_TEST_HEARTBEAT", "5")),
     "RECOVERY_INTERVAL": float(os.environ.get("DJANGO_JOBS_TEST_RECOVERY", "10")),
+    "CANCEL_GRACE": float(os.environ.get("DJANGO_JOBS_TEST_CANCEL_GRACE", "5")),
     "PRUNE_INTERVAL": float(os.environ.get("DJANGO_JOBS_TEST_PRUNE_INTERVAL", "600")),
     "PRUNE_BATCH_SIZE": int(os.environ.get("DJANGO_JOBS_TEST_PRUNE_BATCH", "1000")),
     "USE_NOTIFY": os.environ.get("DJANGO_JOBS_TEST_USE_NOTIFY", "1") == "1",

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
@@ -26,7 +26,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from django_jobs.admin import display
-from django_jobs.admin.actions import ObjectAction, ObjectActionsMixin, first_selected
+from django_jobs.admin.actions import ObjectAction, ObjectActionsMixin, first_selected, plural
 from django_jobs.admin.changelist import IndexedChangeList
 from django_jobs.admin.counts import EstimatedCountPaginator
 from django_jobs.admin.filters import JobQueueFilter, JobStatusFilter, JobTaskFilter, exact_search
@@ -39,6 +39,7 @@ from django_jobs.status import JobStatus
 HEAVY_FIELDS = ("args", "kwargs", "result", "errors", "progress", "meta")
 
 RETRYABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+CANCELLABLE = frozenset({JobStatus.READY, JobStatus.RUNNING})
 
 OBJECT_ACTIONS = (
     ObjectAction("run_jobs_now", "Run now"),
@@ -52,7 +53,7 @@ def can_act(action: str, status: str, run_after: datetime | None, now: datetime)
     if action == "retry_jobs":
         return status in RETRYABLE
     if action == "cancel_jobs":
-        return status == JobStatus.READY
+        return status in CANCELLABLE
     if action == "run_jobs_now":
         return status == JobStatus.READY and run_after is not None and run_after > now
     return False
@@ -82,9 +83,12 @@ def timeline(job: Job, dead_letters: Sequence[DeadLetter], now: datetime) -> lis
         at = display.parse_time(error.get("at"))
         if at is not None:
             name = str(error.get("exception_class", "")).rpartition(".")[2]
+            ended = "stopped by its cancel" if name == "JobCancelled" else "failed"
             entries.append(
-                TimelineEntry(at, f"Attempt {error.get('attempt', '?')} failed", name, "failed")
+                TimelineEntry(at, f"Attempt {error.get('attempt', '?')} {ended}", name, "failed")
             )
+    if job.cancel_requested_at:
+        entries.append(TimelineEntry(job.cancel_requested_at, "Cancel requested", "", "failed"))
     # started_at: the run's first attempt; last_attempted_at: the latest one.
     latest = job.last_attempted_at or job.started_at
     if job.started_at and job.attempts > 1 and latest != job.started_at:
@@ -289,13 +293,28 @@ class JobAdmin(ReadOnlyDetailMixin, ObjectActionsMixin):
             "only failed or cancelled jobs are retried",
         )  # fmt: skip
 
-    @admin.action(description="Cancel selected ready jobs", permissions=["change"])
+    @admin.action(description="Cancel selected ready or running jobs", permissions=["change"])
     def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         engine = get_engine(queryset.db)
+        requested: list[int] = []
+
+        def cancel(ids: list[int]) -> int:
+            report = engine.cancel(ids)
+            requested.extend(report.requested)
+            return report.total
+
         self._act(
-            request, queryset, "cancel_jobs", "cancelled", engine.cancel_jobs,
-            "only jobs that have not started are cancelled",
+            request, queryset, "cancel_jobs", "cancelled", cancel,
+            "only ready or running jobs are cancelled",
         )  # fmt: skip
+        if requested:
+            self.message_user(
+                request,
+                f"{plural(len(requested), 'running job')} will be stopped by "
+                f"{'its' if len(requested) == 1 else 'their'} worker within a few seconds "
+                "and end cancelled.",
+                messages.INFO,
+            )
 
     @admin.action(description="Run selected scheduled jobs now", permissions=["change"])
     def run_jobs_now(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:

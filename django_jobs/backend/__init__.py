@@ -25,7 +25,7 @@ Our own options ride on Django's ``@task(**kwargs)`` forwarding::
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from django.apps import apps
@@ -77,6 +77,8 @@ class JobsTask(_TaskBase):
     # Per enqueue only, through using(idempotency_key=...): a key fixed at
     # definition time would make every enqueue after the first a no-op.
     idempotency_key: str | None = None
+    # With idempotency_key: reuse any job with that key enqueued this recently.
+    unique_for: timedelta | None = None
 
     def using(
         self,
@@ -86,8 +88,9 @@ class JobsTask(_TaskBase):
         run_after: datetime | None = None,
         backend: str | None = None,
         idempotency_key: str | None = None,
+        unique_for: timedelta | None = None,
     ) -> JobsTask:
-        """Django's ``using()``, plus ``idempotency_key``."""
+        """Django's ``using()``, plus ``idempotency_key`` and ``unique_for``."""
         task = cast(
             "JobsTask",
             Task.using(
@@ -96,6 +99,8 @@ class JobsTask(_TaskBase):
         )
         if idempotency_key is not None:
             task = dataclasses.replace(task, idempotency_key=idempotency_key)
+        if unique_for is not None:
+            task = dataclasses.replace(task, unique_for=unique_for)
         return task
 
 
@@ -178,6 +183,7 @@ class JobsBackend(BaseTaskBackend):
                 discard_on=discard_on,
                 run_after=task.run_after,
                 idempotency_key=getattr(task, "idempotency_key", None),
+                unique_for=getattr(task, "unique_for", None),
                 database=self.database,
             )
         except InvalidJobOptions as exc:

@@ -155,8 +155,10 @@ def _send_task_finished(
     if error is not None:
         task_result.errors.append(task_error(error))
     # READY: this attempt failed and a retry is scheduled.
-    final = status in (JobStatus.SUCCESSFUL, JobStatus.FAILED)
-    object.__setattr__(task_result, "status", TaskResultStatus(status))
+    # CANCELLED (stopped by an operator) has no django.tasks twin: FAILED, as results.py says.
+    final = status in (JobStatus.SUCCESSFUL, JobStatus.FAILED, JobStatus.CANCELLED)
+    shown = JobStatus.FAILED if status == JobStatus.CANCELLED else status
+    object.__setattr__(task_result, "status", TaskResultStatus(shown))
     object.__setattr__(task_result, "finished_at", timezone.now() if final else None)
     if status == JobStatus.SUCCESSFUL:
         object.__setattr__(task_result, "_return_value", result)

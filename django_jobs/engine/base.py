@@ -26,12 +26,15 @@ from django.db import connections
 from django.db.models import QuerySet
 
 from django_jobs.rows import (
+    Cancellation,
+    CancelReport,
     ClaimedJob,
     Completion,
     Failure,
     Inserted,
     NewJob,
     RecoveryReport,
+    Renewal,
     RetriedLetter,
     WorkerInfo,
 )
@@ -74,8 +77,10 @@ class Engine(abc.ABC):
         """Insert jobs in the caller's transaction; return them in input order.
 
         A row whose idempotency key is held by a READY/RUNNING job returns
-        that existing job (``created`` False) and inserts nothing. The answer
-        comes from the insert itself, so it holds under concurrent enqueues.
+        that existing job (``created`` False) and inserts nothing; with
+        ``unique_for``, so does any job with that key enqueued within that
+        many seconds, whatever its status. The answer comes from the database
+        under a lock or a unique index, so it holds under concurrent enqueues.
         """
 
     # -- worker hot path -------------------------------------------------
@@ -108,30 +113,46 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def fail_job(self, failure: Failure) -> bool:
         """Record a failed attempt, fenced: READY again at ``retry_at``, or (None)
-        FAILED with its dead letter. False: the claim was lost, nothing written."""
+        FAILED with its dead letter; CANCELLED (never retried, no dead letter)
+        when its cancel was requested. False: the claim was lost, nothing written."""
 
     @abc.abstractmethod
     def release_jobs(self, jobs: Sequence[ClaimedJob]) -> int:
         """Hand unfinished jobs back to READY, attempt not counted (graceful
-        shutdown), fenced; returns how many were still held."""
+        shutdown), fenced; a job whose cancel was requested ends CANCELLED
+        instead. Returns how many were still held."""
 
     @abc.abstractmethod
-    def heartbeat(self, jobs: Sequence[ClaimedJob], lease_seconds: float) -> int:
-        """Renew the leases of ``jobs``, the claims this worker still holds.
+    def renew_leases(self, jobs: Sequence[ClaimedJob], lease_seconds: float) -> Renewal:
+        """Renew the leases of ``jobs``, the claims this worker still holds, and
+        say which of them an operator cancelled (``cancel_requested_at`` set).
 
         Renewal is by id AND claim token, never "every job of this worker": a
         claim whose answer was lost with the connection is unknown to the
         worker, is not renewed, and expires into recovery instead of staying
         RUNNING forever. A row locked right now is skipped (the next beat
-        renews it). Returns the number of leases renewed.
+        renews it and reports its cancel). One round trip where the database
+        allows: the heartbeat learns of cancels for free.
         """
+
+    def heartbeat(self, jobs: Sequence[ClaimedJob], lease_seconds: float) -> int:
+        """:meth:`renew_leases`, the number of leases renewed only."""
+        return self.renew_leases(jobs, lease_seconds).renewed
+
+    @abc.abstractmethod
+    def cancel_running(self, cancellation: Cancellation) -> bool:
+        """End a RUNNING job whose run was stopped by its cancel: CANCELLED, never
+        retried, the error entry appended; fenced like every write after a claim.
+        False: the claim was lost or the job's outcome was written first (a
+        completion that won the race), nothing written."""
 
     @abc.abstractmethod
     def recover_expired(self, limit: int = 500) -> RecoveryReport:
         """Re-queue (or dead-letter) up to ``limit`` RUNNING jobs whose lease expired.
 
         The attempt that was running counts: a WorkerLost entry is appended to
-        the job's errors. Jobs being written right now (row locked) are skipped.
+        the job's errors. A job whose cancel was requested ends CANCELLED
+        instead. Jobs being written right now (row locked) are skipped.
         """
 
     @abc.abstractmethod
@@ -163,12 +184,19 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def retry_jobs(self, ids: Sequence[int]) -> int:
-        """FAILED/CANCELLED -> READY now with fresh attempts, history kept.
+        """FAILED/CANCELLED -> READY now with fresh attempts (and no cancel
+        request), history kept.
         Returns how many changed (others are in no state to retry)."""
 
     @abc.abstractmethod
+    def cancel(self, ids: Sequence[int]) -> CancelReport:
+        """READY -> CANCELLED now; RUNNING -> ``cancel_requested_at`` set (the
+        first request's time kept), its worker stops it and writes CANCELLED
+        (:meth:`cancel_running`). Finished or unknown ids are left alone."""
+
+    @abc.abstractmethod
     def cancel_jobs(self, ids: Sequence[int]) -> int:
-        """READY -> CANCELLED; returns how many. Running jobs are not touched."""
+        """:meth:`cancel`, counted: jobs cancelled plus cancels requested."""
 
     @abc.abstractmethod
     def run_jobs_now(self, ids: Sequence[int]) -> int:

@@ -31,6 +31,7 @@ from django_jobs.engine.base import (
     NameColumn,
     NamedTable,
 )
+from django_jobs.engine.cancel import CancelOperations
 from django_jobs.engine.claimed import CLAIMED_COLUMNS
 from django_jobs.engine.instances import new_job_model
 from django_jobs.engine.schedules import ScheduleOperations
@@ -115,7 +116,7 @@ def dead_letter_for(job: Job, reason: str) -> Any:
     )
 
 
-class GenericEngine(ScheduleOperations, Engine):
+class GenericEngine(ScheduleOperations, CancelOperations, Engine):
     """The Django ORM engine (PostgresEngine inherits what it does not replace)."""
 
     def _jobs(self) -> JobQuerySet:
@@ -133,13 +134,6 @@ class GenericEngine(ScheduleOperations, Engine):
         now = timezone.now()
         return new_job_model(row, run_after=row.run_after or now, enqueued_at=now)
 
-    def _existing_active(self, key: str) -> Job | None:
-        return (
-            self._jobs()
-            .filter(idempotency_key=key, status__in=[JobStatus.READY, JobStatus.RUNNING])
-            .first()
-        )
-
     def insert_jobs(self, rows: Sequence[NewJob]) -> list[Inserted]:
         results: list[Inserted | None] = [None] * len(rows)
         plain: list[int] = []
@@ -156,9 +150,10 @@ class GenericEngine(ScheduleOperations, Engine):
                     continue
                 # A savepoint per keyed row: a unique violation only undoes this row.
                 # ``created`` is what the insert did, not what a read saw before
-                # it: the partial unique index decides between concurrent enqueues.
+                # it: the partial unique index decides between concurrent enqueues
+                # (unique_for: SQLite's IMMEDIATE transaction serializes them).
                 for _ in range(5):
-                    existing = self._existing_active(key)
+                    existing = self._existing_for(key, row.unique_for)
                     if existing is not None:
                         results[index] = Inserted(existing, created=False)
                         break
@@ -272,7 +267,10 @@ class GenericEngine(ScheduleOperations, Engine):
                 return False
             row.errors = [*row.errors, failure.error]
             row.lease_expires_at = None
-            if failure.retry_at is not None:
+            if row.cancel_requested_at is not None:  # cancelled: never retried
+                row.status, row.finished_at = JobStatus.CANCELLED, timezone.now()
+                row.save(update_fields=["status", "finished_at", "errors", "lease_expires_at"])
+            elif failure.retry_at is not None:
                 row.status = JobStatus.READY
                 row.run_after = failure.retry_at
                 row.save(update_fields=["status", "run_after", "errors", "lease_expires_at"])
@@ -291,7 +289,14 @@ class GenericEngine(ScheduleOperations, Engine):
                     self._jobs()
                     .filter(pk=job.id, claim_token=job.claim_token, status=JobStatus.RUNNING)
                     .update(
-                        status=JobStatus.READY,
+                        # Cancelled while waiting in the backlog: it ends here.
+                        status=Case(
+                            When(
+                                cancel_requested_at__isnull=False, then=Value(JobStatus.CANCELLED)
+                            ),
+                            default=Value(JobStatus.READY),
+                        ),
+                        finished_at=Case(When(cancel_requested_at__isnull=False, then=Now())),
                         attempts=F("attempts") - 1,
                         # A released first attempt never started the run.
                         started_at=_unless_first_attempt("started_at"),
@@ -303,29 +308,8 @@ class GenericEngine(ScheduleOperations, Engine):
                 )
         return released
 
-    def heartbeat(self, jobs: Sequence[ClaimedJob], lease_seconds: float) -> int:
-        if not jobs:
-            return 0
-        # Claim tokens are fresh per claim, so (id in ours, token in ours) only
-        # matches claims this worker made and still knows about.
-        held = self._jobs().filter(
-            pk__in=[job.id for job in jobs],
-            claim_token__in={job.claim_token for job in jobs},
-            status=JobStatus.RUNNING,
-        )
-        lease = timezone.now() + timedelta(seconds=lease_seconds)
-        if not self.connection.features.has_select_for_update_skip_locked:
-            return held.update(lease_expires_at=lease)  # SQLite: writers are serialized
-        # A row locked right now (a completion in flight, an atomic task's own
-        # transaction) is skipped, not waited for: a heartbeat stalled behind a
-        # job would let every other lease of this worker run out. The next beat
-        # renews whatever is still running.
-        with transaction.atomic(using=self.alias):
-            ids = list(self._lockable(held).values_list("pk", flat=True))
-            return self._jobs().filter(pk__in=ids).update(lease_expires_at=lease) if ids else 0
-
     def recover_expired(self, limit: int = 500) -> RecoveryReport:
-        retried = dead = 0
+        retried = dead = cancelled = 0
         now = timezone.now()
         with transaction.atomic(using=self.alias):
             expired = self._lockable(
@@ -337,7 +321,13 @@ class GenericEngine(ScheduleOperations, Engine):
                 worker = str(row.worker_id) if row.worker_id else None
                 row.errors = [*row.errors, lost_worker_error(row.pk, row.attempts, worker)]
                 row.lease_expires_at = None
-                if row.attempts >= row.max_attempts:
+                if row.cancel_requested_at is not None:  # cancelled: not run again
+                    row.status, row.finished_at = JobStatus.CANCELLED, now
+                    cancelled += 1
+                    logger.warning(
+                        "job %s (%s) cancelled; its worker was lost", row.pk, row.task_name
+                    )
+                elif row.attempts >= row.max_attempts:
                     row.status = JobStatus.FAILED
                     row.finished_at = now
                     reason = LOST_WORKER_REASON.format(
@@ -372,7 +362,7 @@ class GenericEngine(ScheduleOperations, Engine):
                         "lease_expires_at",
                     ]
                 )
-        return RecoveryReport(retried=retried, dead_lettered=dead)
+        return RecoveryReport(retried=retried, dead_lettered=dead, cancelled=cancelled)
 
     def drop_stale_connection(self) -> None:
         # CONN_MAX_AGE = 0 (Django's default, "close after each request") is not
@@ -428,14 +418,8 @@ class GenericEngine(ScheduleOperations, Engine):
                 finished_at=None,
                 claim_token=None,
                 lease_expires_at=None,
+                cancel_requested_at=None,
             )
-        )
-
-    def cancel_jobs(self, ids: Sequence[int]) -> int:
-        return (
-            self._jobs()
-            .filter(pk__in=ids, status=JobStatus.READY)
-            .update(status=JobStatus.CANCELLED, finished_at=Now())
         )
 
     def run_jobs_now(self, ids: Sequence[int]) -> int:

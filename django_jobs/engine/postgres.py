@@ -29,6 +29,7 @@ from django_jobs.engine.generic import GenericEngine
 from django_jobs.engine.instances import builder, new_job_model
 from django_jobs.engine.pg import JOBS_CHANNEL, hot_cursor, notify_enabled
 from django_jobs.engine.postgres_sql import (
+    CANCEL_JOBS,
     CLAIM_JOBS_ALL_QUEUES,
     CLAIM_JOBS_IN_QUEUES,
     COMPLETE_AND_CLAIM_ALL_QUEUES,
@@ -36,19 +37,32 @@ from django_jobs.engine.postgres_sql import (
     COMPLETE_JOBS,
     EXPLAIN_ROWS_PREFIX,
     INSERT_JOBS,
+    INSERT_JOBS_UNIQUE_FOR,
     INSERT_ONE_JOB,
+    LOCK_IDEMPOTENCY_KEYS,
     PRUNE_FINISHED,
     RECOVER_EXPIRED,
     RELEASE_JOBS,
     RENEW_LEASES,
-    SELECT_ACTIVE_BY_KEYS,
+    SELECT_HOLDERS_BY_KEYS,
 )
 from django_jobs.engine.schedules_postgres import PostgresScheduleOperations
 from django_jobs.models import Job
-from django_jobs.rows import ClaimedJob, Completion, Inserted, NewJob, RecoveryReport
+from django_jobs.rows import (
+    CancelReport,
+    ClaimedJob,
+    Completion,
+    Inserted,
+    NewJob,
+    RecoveryReport,
+    Renewal,
+)
 from django_jobs.status import JobStatus
 
 logger = logging.getLogger("django_jobs.engine")
+
+# The first key of our advisory locks (LOCK_IDEMPOTENCY_KEYS): "jobs" in ASCII.
+ADVISORY_NAMESPACE = 0x6A6F6273
 
 
 class PostgresEngine(PostgresScheduleOperations, GenericEngine):
@@ -68,24 +82,30 @@ class PostgresEngine(PostgresScheduleOperations, GenericEngine):
     def insert_jobs(self, rows: Sequence[NewJob]) -> list[Inserted]:
         if len(rows) == 1 and rows[0].idempotency_key is None:
             return [Inserted(self._insert_one(rows[0]), created=True)]
+        unique = any(r.unique_for is not None for r in rows)
         with transaction.atomic(using=self.alias), hot_cursor(self.connection) as cursor:
-            cursor.execute(
-                INSERT_JOBS,
-                {
-                    "task_name": [r.task_name for r in rows],
-                    "queue_name": [r.queue_name for r in rows],
-                    "priority": [r.priority for r in rows],
-                    "args": [r.args_json for r in rows],
-                    "kwargs": [r.kwargs_json for r in rows],
-                    "run_after": [r.run_after for r in rows],
-                    "max_attempts": [r.max_attempts for r in rows],
-                    "timeout": [r.timeout for r in rows],
-                    "idempotency_key": [r.idempotency_key for r in rows],
-                    "meta": [r.meta_json for r in rows],
-                    "notify": self.notify_enabled,
-                    "channel": JOBS_CHANNEL,
-                },
-            )
+            if unique:
+                keys = [r.idempotency_key for r in rows if r.unique_for is not None]
+                cursor.execute(
+                    LOCK_IDEMPOTENCY_KEYS, {"namespace": ADVISORY_NAMESPACE, "keys": keys}
+                )
+            params: dict[str, Any] = {
+                "task_name": [r.task_name for r in rows],
+                "queue_name": [r.queue_name for r in rows],
+                "priority": [r.priority for r in rows],
+                "args": [r.args_json for r in rows],
+                "kwargs": [r.kwargs_json for r in rows],
+                "run_after": [r.run_after for r in rows],
+                "max_attempts": [r.max_attempts for r in rows],
+                "timeout": [r.timeout for r in rows],
+                "idempotency_key": [r.idempotency_key for r in rows],
+                "meta": [r.meta_json for r in rows],
+                "notify": self.notify_enabled,
+                "channel": JOBS_CHANNEL,
+            }
+            if unique:
+                params["unique_for"] = [r.unique_for for r in rows]
+            cursor.execute(INSERT_JOBS_UNIQUE_FOR if unique else INSERT_JOBS, params)
             # RETURNING yields exactly the rows this statement inserted: ON
             # CONFLICT DO NOTHING returns nothing for a skipped one. So a row
             # is "created" by what the database did, not by an earlier read.
@@ -110,21 +130,20 @@ class PostgresEngine(PostgresScheduleOperations, GenericEngine):
                     results[index] = Inserted(job, created=True)
                     if key is not None:
                         taken[key] = job
-            missing = [
-                r.idempotency_key
-                for i, r in enumerate(rows)
-                if results[i] is None and r.idempotency_key is not None
-            ]
+            missing = [r for i, r in enumerate(rows) if results[i] is None and r.idempotency_key]
             if missing:
-                existing = {
-                    job.idempotency_key: job
-                    for job in Job.objects.using(self.alias).raw(SELECT_ACTIVE_BY_KEYS, [missing])
-                }
+                holders = Job.objects.using(self.alias).raw(
+                    SELECT_HOLDERS_BY_KEYS,
+                    [[r.idempotency_key for r in missing], [r.unique_for for r in missing]],
+                )
+                # Ordered by id: the newest holder of a key is kept.
+                existing = {job.idempotency_key: job for job in holders}
                 for index, row in enumerate(rows):
                     if results[index] is None and row.idempotency_key is not None:
                         found = existing.get(row.idempotency_key)
                         # None: the holder finished between our insert and our
-                        # read; insert again (and report what that insert did).
+                        # read (and was enqueued before any unique_for period);
+                        # insert again (and report what that insert did).
                         results[index] = (
                             Inserted(found, created=False)
                             if found is not None
@@ -239,9 +258,9 @@ class PostgresEngine(PostgresScheduleOperations, GenericEngine):
             )
             return len(cursor.fetchall())
 
-    def heartbeat(self, jobs: Sequence[ClaimedJob], lease_seconds: float) -> int:
+    def renew_leases(self, jobs: Sequence[ClaimedJob], lease_seconds: float) -> Renewal:
         if not jobs:
-            return 0
+            return Renewal()
         with self.connection.cursor() as cursor:
             cursor.execute(
                 RENEW_LEASES,
@@ -251,7 +270,19 @@ class PostgresEngine(PostgresScheduleOperations, GenericEngine):
                     "lease": lease_seconds,
                 },
             )
-            return int(cursor.rowcount)
+            rows = cursor.fetchall()
+        return Renewal(len(rows), frozenset(job_id for job_id, asked in rows if asked))
+
+    def cancel(self, ids: Sequence[int]) -> CancelReport:
+        if not ids:
+            return CancelReport()
+        with self.connection.cursor() as cursor:
+            cursor.execute(CANCEL_JOBS, [list(ids)])
+            rows = cursor.fetchall()
+        return CancelReport(
+            cancelled=tuple(sorted(i for i, status in rows if status == JobStatus.CANCELLED)),
+            requested=tuple(sorted(i for i, status in rows if status == JobStatus.RUNNING)),
+        )
 
     def recover_expired(self, limit: int = 500) -> RecoveryReport:
         with self.connection.cursor() as cursor:
@@ -268,10 +299,19 @@ class PostgresEngine(PostgresScheduleOperations, GenericEngine):
                 },
             )
             rows = cursor.fetchall()
-        retried = dead = 0
+        retried = dead = cancelled = 0
         for job_id, task_name, status, attempts, max_attempts, worker_id, _ in rows:
             extra = {"job_id": job_id, "task_name": task_name}
-            if status == JobStatus.READY:
+            if status == JobStatus.CANCELLED:
+                cancelled += 1
+                logger.warning(
+                    "job %s (%s) cancelled; its worker %s was lost",
+                    job_id,
+                    task_name,
+                    worker_id,
+                    extra=extra,
+                )
+            elif status == JobStatus.READY:
                 retried += 1
                 logger.warning(
                     "job %s (%s) recovered from lost worker %s (attempt %s/%s counted)",
@@ -291,7 +331,7 @@ class PostgresEngine(PostgresScheduleOperations, GenericEngine):
                     LOST_WORKER_REASON.format(attempts=attempts, max_attempts=max_attempts),
                     extra=extra,
                 )
-        return RecoveryReport(retried=retried, dead_lettered=dead)
+        return RecoveryReport(retried=retried, dead_lettered=dead, cancelled=cancelled)
 
     def prune_finished(self, finished_before: datetime, batch_size: int) -> int:
         with self.connection.cursor() as cursor:

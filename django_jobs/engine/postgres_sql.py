@@ -44,6 +44,42 @@ RETURNING id, run_after, enqueued_at, idempotency_key,
          THEN pg_notify(%(channel)s, queue_name) END
 """
 
+# INSERT_JOBS for rows with unique_for (seconds): a row is skipped when a job
+# with its key was enqueued within that period, whatever its status (index
+# jobs_job_idempotency_key). Runs after LOCK_IDEMPOTENCY_KEYS in the same
+# transaction: no other unique_for enqueue of these keys can commit between
+# this check and our commit, and this statement's snapshot sees every one that
+# committed before. The active-key ON CONFLICT still applies as in INSERT_JOBS.
+INSERT_JOBS_UNIQUE_FOR = """
+INSERT INTO django_jobs_job (
+    task_name, queue_name, priority, args, kwargs, status, run_after, requested_run_after,
+    attempts, max_attempts, timeout, idempotency_key, errors, meta, enqueued_at
+)
+SELECT t.task_name, t.queue_name, t.priority, t.args, t.kwargs, 'READY',
+       COALESCE(t.run_after, now()), t.run_after, 0, t.max_attempts, t.timeout,
+       t.idempotency_key, '[]'::jsonb, COALESCE(t.meta, '{}'::jsonb), now()
+FROM unnest(
+    %(task_name)s::text[], %(queue_name)s::text[], %(priority)s::smallint[],
+    %(args)s::jsonb[], %(kwargs)s::jsonb[], %(run_after)s::timestamptz[],
+    %(max_attempts)s::int[], %(timeout)s::float8[], %(idempotency_key)s::text[],
+    %(meta)s::jsonb[], %(unique_for)s::float8[]
+) WITH ORDINALITY AS t(
+    task_name, queue_name, priority, args, kwargs, run_after, max_attempts, timeout,
+    idempotency_key, meta, unique_for, ord
+)
+WHERE t.unique_for IS NULL OR NOT EXISTS (
+    SELECT 1 FROM django_jobs_job AS held
+    WHERE held.idempotency_key = t.idempotency_key
+      AND held.enqueued_at >= now() - t.unique_for * interval '1 second'
+)
+ORDER BY t.ord
+ON CONFLICT (idempotency_key) WHERE status IN ('READY', 'RUNNING')
+    AND idempotency_key IS NOT NULL DO NOTHING
+RETURNING id, run_after, enqueued_at, idempotency_key,
+    CASE WHEN %(notify)s AND run_after <= now()
+         THEN pg_notify(%(channel)s, queue_name) END
+"""
+
 # Same for one job without an idempotency key: the common case, without the
 # unnest machinery.
 INSERT_ONE_JOB = """
@@ -57,16 +93,6 @@ INSERT INTO django_jobs_job (
 )
 RETURNING id, run_after, enqueued_at,
     CASE WHEN %(notify)s AND run_after <= now() THEN pg_notify(%(channel)s, queue_name) END
-"""
-
-# The active job holding each idempotency key (read after ON CONFLICT skipped
-# ours; the row committed before our statement, so it is visible now).
-SELECT_ACTIVE_BY_KEYS = """
-SELECT id, task_name, queue_name, priority, args, kwargs, status, run_after,
-       requested_run_after, attempts, max_attempts, timeout, idempotency_key, enqueued_at,
-       started_at, last_attempted_at
-FROM django_jobs_job
-WHERE idempotency_key = ANY(%s) AND status IN ('READY', 'RUNNING')
 """
 
 # started_at is the run's start (its first attempt's), last_attempted_at this
@@ -186,6 +212,10 @@ COMPLETE_AND_CLAIM_IN_QUEUES = (
 # instead of waited for: locking in another order than that statement could
 # deadlock, and a heartbeat stalled behind a job would let every other lease of
 # this worker run out. The next beat renews whatever is still running.
+# RETURNING says, for free in the same round trip, which of the renewed jobs
+# an operator cancelled (CANCEL_JOBS set cancel_requested_at, committed before
+# this statement's snapshot or seen on the locked row): that is how the worker
+# learns of a cancel, within one heartbeat interval.
 RENEW_LEASES = """
 WITH held AS MATERIALIZED (
     SELECT job.id FROM django_jobs_job AS job
@@ -197,21 +227,25 @@ WITH held AS MATERIALIZED (
 UPDATE django_jobs_job AS job SET lease_expires_at = now() + %(lease)s * interval '1 second'
 FROM held
 WHERE job.id = held.id
+RETURNING job.id, job.cancel_requested_at IS NOT NULL
 """
 
 # Hand unfinished jobs back on graceful shutdown, the attempt not counted.
 # Fenced like COMPLETE_JOBS. Each released job's queue is notified (on commit)
 # so an idle worker takes it at once. A released first attempt never started
-# the run: its start times go back to NULL.
+# the run: its start times go back to NULL. A job cancelled while it waited in
+# the backlog (cancel_requested_at, read on the locked row) ends CANCELLED.
 RELEASE_JOBS = """
 UPDATE django_jobs_job AS job
-SET status = 'READY', attempts = job.attempts - 1,
+SET status = CASE WHEN job.cancel_requested_at IS NULL THEN 'READY' ELSE 'CANCELLED' END,
+    finished_at = CASE WHEN job.cancel_requested_at IS NULL THEN NULL ELSE now() END,
+    attempts = job.attempts - 1,
     started_at = CASE WHEN job.attempts <= 1 THEN NULL ELSE job.started_at END,
     last_attempted_at = CASE WHEN job.attempts <= 1 THEN NULL ELSE job.last_attempted_at END,
     lease_expires_at = NULL, worker_id = NULL, claim_token = NULL
 FROM unnest(%s::bigint[], %s::uuid[]) AS held(id, claim_token)
 WHERE job.id = held.id AND job.claim_token = held.claim_token AND job.status = 'RUNNING'
-RETURNING job.id, CASE WHEN %s THEN pg_notify(%s, job.queue_name) END
+RETURNING job.id, CASE WHEN %s AND job.status = 'READY' THEN pg_notify(%s, job.queue_name) END
 """
 
 # Recover RUNNING jobs whose lease expired: their worker stopped renewing it
@@ -224,7 +258,8 @@ RETURNING job.id, CASE WHEN %s THEN pg_notify(%s, job.queue_name) END
 # row version (READ COMMITTED re-evaluation), so a lease renewed or a job
 # completed meanwhile is left alone. Only the database clock is used: lease
 # and expiry are both now() on one server, so host clock skew cannot expire a
-# live lease. Due queues are notified so idle workers re-claim at once.
+# live lease. Due queues are notified so idle workers re-claim at once. A job
+# whose cancel was requested is not run again: it ends CANCELLED, no letter.
 RECOVER_EXPIRED = """
 WITH expired AS MATERIALIZED (
     SELECT id FROM django_jobs_job
@@ -234,9 +269,12 @@ WITH expired AS MATERIALIZED (
     FOR UPDATE SKIP LOCKED
 ), recovered AS (
     UPDATE django_jobs_job AS job
-    SET status = CASE WHEN job.attempts >= job.max_attempts THEN 'FAILED' ELSE 'READY' END,
-        run_after = CASE WHEN job.attempts >= job.max_attempts THEN job.run_after ELSE now() END,
-        finished_at = CASE WHEN job.attempts >= job.max_attempts THEN now() END,
+    SET status = CASE WHEN job.cancel_requested_at IS NOT NULL THEN 'CANCELLED'
+                      WHEN job.attempts >= job.max_attempts THEN 'FAILED' ELSE 'READY' END,
+        run_after = CASE WHEN job.cancel_requested_at IS NULL
+                          AND job.attempts < job.max_attempts THEN now() ELSE job.run_after END,
+        finished_at = CASE WHEN job.cancel_requested_at IS NOT NULL
+                            OR job.attempts >= job.max_attempts THEN now() END,
         lease_expires_at = NULL,
         errors = job.errors || jsonb_build_array(jsonb_build_object(
             'attempt', job.attempts,
@@ -263,6 +301,53 @@ WITH expired AS MATERIALIZED (
 SELECT id, task_name, status, attempts, max_attempts, worker_id,
     CASE WHEN %(notify)s AND status = 'READY' THEN pg_notify(%(channel)s, queue_name) END
 FROM recovered
+"""
+
+# Cancel jobs by id in one statement: READY ones end CANCELLED now, RUNNING
+# ones get cancel_requested_at (the first request's time kept) and their worker
+# stops them (RENEW_LEASES tells it). UPDATE locks each row and, under READ
+# COMMITTED, re-evaluates WHERE and every CASE on the newest row version: a job
+# claimed meanwhile is asked to stop instead of being marked CANCELLED under
+# its worker, and one that finished meanwhile is left alone. RETURNING gives
+# the new status: CANCELLED (cancelled) or RUNNING (requested).
+CANCEL_JOBS = """
+UPDATE django_jobs_job AS job
+SET status = CASE WHEN job.status = 'READY' THEN 'CANCELLED' ELSE job.status END,
+    finished_at = CASE WHEN job.status = 'READY' THEN now() ELSE job.finished_at END,
+    cancel_requested_at = CASE WHEN job.status = 'RUNNING'
+                               THEN COALESCE(job.cancel_requested_at, now())
+                               ELSE job.cancel_requested_at END
+WHERE job.id = ANY(%s) AND job.status IN ('READY', 'RUNNING')
+RETURNING job.id, job.status
+"""
+
+# unique_for: serialize the enqueues of the same idempotency keys until commit
+# with transaction-level advisory locks (namespace %(namespace)s, so the
+# application's own advisory locks never collide with ours; two keys with the
+# same hash only wait for each other). Taken in hash order, so two batches
+# never deadlock. It must be its own statement: the insert that follows takes
+# its snapshot after the lock is granted, so it sees every job a concurrent
+# enqueuer of the key committed before releasing it (in READ COMMITTED, one
+# statement's snapshot is fixed when it starts, even if it then waits).
+LOCK_IDEMPOTENCY_KEYS = """
+SELECT pg_advisory_xact_lock(%(namespace)s, h)
+FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest(%(keys)s::text[]) AS k ORDER BY h) AS keys
+"""
+
+# The job holding each key, for rows the insert skipped: an active one, or
+# (period in seconds, unique_for) one enqueued within the period, whatever its
+# status. Read after the insert, in the same transaction: the holder
+# committed before our statement began (ON CONFLICT waited for it, or the
+# advisory lock did).
+SELECT_HOLDERS_BY_KEYS = """
+SELECT job.id, job.task_name, job.queue_name, job.priority, job.args, job.kwargs, job.status,
+       job.run_after, job.requested_run_after, job.attempts, job.max_attempts, job.timeout,
+       job.idempotency_key, job.enqueued_at, job.started_at, job.last_attempted_at
+FROM django_jobs_job AS job
+JOIN unnest(%s::text[], %s::float8[]) AS k(key, period) ON job.idempotency_key = k.key
+WHERE job.status IN ('READY', 'RUNNING')
+   OR (k.period IS NOT NULL AND job.enqueued_at >= now() - k.period * interval '1 second')
+ORDER BY job.id
 """
 
 # Delete up to %(limit)s finished jobs that finished before %(before)s, oldest

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from django_jobs.codec import encode_payload
 from django_jobs.conf import jobs_settings
+from django_jobs.context import is_cancel_requested
 from django_jobs.status import FINISHED_STATUSES, JobStatus
 
 _ACTIVE = Q(status__in=[JobStatus.READY, JobStatus.RUNNING])
@@ -99,6 +100,11 @@ class Job(models.Model):
     )
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     claim_token = models.UUIDField(null=True, blank=True, help_text="Fences writes after a claim.")
+    cancel_requested_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When an operator cancelled it while RUNNING; its worker stops it.",
+    )
 
     objects = JobQuerySet.as_manager()
 
@@ -192,6 +198,26 @@ class Job(models.Model):
         if rows:
             self.progress = progress
         return bool(rows)
+
+    @property
+    def cancel_requested(self) -> bool:
+        """True once this job's cancel was requested (inside the task: once its
+        worker heard of it, within a heartbeat interval)."""
+        return self.cancel_requested_at is not None or (
+            self.pk is not None and is_cancel_requested(self.pk)
+        )
+
+    def cancel(self) -> bool:
+        """Cancel this job: a READY one ends CANCELLED now; a RUNNING one gets
+        ``cancel_requested_at`` and its worker stops it within a few seconds (it
+        ends CANCELLED, never retried). False (nothing written) when the job has
+        finished already. Reloads the instance."""
+        # engine imports this module (the models): not at its import time.
+        from django_jobs.engine import get_engine
+
+        report = get_engine(self._state.db or "default").cancel([self.pk])
+        self.refresh_from_db()
+        return bool(report.total)
 
     def refresh(self) -> Job:
         """Reload every field from the database and return self."""

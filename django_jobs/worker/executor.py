@@ -2,30 +2,34 @@
 
 The worker loop talks to an executor through a few calls (:class:`Executor`):
 ``submit``, ``free_slots``, ``take_outcomes``, ``take_unstarted`` and
-``expire_overdue``. The thread pool
+``expire_overdue`` and ``cancel``. The thread pool
 (this module, the default) runs jobs in threads of this process; a thread
 stuck past its job's timeout is abandoned and replaced, so the worker keeps
 its full concurrency. Python cannot kill a thread: the abandoned one gets a
-JobTimeout raised asynchronously, which stops pure-Python code at its next
-bytecode but not a blocking C call. The process pool
+JobTimeout raised asynchronously (:func:`~django_jobs.worker.runner.interrupt`),
+which stops pure-Python code at its next bytecode but not a blocking C call.
+A cancelled job gets JobCancelled the same way; one still running
+CANCEL_GRACE seconds later (stuck in a C call) is recorded CANCELLED and its
+thread abandoned and replaced. The process pool
 (:mod:`django_jobs.worker.process_pool`) kills instead.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
 from django.db import connections
 
-from django_jobs.exceptions import JobTimeout, WorkerStartError
+from django_jobs.conf import jobs_settings
+from django_jobs.context import note_cancel_requested
+from django_jobs.exceptions import JobCancelled, JobTimeout, WorkerStartError
 from django_jobs.rows import ClaimedJob
 from django_jobs.worker.backlog import Backlog, RuntimeMeter
-from django_jobs.worker.runner import Outcome, in_task_body, run_job
+from django_jobs.worker.runner import Outcome, cancellation, interrupt, pool_cancellation, run_job
 
 logger = logging.getLogger("django_jobs.worker")
 
@@ -80,6 +84,13 @@ class Executor(Protocol):
 
     def expire_overdue(self) -> list[ClaimedJob]:
         """Jobs past their timeout: stop tracking them (kill if possible) and return them."""
+        ...
+
+    def cancel(self, job_ids: Collection[int]) -> None:
+        """Stop these jobs, whose cancel an operator requested (ids not held here
+        are ignored; asking twice changes nothing). Each ends with a Cancellation
+        outcome, unless it finishes first, or a killed / abandoned one after
+        CANCEL_GRACE seconds."""
         ...
 
     def stop(self) -> None: ...
@@ -149,12 +160,13 @@ class PoolBookkeeping:
 
 
 class _Slot:
-    __slots__ = ("deadline", "job", "thread")
+    __slots__ = ("cancel_deadline", "deadline", "job", "thread")
 
     def __init__(self, job: ClaimedJob, thread: threading.Thread, deadline: float) -> None:
         self.job = job
         self.thread = thread
         self.deadline = deadline
+        self.cancel_deadline: float | None = None  # set when JobCancelled was raised
 
 
 class ThreadExecutor(PoolBookkeeping):
@@ -213,7 +225,10 @@ class ThreadExecutor(PoolBookkeeping):
         try:
             while (job := self._next_job(me)) is not None:
                 started = time.monotonic()
-                outcome = run_job(job)
+                try:
+                    outcome = run_job(job)
+                except JobCancelled as exc:  # landed in our code around the body: still cancelled
+                    outcome = cancellation(job, exc)
                 elapsed = time.monotonic() - started
                 with self._lock:
                     self._runtime.add(elapsed)
@@ -240,20 +255,45 @@ class ThreadExecutor(PoolBookkeeping):
     def _started_jobs(self) -> list[ClaimedJob]:
         return [slot.job for slot in self._in_flight.values()]
 
+    def cancel(self, job_ids: Collection[int]) -> None:
+        grace = float(jobs_settings.CANCEL_GRACE)
+        with self._lock:
+            for job in self._backlog.jobs():
+                if job.id in job_ids:
+                    note_cancel_requested(job.id)  # run_job ends it before it starts
+            for job_id, slot in self._in_flight.items():
+                if job_id in job_ids and slot.cancel_deadline is None:
+                    # Noted first: a thread entering the body right now sees the
+                    # note (task_body checks it), or is in the body and is aimed at.
+                    note_cancel_requested(job_id)
+                    slot.cancel_deadline = time.monotonic() + grace
+                    interrupt(slot.thread.ident, JobCancelled)
+                    logger.info("job %s: cancel requested; stopping it", job_id)
+
     def expire_overdue(self) -> list[ClaimedJob]:
         now = time.monotonic()
         expired: list[ClaimedJob] = []
         replacements = 0
+        stuck: list[ClaimedJob] = []
         with self._lock:
             for job_id, slot in list(self._in_flight.items()):
-                if slot.deadline <= now:
+                gave_up = slot.cancel_deadline is not None and slot.cancel_deadline <= now
+                if slot.deadline <= now or gave_up:
                     del self._in_flight[job_id]
                     self._threads.discard(slot.thread)
-                    expired.append(slot.job)
                     replacements += 1
-                    _interrupt(slot.thread)
+                    if slot.cancel_deadline is not None:
+                        stuck.append(slot.job)  # did not stop within CANCEL_GRACE
+                        continue
+                    expired.append(slot.job)
+                    interrupt(slot.thread.ident, JobTimeout)
+            for job in stuck:
+                how = "its thread (blocked in a C call?) was abandoned and replaced"
+                self._outcomes.append((job, pool_cancellation(job, how)))
         for _ in range(replacements):
             self._spawn()
+        if stuck:
+            self._on_finished()
         if expired:
             logger.warning(
                 "%d job(s) passed their timeout; their threads are abandoned and replaced",
@@ -269,12 +309,3 @@ class ThreadExecutor(PoolBookkeeping):
 
     def abort(self) -> None:
         pass  # threads die with the process
-
-
-def _interrupt(thread: threading.Thread) -> None:
-    """Raise JobTimeout in ``thread`` at its next bytecode, if it is in a task body."""
-    if thread.ident is None or thread.ident not in in_task_body:
-        return
-    ident = ctypes.c_ulong(thread.ident)
-    if ctypes.pythonapi.PyThreadState_SetAsyncExc(ident, ctypes.py_object(JobTimeout)) > 1:
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ident, None)  # never more than one

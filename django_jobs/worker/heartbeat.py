@@ -1,4 +1,9 @@
-"""The worker's heartbeat: lease renewal and recovery of dead workers' jobs.
+"""The worker's heartbeat: lease renewal, news of cancels, and recovery of
+dead workers' jobs.
+
+The statement that renews the leases also returns which of those jobs an
+operator cancelled; they are handed to ``on_cancel_requested`` (the worker
+tells its pool to stop them), so a cancel is heard within one interval.
 
 It runs in its own thread with its own database connection and never runs
 jobs, so a busy pool never delays a heartbeat and a long job keeps its lease.
@@ -41,12 +46,14 @@ class Heartbeat(threading.Thread):
         *,
         lease_seconds: float,
         held_jobs: Callable[[], Sequence[ClaimedJob]],
+        on_cancel_requested: Callable[[frozenset[int]], None] | None = None,
     ) -> None:
         super().__init__(name="django_jobs-heartbeat", daemon=True)
         self.worker = worker
         self.database = database
         self.lease_seconds = lease_seconds
         self.held_jobs = held_jobs
+        self.on_cancel_requested = on_cancel_requested
         self.interval = float(jobs_settings.HEARTBEAT_INTERVAL)
         self.recovery_interval = float(jobs_settings.RECOVERY_INTERVAL)
         self._stop_event = threading.Event()
@@ -91,15 +98,18 @@ class Heartbeat(threading.Thread):
             connections.close_all()
 
     def beat(self) -> int:
-        """Renew the leases of the jobs this worker holds; touch its Worker row."""
+        """Renew the leases of the jobs this worker holds, pass on their cancels;
+        touch its Worker row."""
         engine = get_engine(self.database)
-        renewed = engine.heartbeat(self.held_jobs(), self.lease_seconds)
+        renewal = engine.renew_leases(self.held_jobs(), self.lease_seconds)
+        if renewal.cancel_requested and self.on_cancel_requested is not None:
+            self.on_cancel_requested(renewal.cancel_requested)
         engine.touch_worker(self.worker)
         now = time.monotonic()
         if self.healthy_since is None:
             self.healthy_since = now
         self.last_success = now
-        return renewed
+        return renewal.renewed
 
     def recover(self) -> None:
         engine = get_engine(self.database)
@@ -107,7 +117,7 @@ class Heartbeat(threading.Thread):
         for _ in range(RECOVERY_BATCHES):  # bounded: the next beat is due
             report = engine.recover_expired(RECOVERY_BATCH_SIZE)
             retried, dead = retried + report.retried, dead + report.dead_lettered
-            if report.retried + report.dead_lettered < RECOVERY_BATCH_SIZE:
+            if report.retried + report.dead_lettered + report.cancelled < RECOVERY_BATCH_SIZE:
                 break
         if retried or dead:
             logger.warning("recovered %d job(s) of dead workers, %d dead-lettered", retried, dead)

@@ -23,8 +23,9 @@ from typing import Any
 
 from django.db import connections
 
+from django_jobs.context import note_cancel_requested
 from django_jobs.observability import tracing
-from django_jobs.rows import ClaimedJob, Completion, Failure
+from django_jobs.rows import Cancellation, ClaimedJob, Completion, Failure
 from django_jobs.worker.runner import Outcome, Settled, run_job
 
 # Exit code of a child whose own loop failed, or whose parent died.
@@ -37,6 +38,7 @@ def child_main(
     """Run jobs received on ``conn`` until it closes or it is time to retire."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, _on_cancel)
     _forget_inherited_connections()
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     conn.send_bytes(b'{"ready": true}')
@@ -47,7 +49,11 @@ def child_main(
                 job = decode_job(conn.recv_bytes())
             except (EOFError, OSError):
                 return 0
-            outcome = run_job(job)
+            _running[:] = [job.id]
+            try:
+                outcome = run_job(job)
+            finally:
+                _running.clear()
             done += 1
             retire = bool(max_tasks and done >= max_tasks) or bool(
                 max_memory and resident_memory() > max_memory
@@ -59,6 +65,19 @@ def child_main(
         connections.close_all()
         if tracing.AVAILABLE:
             tracing.flush()  # a forked child ends with os._exit: no exit hooks run
+
+
+# The id of the job this child runs right now (empty between jobs).
+_running: list[int] = []
+
+
+def _on_cancel(signum: int, frame: Any) -> None:
+    """SIGUSR1 from the parent: the running job was cancelled. Only noted, so
+    ``current_job().cancel_requested`` turns True; the parent kills this child
+    after CANCEL_GRACE if the job has not ended by then. Between jobs (the
+    job it was meant for just ended) there is nothing to note."""
+    for job_id in list(_running):
+        note_cancel_requested(job_id)
 
 
 def _forget_inherited_connections() -> None:
@@ -132,6 +151,8 @@ def encode_outcome(outcome: Outcome, *, retire: bool) -> bytes:
     message: dict[str, Any] = {"retire": retire}
     if isinstance(outcome, Completion):
         message.update(kind="completion", result_json=outcome.result_json)
+    elif isinstance(outcome, Cancellation):
+        message.update(kind="cancelled", error=outcome.error)
     elif isinstance(outcome, Failure):
         # The error entry names the task's exception class (dotted) and its message.
         retry_at = outcome.retry_at.isoformat() if outcome.retry_at else None
@@ -146,6 +167,8 @@ def encode_outcome(outcome: Outcome, *, retire: bool) -> bytes:
 def decode_outcome(job: ClaimedJob, message: dict[str, Any]) -> Outcome:
     if message["kind"] == "completion":
         return Completion(job, message["result_json"])
+    if message["kind"] == "cancelled":
+        return Cancellation(job, message["error"])
     if message["kind"] == "failure":
         retry_at = message["retry_at"]
         return Failure(

@@ -17,7 +17,11 @@ worker keeps its full concurrency whatever happens in a child:
   error, and is replaced: a poison job ends in the dead letters after its
   attempts and never takes the worker down;
 - a child retires after ``max_tasks_per_child`` jobs, or when its resident
-  memory passes ``max_memory_mb`` after a job, and is replaced.
+  memory passes ``max_memory_mb`` after a job, and is replaced;
+- a cancelled job's child gets SIGUSR1 (in the child, ``cancel_requested``
+  turns True: the task may stop by raising JobCancelled) and is killed after
+  CANCEL_GRACE seconds if its job has not ended; the job ends CANCELLED and
+  the child is replaced.
 
 Children ignore SIGTERM/SIGINT (the parent runs the graceful shutdown and
 kills what it handed back) and exit on their own within half a second if the
@@ -43,13 +47,14 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from django.db import connections
 
+from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import WorkerCrashed
 from django_jobs.observability import tracing
 from django_jobs.rows import ClaimedJob
@@ -60,7 +65,7 @@ from django_jobs.worker.process_child import (
     decode_outcome,
     encode_job,
 )
-from django_jobs.worker.runner import crash_failure
+from django_jobs.worker.runner import crash_failure, pool_cancellation
 
 logger = logging.getLogger("django_jobs.worker")
 
@@ -79,6 +84,7 @@ class _Child:
     started: float
     job: ClaimedJob | None = None
     deadline: float = math.inf
+    cancel_deadline: float = math.inf  # its job was cancelled: killed at this time
     job_started: float = 0.0
     tasks: int = 0
     ready: bool = False  # said hello: it can take a job
@@ -104,6 +110,7 @@ class ProcessExecutor(PoolBookkeeping):
         self.max_tasks_per_child = max_tasks_per_child
         self.max_memory_bytes = int(max_memory_mb * 1024 * 1024) if max_memory_mb else None
         self._children: dict[int, _Child] = {}
+        self._cancelled: set[int] = set()  # backlog jobs cancelled before they started
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._stopping = threading.Event()
@@ -155,6 +162,37 @@ class ProcessExecutor(PoolBookkeeping):
             self._poke()
         return expired
 
+    def cancel(self, job_ids: Collection[int]) -> None:
+        grace = float(jobs_settings.CANCEL_GRACE)
+        with self._lock:
+            self._cancelled.update(j.id for j in self._backlog.jobs() if j.id in job_ids)
+            for child in self._children.values():
+                job = child.job
+                if job is not None and job.id in job_ids and child.cancel_deadline == math.inf:
+                    child.cancel_deadline = time.monotonic() + grace
+                    # The child's handler sets cancel_requested for the job it runs
+                    # (a child that just finished it ignores it: see process_child).
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(child.pid, signal.SIGUSR1)
+                    logger.info("job %s: cancel requested, told child %s", job.id, child.pid)
+        self._poke()
+
+    def _kill_cancelled(self) -> None:
+        """Kill the children whose cancelled job outlived CANCEL_GRACE; the job ends CANCELLED."""
+        now = time.monotonic()
+        ended: list[ClaimedJob] = []
+        with self._lock:
+            for child in self._children.values():
+                if child.job is not None and child.cancel_deadline <= now:
+                    job, child.job, child.retiring = child.job, None, True
+                    _kill(child.pid)
+                    how = f"its child process {child.pid} was killed after CANCEL_GRACE"
+                    self._outcomes.append((job, pool_cancellation(job, how)))
+                    ended.append(job)
+        for job in ended:
+            logger.warning("job %s: cancelled, its child did not stop; killed", job.id)
+            self._on_finished()
+
     def stop(self) -> None:
         self._stopping.set()
         self._poke()
@@ -184,6 +222,7 @@ class ProcessExecutor(PoolBookkeeping):
     def _supervise_once(self) -> None:
         self._fill()
         self._kill_unready()
+        self._kill_cancelled()
         self._dispatch()
         with self._lock:
             by_conn: dict[Any, _Child] = {c.conn: c for c in self._children.values()}
@@ -233,8 +272,14 @@ class ProcessExecutor(PoolBookkeeping):
                 if not idle or not self._backlog:
                     return
                 child, job = idle[0], self._backlog.pop()
+                if job.id in self._cancelled:  # never sent to a child
+                    self._cancelled.discard(job.id)
+                    self._outcomes.append((job, pool_cancellation(job, "before it started")))
+                    self._on_finished()
+                    continue
                 child.job, child.job_started = job, time.monotonic()
                 child.deadline = child.job_started + job.timeout
+                child.cancel_deadline = math.inf
             try:
                 child.conn.send_bytes(encode_job(job))
             except OSError:

@@ -1,20 +1,27 @@
 """Run one claimed job and decide its outcome.
 
 ``run_job`` never raises: whatever the task does, it returns a
-:class:`~django_jobs.engine.base.Completion`, a
-:class:`~django_jobs.engine.base.Failure`, or a :class:`Settled` when there
-is nothing left to write: the outcome was already written (``atomic=True``
-tasks commit their completion together with their own writes) or the claim
-was lost.
+:class:`~django_jobs.rows.Completion`, a :class:`~django_jobs.rows.Failure`,
+a :class:`~django_jobs.rows.Cancellation` (the task was stopped by its cancel,
+``JobCancelled``), or a :class:`Settled` when there is nothing left to write:
+the outcome was already written (``atomic=True`` tasks commit their completion
+together with their own writes) or the claim was lost.
+
+The thread pool interrupts a task body (timeout, cancel) only through
+:func:`interrupt`, and only while the thread is inside :func:`task_body`: the
+user's function, never our bookkeeping around it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import enum
 import inspect
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,10 +32,11 @@ from django_jobs import signals
 from django_jobs.backoff import compute_delay
 from django_jobs.codec import check_stored, encode, loads, storable
 from django_jobs.conf import jobs_settings
-from django_jobs.context import running
+from django_jobs.context import forget_cancel, is_cancel_requested, running
 from django_jobs.engine import get_engine
 from django_jobs.exceptions import (
     Discard,
+    JobCancelled,
     JobTimeout,
     Retry,
     UnknownTaskError,
@@ -37,7 +45,7 @@ from django_jobs.exceptions import (
     format_traceback,
 )
 from django_jobs.observability import tracing
-from django_jobs.rows import ClaimedJob, Completion, Failure
+from django_jobs.rows import Cancellation, ClaimedJob, Completion, Failure
 from django_jobs.status import JobStatus
 from django_jobs.tasks import Task, find_task, resolve_task
 
@@ -51,7 +59,7 @@ class Settled(enum.Enum):
     LOST = "lost"  # the claim was taken over while it ran: its writes rolled back
 
 
-Outcome = Completion | Failure | Settled
+Outcome = Completion | Failure | Cancellation | Settled
 
 
 def settled(written: Completion | None) -> Settled:
@@ -60,8 +68,51 @@ def settled(written: Completion | None) -> Settled:
 
 
 # Idents of the threads running a task body right now: the thread pool only
-# interrupts a timed-out thread while it is in user code, not in ours.
+# interrupts a thread (timeout, cancel) while it is in user code, not in ours.
+# Guarded by _body_lock, which interrupt() holds too: once a thread has left
+# the body, no new interruption can be aimed at it.
 in_task_body: set[int] = set()
+_body_lock = threading.Lock()
+
+
+@contextmanager
+def task_body(job_id: int) -> Iterator[None]:
+    """Mark this thread as running the user's function for the block; raise
+    JobCancelled on entry if the job's cancel was noted before it got here."""
+    ident = threading.get_ident()
+    with _body_lock:
+        in_task_body.add(ident)
+    try:
+        if is_cancel_requested(job_id):
+            raise JobCancelled(f"job {job_id} was cancelled")
+        yield
+    finally:
+        with _body_lock:
+            in_task_body.discard(ident)
+        # An interruption aimed at the body just before it ended may still be
+        # pending (raised at the next bytecode check): drop it. The body has
+        # ended, so its outcome stands (a completion wins that race).
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), None)
+
+
+def interrupt(ident: int | None, exc_type: type[BaseException]) -> bool:
+    """Raise ``exc_type`` in thread ``ident`` at its next bytecode, if it is in a
+    task body; True if it was aimed.
+
+    Python cannot kill a thread; CPython's PyThreadState_SetAsyncExc is the one
+    way to stop another thread's Python code. The exception is raised when the
+    thread next checks for pending calls (at most a few bytecodes away in pure
+    Python code), never inside a C call: a thread blocked in one sees it when
+    the call returns.
+    """
+    with _body_lock:
+        if ident is None or ident not in in_task_body:
+            return False
+        thread_id = ctypes.c_ulong(ident)
+        aimed = ctypes.pythonapi.PyThreadState_SetAsyncExc(thread_id, ctypes.py_object(exc_type))
+        if aimed > 1:  # never more than one thread
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(thread_id, None)
+        return bool(aimed == 1)
 
 
 class ClaimLost(Exception):
@@ -210,6 +261,9 @@ def _run_job(job: ClaimedJob) -> Outcome:
         logger.error("job %s dead-lettered: %s", job.id, exc, extra=log_extra)
         return decide(job, None, exc, timezone.now(), Cause.UNRUNNABLE)
     func = task_obj.func
+    if is_cancel_requested(job.id):  # cancelled while it waited in the backlog: never starts
+        forget_cancel(job.id)
+        return pool_cancellation(job, "before it started")
 
     if signals.job_started.has_listeners():
         signals.job_started.send_robust(sender=task_obj, job=job)
@@ -217,18 +271,30 @@ def _run_job(job: ClaimedJob) -> Outcome:
     written: Completion | None = None  # an atomic task's completion, already committed
     try:
         try:
-            in_task_body.add(threading.get_ident())
             with running(job):
                 if task_obj.atomic:
                     written = _run_atomic(job, func)
                     outcome = None
                 else:
-                    outcome = Completion(job, _encode_result(_call(func, job.args, job.kwargs)))
+                    with task_body(job.id):
+                        value = _call(func, job.args, job.kwargs)
+                    outcome = Completion(job, _encode_result(value))
         finally:
-            # Before the handlers below: they and the signal receivers they call
-            # are our code, never interrupted as a timed-out task body.
-            in_task_body.discard(threading.get_ident())
+            forget_cancel(job.id)
             _reset_connections()
+    except JobCancelled as exc:
+        # Raised into the body by the thread pool (or by the task itself after
+        # seeing cancel_requested): an atomic body has rolled back already.
+        stopped = cancellation(job, exc)
+        logger.info(
+            "job %s (%s) cancelled while running (attempt %s)",
+            job.id,
+            job.task_name,
+            job.attempts,
+            extra=log_extra,
+        )
+        _send_finished(task_obj, job, stopped)
+        return stopped
     except ClaimLost:
         logger.warning(
             "job %s: claim lost while running; its writes rolled back", job.id, extra=log_extra
@@ -265,15 +331,21 @@ def _run_atomic(job: ClaimedJob, func: Any) -> Completion:
     """Body and completion in one transaction, fenced by the claim token."""
     engine = get_engine(job.database)
     with transaction.atomic(using=job.database):
-        completion = Completion(job, _encode_result(_call(func, job.args, job.kwargs)))
+        with task_body(job.id):
+            value = _call(func, job.args, job.kwargs)
+        completion = Completion(job, _encode_result(value))
         if job.id not in engine.complete_jobs([completion]):
             raise ClaimLost(job.id)
     return completion
 
 
 def _send_finished(task_obj: Task[Any, Any] | None, job: ClaimedJob, outcome: Outcome) -> None:
+    if not signals.job_finished.has_listeners():
+        return
     if isinstance(outcome, Completion):
         status, error, result = JobStatus.SUCCESSFUL, None, loads(outcome.result_json)
+    elif isinstance(outcome, Cancellation):
+        status, error, result = JobStatus.CANCELLED, outcome.error, None
     elif isinstance(outcome, Failure):
         status = JobStatus.READY if outcome.retry_at is not None else JobStatus.FAILED
         error, result = outcome.error, None
@@ -282,6 +354,23 @@ def _send_finished(task_obj: Task[Any, Any] | None, job: ClaimedJob, outcome: Ou
     signals.job_finished.send_robust(
         sender=task_obj, job=job, status=status, result=result, error=error
     )
+
+
+def cancellation(job: ClaimedJob, exc: BaseException, *, tb: str | None = None) -> Cancellation:
+    """The end of a run stopped by its cancel; the error entry says so."""
+    entry = error_entry(job, exc, tb=tb)
+    if not entry["message"]:
+        entry["message"] = f"job {job.id} was cancelled while running"
+    return Cancellation(job, entry)
+
+
+def pool_cancellation(job: ClaimedJob, how: str) -> Cancellation:
+    """The end of a cancelled job its pool ended itself (``how``: a child killed
+    after CANCEL_GRACE, a thread abandoned, never started); sends job_finished."""
+    exc = JobCancelled(f"job {job.id} was cancelled: {how}")
+    outcome = cancellation(job, exc, tb="")
+    _send_finished(find_task(job.task_name), job, outcome)
+    return outcome
 
 
 def crash_failure(job: ClaimedJob, exc: BaseException) -> Failure:

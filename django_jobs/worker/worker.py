@@ -27,7 +27,7 @@ from django_jobs.conf import jobs_settings
 from django_jobs.engine import get_engine
 from django_jobs.exceptions import exception_message
 from django_jobs.observability import tracing
-from django_jobs.rows import ClaimedJob, Completion, Failure, WorkerInfo
+from django_jobs.rows import Cancellation, ClaimedJob, Completion, Failure, WorkerInfo
 from django_jobs.worker.executor import Executor, Finished, ThreadExecutor
 from django_jobs.worker.heartbeat import Heartbeat
 from django_jobs.worker.ledger import Ledger
@@ -200,7 +200,11 @@ class Worker:
 
     def _start_services(self, info: WorkerInfo) -> None:
         self._heartbeat = Heartbeat(
-            info, self.options.database, lease_seconds=self.lease_seconds, held_jobs=self.held_jobs
+            info,
+            self.options.database,
+            lease_seconds=self.lease_seconds,
+            held_jobs=self.held_jobs,
+            on_cancel_requested=self.executor.cancel,
         )
         self.services.insert(0, self._heartbeat)
         pruner = Pruner.from_settings(self.options.database)
@@ -426,6 +430,8 @@ class Worker:
                 if not written:
                     logger.warning("job %s: failure ignored, the claim was lost", job.id)
                 self.ledger.record_failure(outcome.retry_at, written=written)
+            elif isinstance(outcome, Cancellation):  # CANCELLED unless its outcome came first
+                self.ledger.record_cancelled(written=self.engine.cancel_running(outcome))
             elif outcome is Settled.WRITTEN:
                 self.ledger.record_written()
             else:

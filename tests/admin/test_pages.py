@@ -142,6 +142,16 @@ def test_detail_of_scheduled_job_offers_run_now_and_cancel(admin_client):
     assert "Scheduled to run" in html and "No attempt has failed." in html
 
 
+def test_detail_of_running_job_offers_cancel_and_shows_the_request(admin_client):
+    job = make_job(JobStatus.RUNNING)
+    url = reverse("admin:django_jobs_job_change", args=[job.pk])
+    html = admin_client.get(url).content.decode()
+    assert 'data-action="cancel_jobs"' in html and "Cancel requested" not in html
+    admin_client.post(reverse("admin:django_jobs_job_act", args=[job.pk, "cancel_jobs"]))
+    html = admin_client.get(url).content.decode()
+    assert "Cancel requested" in html
+
+
 def test_detail_page_refuses_form_posts(admin_client):
     job = make_job(JobStatus.RUNNING)
     url = reverse("admin:django_jobs_job_change", args=[job.pk])

@@ -7,7 +7,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from django_jobs import Discard, Retry, current_job, task
+from django_jobs import Discard, JobCancelled, Retry, current_job, task
 from django_jobs.outbox.publishers import Publisher
 from django_jobs.rows import Event as OutboxEventData
 from tests.testapp.models import Event, Execution
@@ -292,3 +292,72 @@ class UnprintablePublisher(Publisher):
 def enqueues_add(a: int, b: int) -> int:
     """Enqueue ``add(a, b)`` from inside a job (its trace continues); return its id."""
     return add.enqueue(a, b).pk
+
+
+# -- cancelling running jobs (tests/e2e/test_cancel.py) --------------------------
+
+
+def _note(name: str, **value: Any) -> None:
+    Event.objects.create(job_id=current_job().id, name=name, value=value)
+
+
+@task(max_attempts=3, backoff="fixed")
+def loops_until_cancelled(seconds: float) -> str:
+    """Pure Python between short sleeps: the thread pool's JobCancelled lands here."""
+    _note("started", pid=os.getpid())
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        _note("stopping", cancel_requested=current_job().cancel_requested)
+    return "ran to the end"
+
+
+@task(atomic=True, max_attempts=3, backoff="fixed")
+def writes_then_loops(seconds: float) -> str:
+    """Writes, then loops: a cancel must roll the write back."""
+    _note("atomic write")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+    return "ran to the end"
+
+
+@task(max_attempts=3, backoff="fixed")
+def sleeps_in_c(seconds: float) -> str:
+    """One long C-level sleep (PEP 475 resumes it after a signal handler ran)."""
+    Event.objects.create(job_id=current_job().id, name="started", value={"pid": os.getpid()})
+    time.sleep(seconds)
+    return "ran to the end"
+
+
+@task(max_attempts=3, backoff="fixed")
+def cooperative_stop(seconds: float) -> str:
+    """Checks cancel_requested itself (the way to stop early in the process pool)."""
+    _note("started", pid=os.getpid())
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if current_job().cancel_requested:
+            _note("saw cancel")
+            raise JobCancelled("stopping on request")
+        time.sleep(0.05)
+    return "ran to the end"
+
+
+@task(max_attempts=3, backoff="fixed")
+def busy_for(seconds: float) -> float:
+    """Busy for ``seconds`` then returns: for races between a cancel and completion."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    return seconds
+
+
+@task(atomic=True, max_attempts=3, backoff="fixed")
+def busy_for_atomic(seconds: float) -> float:
+    _note("atomic write")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    return seconds
