@@ -38,6 +38,16 @@ if TYPE_CHECKING:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class LaneSpec:
+    """The flow lane a new job joins and the lane's limits (``flow.lanes``)."""
+
+    key: str
+    concurrency_limit: int | None
+    rate_limit: int | None
+    rate_period: float | None  # seconds
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class NewJob:
     """One row to insert, already validated and JSON-encoded."""
 
@@ -50,6 +60,7 @@ class NewJob:
     timeout: float
     run_after: datetime | None  # None: the database's now()
     idempotency_key: str | None
+    lane: LaneSpec | None = None  # flow control; None: claimed on the fast path
 
     def model_fields(self, **fields: Any) -> dict[str, Any]:
         """This row's Job field values (decoded) plus ``fields``."""
@@ -63,6 +74,7 @@ class NewJob:
             "timeout": self.timeout,
             "idempotency_key": self.idempotency_key,
             "requested_run_after": self.run_after,
+            "flow_lane": self.lane.key if self.lane is not None else None,
             **fields,
         }
 

@@ -23,6 +23,7 @@ from django_jobs.engine.base import LOST_WORKER_MESSAGE, LOST_WORKER_REASON
 from django_jobs.engine.claimed import (
     claimed_from_flagged_rows,
     claimed_from_rows,
+    claimed_mapper,
     in_claim_order,
 )
 from django_jobs.engine.generic import GenericEngine
@@ -31,10 +32,12 @@ from django_jobs.engine.pg import JOBS_CHANNEL, hot_cursor, notify_enabled
 from django_jobs.engine.postgres_sql import (
     CLAIM_JOBS_ALL_QUEUES,
     CLAIM_JOBS_IN_QUEUES,
+    CLAIM_LANE_HEADS,
     COMPLETE_AND_CLAIM_ALL_QUEUES,
     COMPLETE_AND_CLAIM_IN_QUEUES,
     COMPLETE_JOBS,
     EXPLAIN_ROWS_PREFIX,
+    FLOW_CLOCK,
     INSERT_JOBS,
     INSERT_ONE_JOB,
     PRUNE_FINISHED,
@@ -48,6 +51,8 @@ from django_jobs.rows import ClaimedJob, Completion, Inserted, NewJob, RecoveryR
 from django_jobs.status import JobStatus
 
 logger = logging.getLogger("django_jobs.engine")
+
+claimed_after_lane = claimed_mapper(1)  # CLAIM_LANE_HEADS: the lane, then the columns
 
 
 class PostgresEngine(GenericEngine):
@@ -65,9 +70,10 @@ class PostgresEngine(GenericEngine):
     # -- enqueue ---------------------------------------------------------
 
     def insert_jobs(self, rows: Sequence[NewJob]) -> list[Inserted]:
-        if len(rows) == 1 and rows[0].idempotency_key is None:
+        if len(rows) == 1 and rows[0].idempotency_key is None and rows[0].lane is None:
             return [Inserted(self._insert_one(rows[0]), created=True)]
         with transaction.atomic(using=self.alias), hot_cursor(self.connection) as cursor:
+            self._ensure_lanes(rows)
             cursor.execute(
                 INSERT_JOBS,
                 {
@@ -80,6 +86,7 @@ class PostgresEngine(GenericEngine):
                     "max_attempts": [r.max_attempts for r in rows],
                     "timeout": [r.timeout for r in rows],
                     "idempotency_key": [r.idempotency_key for r in rows],
+                    "flow_lane": [r.lane.key if r.lane else None for r in rows],
                     "notify": self.notify_enabled,
                     "channel": JOBS_CHANNEL,
                 },
@@ -144,6 +151,7 @@ class PostgresEngine(GenericEngine):
                     "run_after": row.run_after,
                     "max_attempts": row.max_attempts,
                     "timeout": row.timeout,
+                    "flow_lane": None,
                     "notify": self.notify_enabled,
                     "channel": JOBS_CHANNEL,
                 },
@@ -160,6 +168,15 @@ class PostgresEngine(GenericEngine):
     def claim_jobs(
         self, worker_id: uuid.UUID, queues: Sequence[str] | None, limit: int, lease_seconds: float
     ) -> list[ClaimedJob]:
+        gated = self.claim_gated(worker_id, queues, limit, lease_seconds)
+        free = self._claim_free(worker_id, queues, limit - len(gated), lease_seconds)
+        return in_claim_order([*gated, *free])
+
+    def _claim_free(
+        self, worker_id: uuid.UUID, queues: Sequence[str] | None, limit: int, lease_seconds: float
+    ) -> list[ClaimedJob]:
+        if limit <= 0:
+            return []
         params: dict[str, Any] = {"worker_id": worker_id, "lease": lease_seconds, "limit": limit}
         if queues:
             statement, params["queues"] = CLAIM_JOBS_IN_QUEUES, list(queues)
@@ -168,7 +185,43 @@ class PostgresEngine(GenericEngine):
         with hot_cursor(self.connection) as cursor:
             cursor.execute(statement, params)
             rows = cursor.fetchall()
-        return self._claimed(rows, worker_id)
+        return claimed_from_rows(rows, worker_id, self.alias)
+
+    # Whether the last combined claim saw due jobs with a lane waiting (the
+    # next one leaves them half the slots). A hint only (what is claimed is
+    # decided under the lanes' locks), racy between threads at no cost.
+    _lanes_waiting = False
+
+    def _flow_clock(self) -> float:
+        with self.connection.cursor() as cursor:
+            cursor.execute(FLOW_CLOCK)
+            return float(cursor.fetchone()[0])
+
+    def _take_lane_heads(
+        self,
+        want: dict[str, int],
+        queues: Sequence[str] | None,
+        worker_id: uuid.UUID,
+        lease_seconds: float,
+        clock: float,
+    ) -> tuple[list[ClaimedJob], dict[str, int]]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                CLAIM_LANE_HEADS,
+                {
+                    "lanes": list(want),
+                    "counts": list(want.values()),
+                    "queues": list(queues) if queues else None,
+                    "worker_id": worker_id,
+                    "lease": lease_seconds,
+                    "clock": clock,
+                },
+            )
+            rows = cursor.fetchall()
+        per_lane: dict[str, int] = {}
+        for row in rows:
+            per_lane[row[0]] = per_lane.get(row[0], 0) + 1
+        return claimed_after_lane(rows, worker_id, self.alias), per_lane
 
     def _claimed(self, rows: Sequence[Sequence[Any]], worker_id: uuid.UUID) -> list[ClaimedJob]:
         return in_claim_order(claimed_from_rows(rows, worker_id, self.alias))
@@ -189,10 +242,15 @@ class PostgresEngine(GenericEngine):
     ) -> tuple[set[int], list[ClaimedJob]]:
         if limit <= 0:
             return self.complete_jobs(completions), []
+        # While jobs with a lane wait, the fast claim gets half the slots, so
+        # a flood of lane-free jobs cannot starve the lanes; the gated claim
+        # runs after it, once the completions (which may free lane slots) are
+        # committed.
+        fast_limit = limit - limit // 2 if self._lanes_waiting else limit
         params: dict[str, Any] = {
             "worker_id": worker_id,
             "lease": lease_seconds,
-            "limit": limit,
+            "limit": fast_limit,
             "done_ids": [c.job.id for c in completions],
             "done_tokens": [c.job.claim_token for c in completions],
             "done_results": [c.result_json for c in completions],
@@ -204,8 +262,18 @@ class PostgresEngine(GenericEngine):
         with hot_cursor(self.connection) as cursor:
             cursor.execute(statement, params)
             rows = cursor.fetchall()
-        done = {row[1] for row in rows if not row[0]}
-        return done, self._claimed_combined(rows, worker_id)
+        done = {row[1] for row in rows if row[0] is False}
+        claimed = self._claimed_combined(rows, worker_id)
+        self._lanes_waiting = waiting = any(row[0] is None for row in rows)
+        if not waiting or len(claimed) >= limit:
+            return done, claimed
+        gated = self.claim_gated(worker_id, queues, limit - len(claimed), lease_seconds)
+        if len(claimed) == fast_limit < limit - len(gated):
+            # The lanes left slots unused and lane-free jobs may be waiting.
+            claimed += self._claim_free(
+                worker_id, queues, limit - len(gated) - len(claimed), lease_seconds
+            )
+        return done, in_claim_order([*gated, *claimed])
 
     def complete_jobs(self, completions: Sequence[Completion]) -> set[int]:
         if not completions:

@@ -4,20 +4,24 @@
 - :mod:`.outbox`: OutboxEvent
 - :mod:`.workers`: Worker
 - :mod:`.schedules`: Schedule
+- :mod:`.queues`: Queue (pause), FlowLane (concurrency / rate gates)
 """
 
 from django_jobs.models.jobs import DeadLetter, Job, JobQuerySet, Overview
 from django_jobs.models.outbox import OutboxEvent, OutboxEventQuerySet
+from django_jobs.models.queues import FlowLane, Queue
 from django_jobs.models.schedules import Schedule, ScheduleQuerySet
 from django_jobs.models.workers import Worker
 
 __all__ = [
     "DeadLetter",
+    "FlowLane",
     "Job",
     "JobQuerySet",
     "OutboxEvent",
     "OutboxEventQuerySet",
     "Overview",
+    "Queue",
     "Schedule",
     "ScheduleQuerySet",
     "Worker",

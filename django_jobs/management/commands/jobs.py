@@ -10,9 +10,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_jobs.cli import Subcommand
+from django_jobs.cli import queues as queue_commands
 
 # Each feature appends its subcommands here (one line per module).
 SUBCOMMANDS: list[Subcommand] = []
+SUBCOMMANDS += [queue_commands.PAUSE, queue_commands.RESUME]
 
 
 class Command(BaseCommand):
