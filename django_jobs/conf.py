@@ -79,6 +79,11 @@ DEFAULTS: dict[str, Any] = {
     # across all workers at claim time, e.g. {"payments": {"CONCURRENCY": 5}}.
     # They apply to the queue's jobs of tasks without a limit of their own.
     "QUEUES": {},
+    # Circuit breakers, name -> {"FAILURES": N, "WINDOW": seconds, "COOLDOWN":
+    # seconds}: after N failed attempts of @task(circuit=name) jobs within
+    # WINDOW the circuit opens; its jobs wait READY (no attempt counted) for
+    # COOLDOWN, then one probe job runs: success closes it, failure reopens it.
+    "CIRCUITS": {},
     # -- transactional outbox ------------------------------------------------
     # Events the relay claims and dispatches per transaction.
     "OUTBOX_BATCH_SIZE": 500,

@@ -196,6 +196,10 @@ def validate_rate_limit_key(value: Any) -> str | Callable[..., str] | None:
     return _validate_key("rate_limit_key", value)
 
 
+def validate_circuit(value: Any) -> str:
+    return _validate_text("circuit", value, MAX_QUEUE_LENGTH, blank=False)
+
+
 def validate_rate_limit(value: Any) -> str | None:
     problem = None if value is None else rate_problem(value)
     if problem is not None:
@@ -255,6 +259,9 @@ class JobOptions:
     rate_limit_key: str | Callable[..., str] | None = option(  # noqa: RUF009
         None, validate_rate_limit_key, decorator=True
     )
+    # A circuit breaker of DJANGO_JOBS["CIRCUITS"] (checked at enqueue and by
+    # the system check django_jobs.E302).
+    circuit: str | None = option(None, validate_circuit, decorator=True)
     # Per enqueue only (using()): a key fixed at definition time would make
     # every enqueue after the first a no-op; a fixed datetime soon lies in the past.
     run_after: datetime | timedelta | None = option(None, validate_run_after, using=True)  # noqa: RUF009

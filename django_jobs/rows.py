@@ -45,6 +45,7 @@ class LaneSpec:
     concurrency_limit: int | None
     rate_limit: int | None
     rate_period: float | None  # seconds
+    circuit: str | None = None  # circuit breaker name (DJANGO_JOBS["CIRCUITS"])
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

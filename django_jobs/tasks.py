@@ -393,6 +393,7 @@ def task(
     concurrency_key: str | Callable[..., str] | None = ...,
     rate_limit: str | None = ...,
     rate_limit_key: str | Callable[..., str] | None = ...,
+    circuit: str | None = ...,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 

@@ -6,6 +6,7 @@ per-queue counts, throughput), ``filters``, ``actions`` (bulk + one-click),
 """
 
 from django_jobs.admin import (  # noqa: F401 - registers
+    circuits,
     dead_letters,
     jobs,
     outbox,

@@ -14,8 +14,9 @@ claimed here, in one transaction:
 3. then, in later statements (so on PostgreSQL's READ COMMITTED a fresh
    snapshot that sees every claim committed before our lock), the RUNNING
    jobs of those lanes are counted and their sliding windows read;
-4. each lane's head jobs, up to its free slots, are claimed, and the starts
-   are added to each lane's window before commit.
+4. each lane's head jobs, up to its free slots (and its circuit's
+   allowance, ``engine.circuits``), are claimed, and the starts are added to
+   each lane's window before commit.
 
 Every claim of a lane's job holds that lane's row lock, so a count and the
 claims it allows can never interleave with another claimer's: at most
@@ -37,6 +38,7 @@ from django.db import transaction
 from django.db.models import Count, F, Value
 from django.db.models.functions import Coalesce
 
+from django_jobs.engine.circuits import CircuitOperations
 from django_jobs.engine.claimed import CLAIMED_COLUMNS
 from django_jobs.flow import rates
 from django_jobs.models import FlowLane, Job, JobQuerySet, Queue
@@ -69,6 +71,7 @@ def lane_fields(spec: LaneSpec) -> dict[str, Any]:
         "concurrency_limit": spec.concurrency_limit,
         "rate_limit": spec.rate_limit,
         "rate_period": spec.rate_period,
+        "circuit": spec.circuit,
     }
 
 
@@ -83,7 +86,7 @@ def free_slots(lane: FlowLane, running: int, now: float) -> int:
     return max(free, 0)
 
 
-class FlowOperations:
+class FlowOperations(CircuitOperations):
     """Lanes at enqueue, pause-aware filters and the gated claim."""
 
     alias: str
@@ -161,10 +164,15 @@ class FlowOperations:
                 .annotate(n=Count("id"))
                 .values_list("flow_lane", "n")
             )
+            allowance, circuits = self.circuit_allowance(lanes, now)
+            probing = {name for name, n in allowance.items() if n > 0}
             want: dict[str, int] = {}
             budget = limit
             for lane in lanes:
                 free = min(free_slots(lane, running.get(lane.key, 0), now), budget)
+                if lane.circuit in allowance:
+                    free = min(free, allowance[lane.circuit])
+                    allowance[lane.circuit] -= max(free, 0)
                 if free > 0:
                     want[lane.key] = free
                     budget -= free
@@ -173,9 +181,16 @@ class FlowOperations:
             if not want:
                 return []
             claimed, per_lane = self._take_lane_heads(want, queues, worker_id, lease_seconds, now)
+            probes = {
+                lane.circuit: per_lane[lane.key][0]
+                for lane in lanes
+                if lane.circuit in probing and per_lane.get(lane.key)
+            }
+            if probes:
+                self.circuit_probes_started(probes, circuits, now)
             changed = []
             for lane in lanes:
-                started = per_lane.get(lane.key, 0)
+                started = len(per_lane.get(lane.key, ()))
                 if started and lane.rate_limit is not None and lane.rate_period:
                     current = rates.bucket_of(now, lane.rate_period)
                     window = lane.rate_buckets or []
@@ -192,9 +207,9 @@ class FlowOperations:
         worker_id: uuid.UUID,
         lease_seconds: float,
         clock: float,
-    ) -> tuple[list[ClaimedJob], dict[str, int]]:
+    ) -> tuple[list[ClaimedJob], dict[str, list[int]]]:
         """Claim each lane's first ``want[lane]`` due jobs (in claim order);
-        returns the claims and how many each lane got. The caller holds the
+        returns the claims and the ids each lane got. The caller holds the
         lanes' locks (SQLite: the write lock). ``clock`` (epoch seconds, the
         rate windows' time) is the attempt's recorded start."""
         now = datetime.fromtimestamp(clock, tz=UTC)
@@ -223,8 +238,7 @@ class FlowOperations:
             .claim_order()
             .values("flow_lane", *_CLAIMED_FIELDS)
         )
-        per_lane: dict[str, int] = {}
+        per_lane: dict[str, list[int]] = {}
         for row in rows:
-            lane = row.pop("flow_lane")
-            per_lane[lane] = per_lane.get(lane, 0) + 1
+            per_lane.setdefault(row.pop("flow_lane"), []).append(row["id"])
         return [ClaimedJob(**row, database=self.alias) for row in rows], per_lane

@@ -246,6 +246,9 @@ class GenericEngine(FlowOperations, ScheduleOperations, Engine):
                 )
                 if updated:
                     done.add(job.id)
+        self.record_circuit_successes(
+            {c.job.id: c.job.task_name for c in completions if c.job.id in done}
+        )
         return done
 
     def fail_job(self, failure: Failure) -> bool:
@@ -261,6 +264,7 @@ class GenericEngine(FlowOperations, ScheduleOperations, Engine):
                 return False
             row.errors = [*row.errors, failure.error]
             row.lease_expires_at = None
+            self.record_circuit_failure(row.task_name, row.pk)
             if failure.retry_at is not None:
                 row.status = JobStatus.READY
                 row.run_after = failure.retry_at

@@ -204,7 +204,7 @@ class PostgresEngine(GenericEngine):
         worker_id: uuid.UUID,
         lease_seconds: float,
         clock: float,
-    ) -> tuple[list[ClaimedJob], dict[str, int]]:
+    ) -> tuple[list[ClaimedJob], dict[str, list[int]]]:
         with self.connection.cursor() as cursor:
             cursor.execute(
                 CLAIM_LANE_HEADS,
@@ -218,9 +218,9 @@ class PostgresEngine(GenericEngine):
                 },
             )
             rows = cursor.fetchall()
-        per_lane: dict[str, int] = {}
+        per_lane: dict[str, list[int]] = {}
         for row in rows:
-            per_lane[row[0]] = per_lane.get(row[0], 0) + 1
+            per_lane.setdefault(row[0], []).append(row[1])
         return claimed_after_lane(rows, worker_id, self.alias), per_lane
 
     def _claimed(self, rows: Sequence[Sequence[Any]], worker_id: uuid.UUID) -> list[ClaimedJob]:
@@ -263,6 +263,10 @@ class PostgresEngine(GenericEngine):
             cursor.execute(statement, params)
             rows = cursor.fetchall()
         done = {row[1] for row in rows if row[0] is False}
+        if done:
+            self.record_circuit_successes(
+                {c.job.id: c.job.task_name for c in completions if c.job.id in done}
+            )
         claimed = self._claimed_combined(rows, worker_id)
         self._lanes_waiting = waiting = any(row[0] is None for row in rows)
         if not waiting or len(claimed) >= limit:
@@ -287,7 +291,11 @@ class PostgresEngine(GenericEngine):
                     [c.result_json for c in completions],
                 ],
             )
-            return {row[0] for row in cursor.fetchall()}
+            done = {row[0] for row in cursor.fetchall()}
+        self.record_circuit_successes(
+            {c.job.id: c.job.task_name for c in completions if c.job.id in done}
+        )
+        return done
 
     def release_jobs(self, jobs: Sequence[ClaimedJob]) -> int:
         if not jobs:

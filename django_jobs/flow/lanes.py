@@ -5,7 +5,9 @@ named by its key (``concurrency_key``, else ``rate_limit_key``: a string, or
 a callable given the job's arguments), or ``task:<dotted name>`` without one.
 Explicit keys are shared by every task using them. A task without limits of
 its own, in a queue with ``DJANGO_JOBS["QUEUES"]`` limits, joins the lane
-``queue:<name>``. Every other job has no lane and takes the fast claim path.
+``queue:<name>``; one with only a ``circuit``, the lane ``task:<dotted name>``
+(the lane row names the circuit the claim checks). Every other job has no
+lane and takes the fast claim path.
 """
 
 from __future__ import annotations
@@ -53,7 +55,14 @@ def lane_for(
 ) -> LaneSpec | None:
     """The lane of a job of task ``name`` in ``queue_name``; ``arguments()``
     gives its (args, kwargs) when a key callable needs them."""
+    circuit = options.circuit
+    if circuit is not None and circuit not in (jobs_settings.CIRCUITS or {}):
+        raise InvalidJobOptions(
+            f"{name}: circuit {circuit!r} is not in DJANGO_JOBS['CIRCUITS']; nothing was enqueued"
+        )
     if options.concurrency_limit is None and options.rate_limit is None:
+        if circuit is not None:
+            return LaneSpec(f"task:{name}", None, None, None, circuit)
         queues = jobs_settings.QUEUES
         config = queues.get(queue_name) if queues else None
         if not config:
@@ -70,4 +79,4 @@ def lane_for(
         )
     limit, period = parse_rate(options.rate_limit) if options.rate_limit else (None, None)
     key = concurrency_key or rate_key or f"task:{name}"
-    return LaneSpec(key, options.concurrency_limit, limit, period)
+    return LaneSpec(key, options.concurrency_limit, limit, period, circuit)

@@ -4,9 +4,11 @@
 - :mod:`.outbox`: OutboxEvent
 - :mod:`.workers`: Worker
 - :mod:`.schedules`: Schedule
+- :mod:`.circuits`: Circuit, CircuitEvent (circuit breakers)
 - :mod:`.queues`: Queue (pause), FlowLane (concurrency / rate gates)
 """
 
+from django_jobs.models.circuits import Circuit, CircuitEvent
 from django_jobs.models.jobs import DeadLetter, Job, JobQuerySet, Overview
 from django_jobs.models.outbox import OutboxEvent, OutboxEventQuerySet
 from django_jobs.models.queues import FlowLane, Queue
@@ -14,6 +16,8 @@ from django_jobs.models.schedules import Schedule, ScheduleQuerySet
 from django_jobs.models.workers import Worker
 
 __all__ = [
+    "Circuit",
+    "CircuitEvent",
     "DeadLetter",
     "FlowLane",
     "Job",

@@ -38,6 +38,9 @@ class FlowLane(models.Model):
     # Sliding window of the starts: [[bucket number, starts], ...] for the
     # last RATE_BUCKETS + 1 buckets of rate_period / RATE_BUCKETS seconds.
     rate_buckets = models.JSONField(default=list, blank=True)
+    circuit = models.CharField(
+        max_length=100, null=True, blank=True, help_text="Circuit breaker its jobs obey."
+    )
 
     class Meta:
         ordering = ["key"]

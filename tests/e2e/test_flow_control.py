@@ -1,6 +1,6 @@
 """Flow control with several real runworker processes: pause/resume,
-concurrency limits (per key, per task, per queue) and rate limits, all
-decided by the database at claim time."""
+concurrency limits (per key, per task, per queue), rate limits and circuit
+breakers, all decided by the database at claim time."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from django.core.management import call_command
 
 from django_jobs import queues
-from django_jobs.models import Job
-from django_jobs.status import JobStatus
+from django_jobs.models import Circuit, CircuitEvent, Job
+from django_jobs.status import CircuitState, JobStatus
 from tests.conftest import wait_until
 from tests.testapp import flow_tasks, tasks
 from tests.testapp.models import Event
@@ -117,3 +117,43 @@ def test_rate_limit_five_per_second_across_three_workers(start_worker):
     assert time.time() - began < 30, "far slower than the rate allows"
     task_starts = sorted(e.value["t"] for e in Event.objects.filter(name="five_per_second:start"))
     assert len(task_starts) == 30
+
+
+def test_circuit_opens_after_failures_then_one_probe_closes_it(start_worker):
+    failing = [flow_tasks.partner_call.enqueue(n).pk for n in range(3)]
+    for _ in range(3):
+        start_worker("--concurrency", "4")
+    wait_until(
+        lambda: Job.objects.filter(pk__in=failing, status=JobStatus.FAILED).count() == 3,
+        30,
+        message="three failures",
+    )
+    wait_until(
+        lambda: Circuit.objects.filter(name="test-circuit", state=CircuitState.OPEN).exists(),
+        10,
+        message="the circuit to open",
+    )
+    Event.objects.create(name="partner-healthy")  # the partner recovers
+    waiting = [flow_tasks.partner_call.enqueue(n).pk for n in range(6)]
+    time.sleep(1.0)  # inside the 2 s cooldown: nothing runs, no attempt counted
+    assert {(j.status, j.attempts) for j in Job.objects.filter(pk__in=waiting)} == {
+        (JobStatus.READY, 0)
+    }
+    wait_until(lambda: _all_done(waiting), 60, message="the jobs after the circuit closed")
+    events = list(
+        CircuitEvent.objects.filter(circuit_id="test-circuit")
+        .order_by("id")
+        .values_list("old_state", "new_state", "job_id")
+    )
+    assert [(old, new) for old, new, _ in events] == [
+        (CircuitState.CLOSED, CircuitState.OPEN),
+        (CircuitState.OPEN, CircuitState.HALF_OPEN),
+        (CircuitState.HALF_OPEN, CircuitState.CLOSED),
+    ]
+    probe_id = events[1][2]
+    assert probe_id in waiting and events[2][2] == probe_id
+    # Exactly one probe: every other job started after the probe finished.
+    probe = Job.objects.get(pk=probe_id)
+    others = Job.objects.filter(pk__in=waiting).exclude(pk=probe_id)
+    assert all(j.last_attempted_at >= probe.finished_at for j in others)
+    assert {j.attempts for j in Job.objects.filter(pk__in=waiting)} == {1}

@@ -5,18 +5,22 @@ and the gated claim against the real database."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.core import checks
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 from django.urls import reverse
+from django.utils import timezone
 
-from django_jobs import queues, task
+from django_jobs import queues, signals, task
 from django_jobs.engine import get_engine
 from django_jobs.exceptions import InvalidJobOptions
-from django_jobs.models import FlowLane, Job, Queue
-from django_jobs.status import JobStatus
+from django_jobs.models import Circuit, FlowLane, Job, Queue
+from django_jobs.rows import Failure
+from django_jobs.status import CircuitState, JobStatus
+from django_jobs.tasks import registry
 from tests.testapp import flow_tasks, tasks
 
 pytestmark = pytest.mark.django_db(databases=["default", "jobs"], transaction=True)
@@ -143,3 +147,64 @@ def test_e301_bad_queue_limits():
     assert any("['a']['CONCURRENCY'] must be a positive integer, got 0" in m for m in messages)
     assert any("'RATE_LIMIT'] must be" in m for m in messages)
     assert any("unknown key(s) X" in m for m in messages)
+
+
+def _fail(engine, job) -> None:
+    error = {"exception_class": "ConnectionError", "message": "down", "traceback": ""}
+    assert engine.fail_job(Failure(job=job, error=error, retry_at=None, reason="down"))
+
+
+def test_circuit_probe_failure_reopens_it_and_only_one_probe_is_claimed(admin_client):
+    engine = get_engine()
+    changes = []
+
+    def receiver(**kwargs):
+        changes.append((kwargs["old_state"], kwargs["new_state"]))
+
+    signals.circuit_state_changed.connect(receiver)
+    try:
+        for n in range(3):
+            flow_tasks.partner_call.enqueue(n)
+        for job in engine.claim_jobs(WORKER, None, 10, 30):
+            _fail(engine, job)
+        assert Circuit.objects.get(name="test-circuit").state == CircuitState.OPEN
+        for n in range(4):
+            flow_tasks.partner_call.enqueue(n)
+        assert engine.claim_jobs(WORKER, None, 10, 30) == []  # open: nothing, no attempt
+        past = timezone.now() - timedelta(seconds=5)  # the 2 s cooldown is over
+        Circuit.objects.filter(name="test-circuit").update(opened_at=past)
+        probes = engine.claim_jobs(WORKER, None, 10, 30)
+        assert len(probes) == 1
+        assert engine.claim_jobs(WORKER, None, 10, 30) == []  # one probe at a time
+        assert Circuit.objects.get(name="test-circuit").probe_job_id == probes[0].id
+        _fail(engine, probes[0])
+        assert Circuit.objects.get(name="test-circuit").state == CircuitState.OPEN
+        assert engine.claim_jobs(WORKER, None, 10, 30) == []
+    finally:
+        signals.circuit_state_changed.disconnect(receiver)
+    page = admin_client.get(reverse("admin:django_jobs_circuit_change", args=["test-circuit"]))
+    assert page.status_code == 200 and b"the probe failed" in page.content
+    assert changes == [
+        (CircuitState.CLOSED, CircuitState.OPEN),
+        (CircuitState.OPEN, CircuitState.HALF_OPEN),
+        (CircuitState.HALF_OPEN, CircuitState.OPEN),
+    ]
+    assert Job.objects.filter(status=JobStatus.READY, attempts=0).count() == 3
+
+
+def test_an_unknown_circuit_is_refused_at_enqueue_and_by_the_checks():
+    unknown = task(circuit="nowhere")(plain)
+    with pytest.raises(InvalidJobOptions, match="circuit 'nowhere' is not in"):
+        unknown.enqueue("a")
+    assert not Job.objects.exists()
+    try:
+        messages = [m.msg for m in checks.run_checks() if m.id == "django_jobs.E303"]
+        assert any("'nowhere'" in m for m in messages)
+    finally:
+        registry.pop(unknown.name)
+
+
+@override_settings(DJANGO_JOBS={"CIRCUITS": {"c": {"FAILURES": 0, "COOLDOWN": "soon"}}})
+def test_e302_bad_circuit_settings():
+    messages = [m.msg for m in checks.run_checks() if m.id == "django_jobs.E302"]
+    assert len(messages) == 2, messages

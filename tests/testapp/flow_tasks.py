@@ -44,3 +44,28 @@ def five_per_second(n: int) -> None:
 @task
 def unlimited(n: int) -> None:
     _run("unlimited", "", 0)
+
+
+@task(circuit="test-circuit", max_attempts=1)
+def partner_call(n: int) -> None:
+    """Fails until an Event named "partner-healthy" exists."""
+    _run("partner_call", "", 0.2)
+    if not Event.objects.filter(name="partner-healthy").exists():
+        raise ConnectionError("partner is down")
+
+
+# bench/flow_control.py: no-op jobs, unlimited, one per key (100 keys), and
+# rate-limited above the drain rate.
+@task
+def bench_free(n: int) -> None:
+    return None
+
+
+@task(concurrency_limit=1, concurrency_key=lambda n: f"bench:{n % 100}")
+def bench_keyed(n: int) -> None:
+    return None
+
+
+@task(rate_limit="100000/s")
+def bench_rated(n: int) -> None:
+    return None

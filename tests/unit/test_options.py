@@ -116,7 +116,7 @@ def test_unknown_options_are_named_once_with_the_valid_ones():
     with pytest.raises(TypeError) as info:
         task(retries=3, tries=2, queue_name="ok")
     assert str(info.value) == (
-        "@task got unknown option(s) retries, tries; valid options: atomic, backoff, "
+        "@task got unknown option(s) retries, tries; valid options: atomic, backoff, circuit, "
         "concurrency_key, concurrency_limit, discard_on, max_attempts, priority, queue_name, "
         "rate_limit, rate_limit_key, retry_on, schedule, schedule_timezone, timeout"
     )
@@ -159,6 +159,7 @@ def test_accepted_option_names_are_the_fields():
         "concurrency_key",
         "rate_limit",
         "rate_limit_key",
+        "circuit",
     }
     assert names - not_carried <= {f.name for f in dataclasses.fields(JobsTask)}
 
