@@ -48,13 +48,14 @@ from django_jobs.status import JobStatus
 # Lanes one gated claim looks at.
 LANES_PER_CLAIM = 100
 
-# The lanes with READY jobs from %s on, in key order (skip scan of the partial
-# index jobs_job_ready_lane: ``flow_lane >= x`` implies NOT NULL, so both
+# The lanes with READY jobs after %s ('' for all: keys are never empty), in
+# key order (skip scan of the partial index jobs_job_ready_lane:
+# ``flow_lane > x`` implies NOT NULL, so both
 # PostgreSQL and SQLite use it). Read-only: a lane it reports may be empty by
 # the time it is locked, which step 4 simply finds.
 WAITING_LANES = """
 WITH RECURSIVE lanes(name) AS (
-    SELECT MIN(flow_lane) FROM django_jobs_job WHERE status = 'READY' AND flow_lane >= %s
+    SELECT MIN(flow_lane) FROM django_jobs_job WHERE status = 'READY' AND flow_lane > %s
     UNION ALL
     SELECT (SELECT MIN(flow_lane) FROM django_jobs_job
             WHERE status = 'READY' AND flow_lane > lanes.name)
@@ -130,10 +131,13 @@ class FlowOperations(CircuitOperations):
         with self.connection.cursor() as cursor:
             cursor.execute(WAITING_LANES, [start, LANES_PER_CLAIM])
             found = [row[0] for row in cursor.fetchall()]
-            if start and len(found) < LANES_PER_CLAIM:  # wrap around
-                cursor.execute(WAITING_LANES, ["", LANES_PER_CLAIM - len(found)])
-                found += [row[0] for row in cursor.fetchall() if row[0] < start]
-        self._lane_cursor = found[-1] + "\x01" if len(found) >= LANES_PER_CLAIM else ""
+            if start and len(found) < LANES_PER_CLAIM:  # wrap around to the first lanes
+                cursor.execute(WAITING_LANES, ["", LANES_PER_CLAIM])
+                seen = set(found)
+                found += [row[0] for row in cursor.fetchall() if row[0] not in seen]
+                found = found[:LANES_PER_CLAIM]
+        # Continue after the last lane seen (in the database's collation) next time.
+        self._lane_cursor = found[-1] if len(found) >= LANES_PER_CLAIM else ""
         return found
 
     def _flow_clock(self) -> float:

@@ -208,3 +208,18 @@ def test_an_unknown_circuit_is_refused_at_enqueue_and_by_the_checks():
 def test_e302_bad_circuit_settings():
     messages = [m.msg for m in checks.run_checks() if m.id == "django_jobs.E302"]
     assert len(messages) == 2, messages
+
+
+def test_the_gated_claim_rotates_through_more_lanes_than_one_claim_looks_at():
+    engine = get_engine()
+    flow_tasks.bench_keyed.enqueue_many([(n,) for n in range(100)])  # 100 keys, limit 1
+    keyed = task(concurrency_limit=1, concurrency_key=lambda n: f"zz:{n}")(plain)
+    keyed.enqueue_many([(str(n),) for n in range(50)])  # 50 more lanes, after them
+    try:
+        first = engine.claim_jobs(WORKER, None, 200, 30)
+        second = engine.claim_jobs(WORKER, None, 200, 30)
+    finally:
+        registry.pop(keyed.name)
+    assert len(first) == 100
+    assert len(second) == 50, "lanes past the first 100 were never looked at"
+    assert not {j.id for j in first} & {j.id for j in second}
