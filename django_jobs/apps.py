@@ -23,6 +23,7 @@ class DjangoJobsConfig(AppConfig):
 
         from django_jobs import checks  # noqa: F401
         from django_jobs.alerts import checks as alert_checks  # noqa: F401
+        from django_jobs.flow import checks as flow_checks  # noqa: F401
         from django_jobs.outbox import checks as outbox_checks  # noqa: F401
         from django_jobs.outbox import delivery  # noqa: F401 - registers the built-in task
         from django_jobs.scheduling import checks as schedule_checks  # noqa: F401

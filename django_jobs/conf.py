@@ -78,6 +78,17 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a job status URL (django_jobs.http.accepted) stays valid after it was
     # issued; later the status view answers 410 Gone. A positive number.
     "STATUS_TOKEN_MAX_AGE": 7 * 24 * 3600.0,
+    # -- flow control (docs/howto/flow-control.md) ----------------------------
+    # Queue-wide limits, queue name -> {"CONCURRENCY": N (RUNNING jobs at most),
+    # "RATE_LIMIT": "N/s" | "N/m" | "N/h" (starts at most per period)}, enforced
+    # across all workers at claim time, e.g. {"payments": {"CONCURRENCY": 5}}.
+    # They apply to the queue's jobs of tasks without a limit of their own.
+    "QUEUES": {},
+    # Circuit breakers, name -> {"FAILURES": N, "WINDOW": seconds, "COOLDOWN":
+    # seconds}: after N failed attempts of @task(circuit=name) jobs within
+    # WINDOW the circuit opens; its jobs wait READY (no attempt counted) for
+    # COOLDOWN, then one probe job runs: success closes it, failure reopens it.
+    "CIRCUITS": {},
     # -- transactional outbox ------------------------------------------------
     # Events the relay claims and dispatches per transaction.
     "OUTBOX_BATCH_SIZE": 500,

@@ -39,6 +39,7 @@ from django_jobs.backoff import BACKOFF_NAMES, BackoffSpec
 from django_jobs.codec import unstorable_text
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import InvalidJobOptions
+from django_jobs.flow.rates import rate_problem
 from django_jobs.scheduling.ticks import validate_schedule, validate_timezone
 
 __all__ = ["ENQUEUE_OPTIONS", "TASK_OPTIONS", "JobOptions"]
@@ -180,6 +181,38 @@ def validate_discard_on(value: Any) -> tuple[type[BaseException], ...]:
     return _exception_classes("discard_on", value)
 
 
+def validate_concurrency_limit(value: Any) -> int | None:
+    problem = positive_number_problem(value, integer=True)
+    if problem is not None:
+        raise InvalidJobOptions(f"concurrency_limit {problem}")
+    return value  # type: ignore[no-any-return]
+
+
+def _validate_key(option: str, value: Any) -> str | Callable[..., str] | None:
+    if value is None or callable(value):
+        return value  # type: ignore[no-any-return]
+    return _validate_text(option, value, MAX_KEY_LENGTH, blank=True)
+
+
+def validate_concurrency_key(value: Any) -> str | Callable[..., str] | None:
+    return _validate_key("concurrency_key", value)
+
+
+def validate_rate_limit_key(value: Any) -> str | Callable[..., str] | None:
+    return _validate_key("rate_limit_key", value)
+
+
+def validate_circuit(value: Any) -> str:
+    return _validate_text("circuit", value, MAX_QUEUE_LENGTH, blank=False)
+
+
+def validate_rate_limit(value: Any) -> str | None:
+    problem = None if value is None else rate_problem(value)
+    if problem is not None:
+        raise InvalidJobOptions(f"rate_limit {problem}")
+    return value  # type: ignore[no-any-return]
+
+
 # -- the options -------------------------------------------------------------------
 
 
@@ -220,6 +253,21 @@ class JobOptions:
     schedule: str | timedelta | None = option(None, validate_schedule, decorator=True)  # noqa: RUF009
     # The IANA zone a cron schedule is read in; None: settings.TIME_ZONE.
     schedule_timezone: str | None = option(None, validate_timezone, decorator=True)
+    # Flow control (docs/howto/flow-control.md): at most concurrency_limit
+    # RUNNING jobs per key, at most rate_limit starts per period per key. A key
+    # is a string or a callable given the job's arguments, computed at enqueue;
+    # without one the task is the key.
+    concurrency_limit: int | None = option(None, validate_concurrency_limit, decorator=True)
+    concurrency_key: str | Callable[..., str] | None = option(  # noqa: RUF009
+        None, validate_concurrency_key, decorator=True, using=True
+    )
+    rate_limit: str | None = option(None, validate_rate_limit, decorator=True)  # "N/s|m|h"
+    rate_limit_key: str | Callable[..., str] | None = option(  # noqa: RUF009
+        None, validate_rate_limit_key, decorator=True
+    )
+    # A circuit breaker of DJANGO_JOBS["CIRCUITS"] (checked at enqueue and by
+    # the system check django_jobs.E402).
+    circuit: str | None = option(None, validate_circuit, decorator=True)
     # Per enqueue only (using()): a key fixed at definition time would make
     # every enqueue after the first a no-op; a fixed datetime soon lies in the past.
     run_after: datetime | timedelta | None = option(None, validate_run_after, using=True)  # noqa: RUF009
@@ -240,6 +288,12 @@ class JobOptions:
             raise InvalidJobOptions(
                 "unique_for needs an idempotency_key: it is the key's uniqueness that lasts "
                 "the period; give both, using(idempotency_key=..., unique_for=...)"
+            )
+        if (self.concurrency_key is not None or self.rate_limit_key is not None) and not (
+            self.concurrency_limit or self.rate_limit
+        ):
+            raise InvalidJobOptions(
+                "concurrency_key / rate_limit_key need a concurrency_limit or a rate_limit"
             )
 
     @property

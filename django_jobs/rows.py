@@ -41,6 +41,17 @@ if TYPE_CHECKING:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class LaneSpec:
+    """The flow lane a new job joins and the lane's limits (``flow.lanes``)."""
+
+    key: str
+    concurrency_limit: int | None
+    rate_limit: int | None
+    rate_period: float | None  # seconds
+    circuit: str | None = None  # circuit breaker name (DJANGO_JOBS["CIRCUITS"])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class NewJob:
     """One row to insert, already validated and JSON-encoded."""
 
@@ -63,6 +74,7 @@ class NewJob:
     # Seconds: a job with this idempotency key enqueued that recently, whatever its
     # status, is returned instead of inserting (None: only an active one is).
     unique_for: float | None = None
+    lane: LaneSpec | None = None  # flow control; None: claimed on the fast path
 
     def model_fields(self, **fields: Any) -> dict[str, Any]:
         """This row's Job field values (decoded) plus ``fields``."""
@@ -76,6 +88,7 @@ class NewJob:
             "timeout": self.timeout,
             "idempotency_key": self.idempotency_key,
             "requested_run_after": self.run_after,
+            "flow_lane": self.lane.key if self.lane is not None else None,
         }
         if self.meta_json is not None:
             values["meta"] = self.meta()

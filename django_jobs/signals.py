@@ -21,3 +21,6 @@ job_enqueued = Signal()
 job_started = Signal()
 job_finished = Signal()
 alert = Signal()
+# A circuit breaker changed state (django_jobs.flow.circuits), sent once the
+# change is committed: circuit (name), old_state, new_state, reason.
+circuit_state_changed = Signal()

@@ -61,3 +61,12 @@ class OutboxStatus(models.TextChoices):
     DISPATCHED = "DISPATCHED", "Dispatched"
     # An external delivery gave up after its attempts; operators can re-dispatch.
     FAILED = "FAILED", "Failed"
+
+
+class CircuitState(models.TextChoices):
+    # Jobs run; failures are counted over the circuit's WINDOW.
+    CLOSED = "CLOSED", "Closed"
+    # FAILURES failures within WINDOW: its jobs wait READY (no attempt) for COOLDOWN.
+    OPEN = "OPEN", "Open"
+    # COOLDOWN over: one probe job runs; success closes it, failure reopens it.
+    HALF_OPEN = "HALF_OPEN", "Half-open"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -25,6 +26,7 @@ from django_jobs.backoff import BackoffSpec
 from django_jobs.codec import dumps, encode, reject_oversized, reject_unstorable
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import InvalidJobOptions, InvalidTaskError, UnknownTaskError
+from django_jobs.flow.lanes import lane_for
 from django_jobs.observability import tracing
 from django_jobs.options import MAX_KEY_LENGTH, JobOptions, reject_unknown_options
 from django_jobs.rows import NewJob
@@ -215,6 +217,7 @@ class Task(JobOptions, Generic[P, R]):
         idempotency_key: str | None = None,
         unique_for: timedelta | None = None,
         database: str | None = None,
+        concurrency_key: str | None = None,
     ) -> Task[P, R]:
         """A copy of this task with per-enqueue options changed (None: unchanged),
         validated again (``dataclasses.replace`` runs ``__post_init__``)."""
@@ -225,6 +228,7 @@ class Task(JobOptions, Generic[P, R]):
             "idempotency_key": idempotency_key,
             "unique_for": unique_for,
             "database": database,
+            "concurrency_key": concurrency_key,
         }
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
@@ -273,7 +277,7 @@ class Task(JobOptions, Generic[P, R]):
                     )
         check_binding(where, self.func, args, kwargs, takes_context=self.takes_context)
         args_json, kwargs_json = _encode_arguments(where, args, kwargs)
-        return self.encoded_job(args_json, kwargs_json, key, options)
+        return self.encoded_job(args_json, kwargs_json, key, options, (args, kwargs))
 
     def encoded_job(
         self,
@@ -281,11 +285,16 @@ class Task(JobOptions, Generic[P, R]):
         kwargs_json: str = "{}",
         idempotency_key: str | None = None,
         options: RowOptions | None = None,
+        call: tuple[Sequence[Any], Mapping[str, Any]] | None = None,
     ) -> NewJob:
         """The row for arguments already encoded and checked by the caller (the
         outbox relay encodes each event once for all its jobs): the one place
-        options become row fields."""
+        options become row fields. ``call``: the decoded arguments, if at hand."""
         resolved = options or self.row_options()
+
+        def arguments() -> tuple[Sequence[Any], Mapping[str, Any]]:
+            return call if call is not None else (json.loads(args_json), json.loads(kwargs_json))
+
         return NewJob(
             task_name=self.name,
             queue_name=resolved.queue_name,
@@ -303,6 +312,7 @@ class Task(JobOptions, Generic[P, R]):
                 if self.unique_for is not None and idempotency_key is not None
                 else None
             ),
+            lane=lane_for(self, self.name, resolved.queue_name, arguments),
         )
 
     # -- enqueueing ------------------------------------------------------
@@ -399,6 +409,11 @@ def task(
     discard_on: Iterable[type[BaseException]] | type[BaseException] = ...,
     schedule: str | timedelta | None = ...,
     schedule_timezone: str | None = ...,
+    concurrency_limit: int | None = ...,
+    concurrency_key: str | Callable[..., str] | None = ...,
+    rate_limit: str | None = ...,
+    rate_limit_key: str | Callable[..., str] | None = ...,
+    circuit: str | None = ...,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 

@@ -58,7 +58,14 @@ DJANGO_JOBS = {
     "USE_NOTIFY": os.environ.get("DJANGO_JOBS_TEST_USE_NOTIFY", "1") == "1",
     "PREPARED_STATEMENTS": os.environ.get("DJANGO_JOBS_TEST_PREPARED", "1") == "1",
     # Task modules that are not an app's tasks.py (the worker runs registered tasks only).
-    "TASK_MODULES": ["tests.testapp.dtasks", "tests.testapp.subscribers"],
+    "TASK_MODULES": [
+        "tests.testapp.dtasks",
+        "tests.testapp.subscribers",
+        "tests.testapp.flow_tasks",
+    ],
+    # Queue-wide flow control (tests/e2e/test_flow_control.py); no other test uses it.
+    "QUEUES": {"capped": {"CONCURRENCY": 2}},
+    "CIRCUITS": {"test-circuit": {"FAILURES": 3, "WINDOW": 60, "COOLDOWN": 2}},
 }
 TASKS = {
     "default": {

@@ -7,10 +7,12 @@ per-queue counts, throughput), ``filters``, ``actions`` (bulk + one-click),
 
 from django_jobs.admin import (  # noqa: F401 - registers
     alerts,
+    circuits,
     dead_letters,
     jobs,
     outbox,
     overview,
+    queues,
     schedules,
     workers,
 )

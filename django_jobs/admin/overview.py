@@ -19,6 +19,7 @@ from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
+from django_jobs import queues as flow_queues
 from django_jobs.admin import charts, display, stats
 from django_jobs.admin.counts import RowCount, count_rows, exact_limit, model_count, total
 from django_jobs.admin.workers import stale_after
@@ -58,6 +59,8 @@ def overview_context(request: HttpRequest, alias: str = "default") -> dict[str, 
     per_hour = stats.throughput_per_hour(alias, now, per_minute)
     jobs_url = _url("django_jobs_job_changelist")
     rows = stats.queue_stats(alias, now)
+    paused = set(flow_queues.paused_queues(database=alias))
+    can_toggle = request.user.has_perm("django_jobs.change_queue")
     queues = [
         {
             "stats": q,
@@ -65,6 +68,7 @@ def overview_context(request: HttpRequest, alias: str = "default") -> dict[str, 
             if q.oldest_ready
             else None,
             "url": f"{jobs_url}?{urlencode({'queue': q.name})}" if jobs_url else None,
+            "paused": q.name in paused,
         }
         for q in rows
     ]
@@ -94,6 +98,7 @@ def overview_context(request: HttpRequest, alias: str = "default") -> dict[str, 
         if _can_view(request, Worker)
         else None,
         "statuses": JobStatus,
+        "queue_toggle_url": _url("django_jobs_queue_toggle") if can_toggle else None,
         "refresh_seconds": int(jobs_settings.ADMIN_REFRESH_SECONDS),
         "exact_limit": f"{exact_limit():,}",
     }

@@ -33,8 +33,10 @@ from django_jobs.engine.base import (
 )
 from django_jobs.engine.cancel import CancelOperations
 from django_jobs.engine.claimed import CLAIMED_COLUMNS
+from django_jobs.engine.flow import FlowOperations
 from django_jobs.engine.instances import new_job_model
 from django_jobs.engine.schedules import ScheduleOperations
+from django_jobs.engine.skip_scan import DISTINCT_NAMES
 from django_jobs.models import DeadLetter, Job, JobQuerySet, Worker
 from django_jobs.observability.tracing import with_trace
 from django_jobs.rows import (
@@ -53,33 +55,6 @@ logger = logging.getLogger("django_jobs.engine")
 
 # The ORM reads worker_id too (the SQL engine knows it without reading).
 _CLAIMED_FIELDS = (*CLAIMED_COLUMNS, "worker_id")
-
-
-def _skip_scan(table: str, column: str) -> str:
-    # Distinct values of an indexed column, one index probe each ("loose index
-    # scan"): MIN(col) WHERE col > previous walks the btree whose first column
-    # is col. Plain SQL that PostgreSQL and SQLite both run. Read-only, so
-    # safe under any concurrency (it sees one snapshot, or on SQLite one read).
-    # ``table`` and ``column`` are the constants below, never user input.
-    return f"""
-WITH RECURSIVE names(name) AS (
-    SELECT MIN({column}) FROM {table}
-    UNION ALL
-    SELECT (SELECT MIN({column}) FROM {table} WHERE {column} > names.name)
-    FROM names WHERE names.name IS NOT NULL
-)
-SELECT name FROM names WHERE name IS NOT NULL LIMIT %s
-"""
-
-
-# Indexes jobs_job_task_id / jobs_job_queue_id, jobs_deadletter_task_id /
-# jobs_deadletter_queue_id.
-DISTINCT_NAMES: dict[tuple[NamedTable, NameColumn], str] = {
-    ("job", "task_name"): _skip_scan("django_jobs_job", "task_name"),
-    ("job", "queue_name"): _skip_scan("django_jobs_job", "queue_name"),
-    ("dead_letter", "task_name"): _skip_scan("django_jobs_deadletter", "task_name"),
-    ("dead_letter", "queue_name"): _skip_scan("django_jobs_deadletter", "queue_name"),
-}
 
 
 def lost_worker_error(job_id: int, attempts: int, worker_id: str | None) -> dict[str, Any]:
@@ -116,7 +91,7 @@ def dead_letter_for(job: Job, reason: str) -> Any:
     )
 
 
-class GenericEngine(ScheduleOperations, CancelOperations, Engine):
+class GenericEngine(FlowOperations, ScheduleOperations, CancelOperations, Engine):
     """The Django ORM engine (PostgresEngine inherits what it does not replace)."""
 
     def _jobs(self) -> JobQuerySet:
@@ -140,6 +115,7 @@ class GenericEngine(ScheduleOperations, CancelOperations, Engine):
         by_key: dict[str, Job] = {}
         created: list[Job] = []
         with transaction.atomic(using=self.alias):
+            self._ensure_lanes(rows)
             for index, row in enumerate(rows):
                 key = row.idempotency_key
                 if key is None:
@@ -192,13 +168,27 @@ class GenericEngine(ScheduleOperations, CancelOperations, Engine):
     def claim_jobs(
         self, worker_id: uuid.UUID, queues: Sequence[str] | None, limit: int, lease_seconds: float
     ) -> list[ClaimedJob]:
+        # Gated jobs first: a flood of lane-free jobs must not starve them.
+        with transaction.atomic(using=self.alias):
+            claimed = self.claim_gated(worker_id, queues, limit, lease_seconds)
+            claimed += self._claim_free(worker_id, queues, limit - len(claimed), lease_seconds)
+        claimed.sort(key=lambda job: (-job.priority, job.run_after, job.id))
+        return claimed
+
+    def _claim_free(
+        self, worker_id: uuid.UUID, queues: Sequence[str] | None, limit: int, lease_seconds: float
+    ) -> list[ClaimedJob]:
+        """Claim jobs without a lane, of queues not paused."""
+        if limit <= 0:
+            return []
         now = timezone.now()
         with transaction.atomic(using=self.alias):
             candidates = self._lockable(
-                self._jobs()
-                .filter(status=JobStatus.READY, run_after__lte=now)
-                .for_queues(queues)
-                .claim_order()
+                self._unpaused(
+                    self._jobs()
+                    .filter(status=JobStatus.READY, run_after__lte=now, flow_lane__isnull=True)
+                    .for_queues(queues)
+                ).claim_order()
             )
             ids = list(candidates.values_list("pk", flat=True)[:limit])
             if not ids:
@@ -252,6 +242,9 @@ class GenericEngine(ScheduleOperations, CancelOperations, Engine):
                 )
                 if updated:
                     done.add(job.id)
+        self.record_circuit_successes(
+            {c.job.id: c.job.task_name for c in completions if c.job.id in done}
+        )
         return done
 
     def fail_job(self, failure: Failure) -> bool:
@@ -267,6 +260,7 @@ class GenericEngine(ScheduleOperations, CancelOperations, Engine):
                 return False
             row.errors = [*row.errors, failure.error]
             row.lease_expires_at = None
+            self.record_circuit_failure(row.task_name, row.pk)
             if row.cancel_requested_at is not None:  # cancelled: never retried
                 row.status, row.finished_at = JobStatus.CANCELLED, timezone.now()
                 row.save(update_fields=["status", "finished_at", "errors", "lease_expires_at"])

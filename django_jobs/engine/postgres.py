@@ -23,6 +23,7 @@ from django_jobs.engine.base import LOST_WORKER_MESSAGE, LOST_WORKER_REASON
 from django_jobs.engine.claimed import (
     claimed_from_flagged_rows,
     claimed_from_rows,
+    claimed_mapper,
     in_claim_order,
 )
 from django_jobs.engine.generic import GenericEngine
@@ -32,10 +33,12 @@ from django_jobs.engine.postgres_sql import (
     CANCEL_JOBS,
     CLAIM_JOBS_ALL_QUEUES,
     CLAIM_JOBS_IN_QUEUES,
+    CLAIM_LANE_HEADS,
     COMPLETE_AND_CLAIM_ALL_QUEUES,
     COMPLETE_AND_CLAIM_IN_QUEUES,
     COMPLETE_JOBS,
     EXPLAIN_ROWS_PREFIX,
+    FLOW_CLOCK,
     INSERT_JOBS,
     INSERT_JOBS_UNIQUE_FOR,
     INSERT_ONE_JOB,
@@ -64,6 +67,8 @@ logger = logging.getLogger("django_jobs.engine")
 # The first key of our advisory locks (LOCK_IDEMPOTENCY_KEYS): "jobs" in ASCII.
 ADVISORY_NAMESPACE = 0x6A6F6273
 
+claimed_after_lane = claimed_mapper(1)  # CLAIM_LANE_HEADS: the lane, then the columns
+
 
 class PostgresEngine(PostgresScheduleOperations, GenericEngine):
     """Raw SQL for enqueue, the worker's hot path, recovery and pruning; the
@@ -80,7 +85,7 @@ class PostgresEngine(PostgresScheduleOperations, GenericEngine):
     # -- enqueue ---------------------------------------------------------
 
     def insert_jobs(self, rows: Sequence[NewJob]) -> list[Inserted]:
-        if len(rows) == 1 and rows[0].idempotency_key is None:
+        if len(rows) == 1 and rows[0].idempotency_key is None and rows[0].lane is None:
             return [Inserted(self._insert_one(rows[0]), created=True)]
         unique = any(r.unique_for is not None for r in rows)
         with transaction.atomic(using=self.alias), hot_cursor(self.connection) as cursor:
@@ -106,6 +111,25 @@ class PostgresEngine(PostgresScheduleOperations, GenericEngine):
             if unique:
                 params["unique_for"] = [r.unique_for for r in rows]
             cursor.execute(INSERT_JOBS_UNIQUE_FOR if unique else INSERT_JOBS, params)
+
+            self._ensure_lanes(rows)
+            cursor.execute(
+                INSERT_JOBS,
+                {
+                    "task_name": [r.task_name for r in rows],
+                    "queue_name": [r.queue_name for r in rows],
+                    "priority": [r.priority for r in rows],
+                    "args": [r.args_json for r in rows],
+                    "kwargs": [r.kwargs_json for r in rows],
+                    "run_after": [r.run_after for r in rows],
+                    "max_attempts": [r.max_attempts for r in rows],
+                    "timeout": [r.timeout for r in rows],
+                    "idempotency_key": [r.idempotency_key for r in rows],
+                    "flow_lane": [r.lane.key if r.lane else None for r in rows],
+                    "notify": self.notify_enabled,
+                    "channel": JOBS_CHANNEL,
+                },
+            )
             # RETURNING yields exactly the rows this statement inserted: ON
             # CONFLICT DO NOTHING returns nothing for a skipped one. So a row
             # is "created" by what the database did, not by an earlier read.
@@ -166,6 +190,7 @@ class PostgresEngine(PostgresScheduleOperations, GenericEngine):
                     "max_attempts": row.max_attempts,
                     "timeout": row.timeout,
                     "meta": row.meta_json,
+                    "flow_lane": None,
                     "notify": self.notify_enabled,
                     "channel": JOBS_CHANNEL,
                 },
@@ -182,6 +207,15 @@ class PostgresEngine(PostgresScheduleOperations, GenericEngine):
     def claim_jobs(
         self, worker_id: uuid.UUID, queues: Sequence[str] | None, limit: int, lease_seconds: float
     ) -> list[ClaimedJob]:
+        gated = self.claim_gated(worker_id, queues, limit, lease_seconds)
+        free = self._claim_free(worker_id, queues, limit - len(gated), lease_seconds)
+        return in_claim_order([*gated, *free])
+
+    def _claim_free(
+        self, worker_id: uuid.UUID, queues: Sequence[str] | None, limit: int, lease_seconds: float
+    ) -> list[ClaimedJob]:
+        if limit <= 0:
+            return []
         params: dict[str, Any] = {"worker_id": worker_id, "lease": lease_seconds, "limit": limit}
         if queues:
             statement, params["queues"] = CLAIM_JOBS_IN_QUEUES, list(queues)
@@ -190,7 +224,43 @@ class PostgresEngine(PostgresScheduleOperations, GenericEngine):
         with hot_cursor(self.connection) as cursor:
             cursor.execute(statement, params)
             rows = cursor.fetchall()
-        return self._claimed(rows, worker_id)
+        return claimed_from_rows(rows, worker_id, self.alias)
+
+    # Whether the last combined claim saw due jobs with a lane waiting (the
+    # next one leaves them half the slots). A hint only (what is claimed is
+    # decided under the lanes' locks), racy between threads at no cost.
+    _lanes_waiting = False
+
+    def _flow_clock(self) -> float:
+        with self.connection.cursor() as cursor:
+            cursor.execute(FLOW_CLOCK)
+            return float(cursor.fetchone()[0])
+
+    def _take_lane_heads(
+        self,
+        want: dict[str, int],
+        queues: Sequence[str] | None,
+        worker_id: uuid.UUID,
+        lease_seconds: float,
+        clock: float,
+    ) -> tuple[list[ClaimedJob], dict[str, list[int]]]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                CLAIM_LANE_HEADS,
+                {
+                    "lanes": list(want),
+                    "counts": list(want.values()),
+                    "queues": list(queues) if queues else None,
+                    "worker_id": worker_id,
+                    "lease": lease_seconds,
+                    "clock": clock,
+                },
+            )
+            rows = cursor.fetchall()
+        per_lane: dict[str, list[int]] = {}
+        for row in rows:
+            per_lane.setdefault(row[0], []).append(row[1])
+        return claimed_after_lane(rows, worker_id, self.alias), per_lane
 
     def _claimed(self, rows: Sequence[Sequence[Any]], worker_id: uuid.UUID) -> list[ClaimedJob]:
         return in_claim_order(claimed_from_rows(rows, worker_id, self.alias))
@@ -211,10 +281,15 @@ class PostgresEngine(PostgresScheduleOperations, GenericEngine):
     ) -> tuple[set[int], list[ClaimedJob]]:
         if limit <= 0:
             return self.complete_jobs(completions), []
+        # While jobs with a lane wait, the fast claim gets half the slots, so
+        # a flood of lane-free jobs cannot starve the lanes; the gated claim
+        # runs after it, once the completions (which may free lane slots) are
+        # committed.
+        fast_limit = limit - limit // 2 if self._lanes_waiting else limit
         params: dict[str, Any] = {
             "worker_id": worker_id,
             "lease": lease_seconds,
-            "limit": limit,
+            "limit": fast_limit,
             "done_ids": [c.job.id for c in completions],
             "done_tokens": [c.job.claim_token for c in completions],
             "done_results": [c.result_json for c in completions],
@@ -226,8 +301,22 @@ class PostgresEngine(PostgresScheduleOperations, GenericEngine):
         with hot_cursor(self.connection) as cursor:
             cursor.execute(statement, params)
             rows = cursor.fetchall()
-        done = {row[1] for row in rows if not row[0]}
-        return done, self._claimed_combined(rows, worker_id)
+        done = {row[1] for row in rows if row[0] is False}
+        if done:
+            self.record_circuit_successes(
+                {c.job.id: c.job.task_name for c in completions if c.job.id in done}
+            )
+        claimed = self._claimed_combined(rows, worker_id)
+        self._lanes_waiting = waiting = any(row[0] is None for row in rows)
+        if not waiting or len(claimed) >= limit:
+            return done, claimed
+        gated = self.claim_gated(worker_id, queues, limit - len(claimed), lease_seconds)
+        if len(claimed) == fast_limit < limit - len(gated):
+            # The lanes left slots unused and lane-free jobs may be waiting.
+            claimed += self._claim_free(
+                worker_id, queues, limit - len(gated) - len(claimed), lease_seconds
+            )
+        return done, in_claim_order([*gated, *claimed])
 
     def complete_jobs(self, completions: Sequence[Completion]) -> set[int]:
         if not completions:
@@ -241,7 +330,11 @@ class PostgresEngine(PostgresScheduleOperations, GenericEngine):
                     [c.result_json for c in completions],
                 ],
             )
-            return {row[0] for row in cursor.fetchall()}
+            done = {row[0] for row in cursor.fetchall()}
+        self.record_circuit_successes(
+            {c.job.id: c.job.task_name for c in completions if c.job.id in done}
+        )
+        return done
 
     def release_jobs(self, jobs: Sequence[ClaimedJob]) -> int:
         if not jobs:

@@ -22,19 +22,19 @@ from django_jobs.engine.claimed import NULL_PADDING, RETURNING_CLAIMED
 INSERT_JOBS = """
 INSERT INTO django_jobs_job (
     task_name, queue_name, priority, args, kwargs, status, run_after, requested_run_after,
-    attempts, max_attempts, timeout, idempotency_key, errors, meta, enqueued_at
+    attempts, max_attempts, timeout, idempotency_key, errors, meta, enqueued_at, flow_lane
 )
 SELECT t.task_name, t.queue_name, t.priority, t.args, t.kwargs, 'READY',
        COALESCE(t.run_after, now()), t.run_after, 0, t.max_attempts, t.timeout,
-       t.idempotency_key, '[]'::jsonb, COALESCE(t.meta, '{}'::jsonb), now()
+       t.idempotency_key, '[]'::jsonb, COALESCE(t.meta, '{}'::jsonb), now(), t.flow_lane
 FROM unnest(
     %(task_name)s::text[], %(queue_name)s::text[], %(priority)s::smallint[],
     %(args)s::jsonb[], %(kwargs)s::jsonb[], %(run_after)s::timestamptz[],
     %(max_attempts)s::int[], %(timeout)s::float8[], %(idempotency_key)s::text[],
-    %(meta)s::jsonb[]
+    %(meta)s::jsonb[], %(flow_lane)s::text[]
 ) WITH ORDINALITY AS t(
     task_name, queue_name, priority, args, kwargs, run_after, max_attempts, timeout,
-    idempotency_key, meta, ord
+    idempotency_key, meta, flow_lane, ord
 )
 ORDER BY t.ord
 ON CONFLICT (idempotency_key) WHERE status IN ('READY', 'RUNNING')
@@ -53,19 +53,19 @@ RETURNING id, run_after, enqueued_at, idempotency_key,
 INSERT_JOBS_UNIQUE_FOR = """
 INSERT INTO django_jobs_job (
     task_name, queue_name, priority, args, kwargs, status, run_after, requested_run_after,
-    attempts, max_attempts, timeout, idempotency_key, errors, meta, enqueued_at
+    attempts, max_attempts, timeout, idempotency_key, errors, meta, enqueued_at, flow_lane
 )
 SELECT t.task_name, t.queue_name, t.priority, t.args, t.kwargs, 'READY',
        COALESCE(t.run_after, now()), t.run_after, 0, t.max_attempts, t.timeout,
-       t.idempotency_key, '[]'::jsonb, COALESCE(t.meta, '{}'::jsonb), now()
+       t.idempotency_key, '[]'::jsonb, COALESCE(t.meta, '{}'::jsonb), now(), t.flow_lane
 FROM unnest(
     %(task_name)s::text[], %(queue_name)s::text[], %(priority)s::smallint[],
     %(args)s::jsonb[], %(kwargs)s::jsonb[], %(run_after)s::timestamptz[],
     %(max_attempts)s::int[], %(timeout)s::float8[], %(idempotency_key)s::text[],
-    %(meta)s::jsonb[], %(unique_for)s::float8[]
+    %(meta)s::jsonb[], %(flow_lane)s::text[], %(unique_for)s::float8[]
 ) WITH ORDINALITY AS t(
     task_name, queue_name, priority, args, kwargs, run_after, max_attempts, timeout,
-    idempotency_key, meta, unique_for, ord
+    idempotency_key, meta, flow_lane, unique_for, ord
 )
 WHERE t.unique_for IS NULL OR NOT EXISTS (
     SELECT 1 FROM django_jobs_job AS held
@@ -85,11 +85,11 @@ RETURNING id, run_after, enqueued_at, idempotency_key,
 INSERT_ONE_JOB = """
 INSERT INTO django_jobs_job (
     task_name, queue_name, priority, args, kwargs, status, run_after, requested_run_after,
-    attempts, max_attempts, timeout, idempotency_key, errors, meta, enqueued_at
+    attempts, max_attempts, timeout, idempotency_key, errors, meta, enqueued_at, flow_lane
 ) VALUES (
     %(task_name)s, %(queue_name)s, %(priority)s, %(args)s::jsonb, %(kwargs)s::jsonb, 'READY',
     COALESCE(%(run_after)s, now()), %(run_after)s, 0, %(max_attempts)s, %(timeout)s, NULL,
-    '[]'::jsonb, COALESCE(%(meta)s::jsonb, '{}'::jsonb), now()
+    '[]'::jsonb, COALESCE(%(meta)s::jsonb, '{}'::jsonb), now(), %(flow_lane)s
 )
 RETURNING id, run_after, enqueued_at,
     CASE WHEN %(notify)s AND run_after <= now() THEN pg_notify(%(channel)s, queue_name) END
@@ -111,6 +111,15 @@ WHERE job.id = candidates.id
 RETURNING {RETURNING_CLAIMED}
 """
 
+# Flow control on the fast path costs two conditions: jobs with a lane are
+# claimed by CLAIM_LANE_HEADS only (the partial indexes hold lane-free rows
+# only, so the planner's plan is today's), and a paused queue's jobs are
+# skipped. ARRAY(SELECT ...) is an InitPlan, evaluated once per statement in
+# the statement's snapshot: a pause committed before the claim started is
+# seen; a claim already running when the pause commits may still take that
+# queue's jobs, which then run (running jobs finish, as documented).
+_NOT_PAUSED = "queue_name <> ALL(ARRAY(SELECT name FROM django_jobs_queue WHERE paused))"
+
 # Claim up to %(limit)s due jobs of every queue in one statement. FOR UPDATE
 # SKIP LOCKED inside a MATERIALIZED CTE: each worker locks a disjoint set of
 # rows and never waits for another; a row updated since our snapshot is
@@ -122,7 +131,9 @@ CLAIM_JOBS_ALL_QUEUES = (
     """
 WITH candidates AS MATERIALIZED (
     SELECT id FROM django_jobs_job
-    WHERE status = 'READY' AND run_after <= now()
+    WHERE status = 'READY' AND run_after <= now() AND flow_lane IS NULL AND """
+    + _NOT_PAUSED
+    + """
     ORDER BY priority DESC, run_after, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -137,6 +148,9 @@ CLAIM_JOBS_IN_QUEUES = (
 WITH candidates AS MATERIALIZED (
     SELECT id FROM django_jobs_job
     WHERE status = 'READY' AND run_after <= now() AND queue_name = ANY(%(queues)s)
+        AND flow_lane IS NULL AND """
+    + _NOT_PAUSED
+    + """
     ORDER BY priority DESC, run_after, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -144,6 +158,49 @@ WITH candidates AS MATERIALIZED (
 """
     + _CLAIM_SET_AND_RETURN
 )
+
+# The gated claim's last step (engine.flow): each lane's first %(counts)s due
+# jobs in claim order, in unpaused queues (%(queues)s NULL: every queue). The
+# caller holds every named lane's FlowLane row lock (FOR UPDATE SKIP LOCKED,
+# taken in an earlier statement of this transaction) and counted its RUNNING
+# jobs after taking it, so no other claimer takes jobs of these lanes until we
+# commit; the fast path never takes a job with a lane. FOR UPDATE SKIP LOCKED
+# on the jobs too: a row an operator is cancelling right now is skipped, and
+# READ COMMITTED re-checks status on the locked row. Returns the lane first,
+# then claimed.CLAIMED_COLUMNS. The attempt's start is %(clock)s, the time
+# the rate windows counted it at (FLOW_CLOCK), so what is recorded is what
+# was enforced.
+CLAIM_LANE_HEADS = f"""
+WITH want AS (
+    SELECT * FROM unnest(%(lanes)s::text[], %(counts)s::int[]) AS w(lane, n)
+), candidates AS MATERIALIZED (
+    SELECT heads.id FROM want CROSS JOIN LATERAL (
+        SELECT id FROM django_jobs_job
+        WHERE status = 'READY' AND flow_lane = want.lane AND run_after <= now()
+            AND (%(queues)s::text[] IS NULL OR queue_name = ANY(%(queues)s::text[]))
+            AND {_NOT_PAUSED}
+        ORDER BY priority DESC, run_after, id
+        LIMIT want.n
+        FOR UPDATE SKIP LOCKED
+    ) AS heads
+)
+UPDATE django_jobs_job AS job
+SET status = 'RUNNING',
+    attempts = job.attempts + 1,
+    started_at = COALESCE(job.started_at, to_timestamp(%(clock)s)),
+    last_attempted_at = to_timestamp(%(clock)s),
+    worker_id = %(worker_id)s,
+    claim_token = gen_random_uuid(),
+    lease_expires_at = now() + %(lease)s * interval '1 second'
+FROM candidates
+WHERE job.id = candidates.id
+RETURNING job.flow_lane, {RETURNING_CLAIMED}
+"""
+
+# The database's clock for the rate windows, read after the lanes are locked:
+# a claimer that waited behind no one (SKIP LOCKED) reads a time after every
+# start already recorded in the lanes it holds, so windows only move forward.
+FLOW_CLOCK = "SELECT extract(epoch FROM clock_timestamp())::float8"
 
 # Mark a batch of jobs SUCCESSFUL in one round trip. Fenced per row on id AND
 # claim token AND RUNNING: a job whose lease expired and was re-claimed has a
@@ -175,11 +232,15 @@ done AS (
 _CANDIDATES = """
 candidates AS MATERIALIZED (
     SELECT id FROM django_jobs_job
-    WHERE status = 'READY' AND run_after <= now() {queue_filter}
+    WHERE status = 'READY' AND run_after <= now() AND flow_lane IS NULL
+        AND {not_paused} {queue_filter}
     ORDER BY priority DESC, run_after, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )"""
+# A third kind of row, is_claim NULL, says that due jobs with a lane are
+# waiting (one probe of jobs_job_ready_lane; read-only): the engine then runs
+# the gated claim. Without it every claim would pay that round trip.
 _CLAIMED_THEN_DONE = (
     ", claimed AS ("
     + _CLAIM_SET_AND_RETURN
@@ -190,16 +251,28 @@ SELECT false, done.id"""
     + NULL_PADDING
     + """
 FROM done
+UNION ALL
+SELECT NULL, NULL"""
+    + NULL_PADDING
+    + """
+WHERE EXISTS (
+    SELECT 1 FROM django_jobs_job
+    WHERE status = 'READY' AND flow_lane IS NOT NULL AND run_after <= now()
+)
 """
 )
 COMPLETE_AND_CLAIM_ALL_QUEUES = (
-    "WITH" + _COMPLETE_CTE + "," + _CANDIDATES.format(queue_filter="") + _CLAIMED_THEN_DONE
+    "WITH"
+    + _COMPLETE_CTE
+    + ","
+    + _CANDIDATES.format(not_paused=_NOT_PAUSED, queue_filter="")
+    + _CLAIMED_THEN_DONE
 )
 COMPLETE_AND_CLAIM_IN_QUEUES = (
     "WITH"
     + _COMPLETE_CTE
     + ","
-    + _CANDIDATES.format(queue_filter="AND queue_name = ANY(%(queues)s)")
+    + _CANDIDATES.format(not_paused=_NOT_PAUSED, queue_filter="AND queue_name = ANY(%(queues)s)")
     + _CLAIMED_THEN_DONE
 )
 

@@ -105,6 +105,12 @@ class Job(models.Model):
         blank=True,
         help_text="When an operator cancelled it while RUNNING; its worker stops it.",
     )
+    flow_lane = models.CharField(
+        max_length=255,
+        null=True,
+        blank=True,
+        help_text="Concurrency / rate gate (FlowLane key); empty: claimed without one.",
+    )
 
     objects = JobQuerySet.as_manager()
 
@@ -117,7 +123,7 @@ class Job(models.Model):
                 "run_after",
                 "id",
                 name="jobs_job_ready_claim",
-                condition=Q(status=JobStatus.READY),
+                condition=Q(status=JobStatus.READY, flow_lane__isnull=True),
             ),
             # Claiming from named queues.
             models.Index(
@@ -126,7 +132,23 @@ class Job(models.Model):
                 "run_after",
                 "id",
                 name="jobs_job_ready_queue",
-                condition=Q(status=JobStatus.READY),
+                condition=Q(status=JobStatus.READY, flow_lane__isnull=True),
+            ),
+            # Gated claiming: the lanes with READY jobs (skip scan), each
+            # lane's head jobs in claim order.
+            models.Index(
+                "flow_lane",
+                models.F("priority").desc(),
+                "run_after",
+                "id",
+                name="jobs_job_ready_lane",
+                condition=Q(status=JobStatus.READY, flow_lane__isnull=False),
+            ),
+            # Gated claiming: RUNNING jobs per lane.
+            models.Index(
+                fields=["flow_lane"],
+                name="jobs_job_running_lane",
+                condition=Q(status=JobStatus.RUNNING, flow_lane__isnull=False),
             ),
             # Recovery of jobs whose worker died.
             models.Index(

@@ -10,12 +10,14 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_jobs.cli import Subcommand, cancel
+from django_jobs.cli import queues as queue_commands
 from django_jobs.cli.status import status
 
 # Each feature appends its subcommands here (one line per module).
 SUBCOMMANDS: list[Subcommand] = []
 SUBCOMMANDS.append(status)
 SUBCOMMANDS.append(cancel.SUBCOMMAND)
+SUBCOMMANDS += [queue_commands.PAUSE, queue_commands.RESUME]
 
 
 class Command(BaseCommand):
