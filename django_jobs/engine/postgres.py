@@ -89,6 +89,7 @@ class PostgresEngine(PostgresScheduleOperations, GenericEngine):
             return [Inserted(self._insert_one(rows[0]), created=True)]
         unique = any(r.unique_for is not None for r in rows)
         with transaction.atomic(using=self.alias), hot_cursor(self.connection) as cursor:
+            self._ensure_lanes(rows)
             if unique:
                 keys = [r.idempotency_key for r in rows if r.unique_for is not None]
                 cursor.execute(
@@ -105,6 +106,7 @@ class PostgresEngine(PostgresScheduleOperations, GenericEngine):
                 "timeout": [r.timeout for r in rows],
                 "idempotency_key": [r.idempotency_key for r in rows],
                 "meta": [r.meta_json for r in rows],
+                "flow_lane": [r.lane.key if r.lane else None for r in rows],
                 "notify": self.notify_enabled,
                 "channel": JOBS_CHANNEL,
             }
@@ -112,24 +114,6 @@ class PostgresEngine(PostgresScheduleOperations, GenericEngine):
                 params["unique_for"] = [r.unique_for for r in rows]
             cursor.execute(INSERT_JOBS_UNIQUE_FOR if unique else INSERT_JOBS, params)
 
-            self._ensure_lanes(rows)
-            cursor.execute(
-                INSERT_JOBS,
-                {
-                    "task_name": [r.task_name for r in rows],
-                    "queue_name": [r.queue_name for r in rows],
-                    "priority": [r.priority for r in rows],
-                    "args": [r.args_json for r in rows],
-                    "kwargs": [r.kwargs_json for r in rows],
-                    "run_after": [r.run_after for r in rows],
-                    "max_attempts": [r.max_attempts for r in rows],
-                    "timeout": [r.timeout for r in rows],
-                    "idempotency_key": [r.idempotency_key for r in rows],
-                    "flow_lane": [r.lane.key if r.lane else None for r in rows],
-                    "notify": self.notify_enabled,
-                    "channel": JOBS_CHANNEL,
-                },
-            )
             # RETURNING yields exactly the rows this statement inserted: ON
             # CONFLICT DO NOTHING returns nothing for a skipped one. So a row
             # is "created" by what the database did, not by an earlier read.
