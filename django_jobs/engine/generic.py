@@ -19,8 +19,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Case, DateTimeField, F, QuerySet, Value, When
-from django.db.models.functions import Coalesce, Now
+from django.db.models import Case, DateTimeField, F, Q, QuerySet, Value, When
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from django_jobs import signals
@@ -31,8 +31,8 @@ from django_jobs.engine.base import (
     NameColumn,
     NamedTable,
 )
-from django_jobs.engine.claimed import CLAIMED_COLUMNS
 from django_jobs.engine.instances import new_job_model
+from django_jobs.engine.orm_claim import OrmClaims
 from django_jobs.engine.schedules import ScheduleOperations
 from django_jobs.models import DeadLetter, Job, JobQuerySet, Worker
 from django_jobs.rows import (
@@ -48,9 +48,6 @@ from django_jobs.rows import (
 from django_jobs.status import JobStatus
 
 logger = logging.getLogger("django_jobs.engine")
-
-# The ORM reads worker_id too (the SQL engine knows it without reading).
-_CLAIMED_FIELDS = (*CLAIMED_COLUMNS, "worker_id")
 
 
 def _skip_scan(table: str, column: str) -> str:
@@ -114,7 +111,7 @@ def dead_letter_for(job: Job, reason: str) -> Any:
     )
 
 
-class GenericEngine(ScheduleOperations, Engine):
+class GenericEngine(OrmClaims, ScheduleOperations, Engine):
     """The Django ORM engine (PostgresEngine inherits what it does not replace)."""
 
     def _jobs(self) -> JobQuerySet:
@@ -197,34 +194,7 @@ class GenericEngine(ScheduleOperations, Engine):
         self, worker_id: uuid.UUID, queues: Sequence[str] | None, limit: int, lease_seconds: float
     ) -> list[ClaimedJob]:
         now = timezone.now()
-        with transaction.atomic(using=self.alias):
-            candidates = self._lockable(
-                self._jobs()
-                .filter(status=JobStatus.READY, run_after__lte=now)
-                .for_queues(queues)
-                .claim_order()
-            )
-            ids = list(candidates.values_list("pk", flat=True)[:limit])
-            if not ids:
-                return []
-            token = uuid.uuid4()  # unique per claim; (id, token) fences every later write
-            self._jobs().filter(pk__in=ids, status=JobStatus.READY).update(
-                status=JobStatus.RUNNING,
-                attempts=F("attempts") + 1,
-                # The run's start is its first attempt's; each attempt has its own.
-                started_at=Coalesce(F("started_at"), Value(now)),
-                last_attempted_at=now,
-                worker_id=worker_id,
-                claim_token=token,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
-            )
-            rows = list(
-                self._jobs()
-                .filter(pk__in=ids, claim_token=token)
-                .claim_order()
-                .values(*_CLAIMED_FIELDS)
-            )
-        return [ClaimedJob(**row, database=self.alias) for row in rows]
+        return self._claim(worker_id, queues, limit, lease_seconds, Q(run_after__lte=now), now)
 
     def complete_and_claim(
         self,

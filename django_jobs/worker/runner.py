@@ -19,9 +19,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import DatabaseError, connections, transaction
-from django.utils import timezone
 
-from django_jobs import signals
+from django_jobs import clock, signals
 from django_jobs.backoff import compute_delay
 from django_jobs.codec import check_stored, encode, loads, storable
 from django_jobs.conf import jobs_settings
@@ -81,7 +80,7 @@ def error_entry(
         "exception_class": f"{cls.__module__}.{cls.__qualname__}",
         "message": storable(exception_message(exc)),
         "traceback": storable(text),
-        "at": (now or timezone.now()).isoformat(),
+        "at": (now or clock.now()).isoformat(),
         "worker_id": str(job.worker_id),
     }
 
@@ -188,8 +187,11 @@ def _drop_stale_connection(job: ClaimedJob) -> None:
         logger.debug("closing a broken connection failed", exc_info=True)
 
 
-def run_job(job: ClaimedJob) -> Outcome:
-    """Run ``job`` in this thread; return its outcome (never raises)."""
+def run_job(job: ClaimedJob, *, raised: list[BaseException] | None = None) -> Outcome:
+    """Run ``job`` in this thread; return its outcome (never raises).
+
+    ``raised`` (in-process runs, see ``worker.inline``) collects the exception
+    the task raised, so that eager mode can re-raise it."""
     log_extra = {"job_id": job.id, "task_name": job.task_name, "queue_name": job.queue_name}
     _drop_stale_connection(job)
     try:
@@ -198,7 +200,7 @@ def run_job(job: ClaimedJob) -> Outcome:
         task_obj = resolve_task(job.task_name)
     except UnknownTaskError as exc:
         logger.error("job %s dead-lettered: %s", job.id, exc, extra=log_extra)
-        return decide(job, None, exc, timezone.now(), Cause.UNRUNNABLE)
+        return decide(job, None, exc, clock.now(), Cause.UNRUNNABLE)
     func = task_obj.func
 
     if signals.job_started.has_listeners():
@@ -225,7 +227,9 @@ def run_job(job: ClaimedJob) -> Outcome:
         )
         outcome = None
     except BaseException as exc:
-        outcome = decide(job, task_obj, exc, timezone.now())
+        if raised is not None:
+            raised.append(exc)
+        outcome = decide(job, task_obj, exc, clock.now())
         level = logging.ERROR if outcome.retry_at is None else logging.WARNING
         logger.log(
             level,
@@ -280,10 +284,10 @@ def crash_failure(job: ClaimedJob, exc: BaseException) -> Failure:
     Always retried while attempts remain, whatever retry_on says (the task
     raised nothing); dead-lettered with the crash as the reason after the last.
     """
-    return decide(job, find_task(job.task_name), exc, timezone.now(), Cause.CRASHED)
+    return decide(job, find_task(job.task_name), exc, clock.now(), Cause.CRASHED)
 
 
 def timeout_failure(job: ClaimedJob) -> Failure:
     """The outcome of a job that ran past its timeout, per its task's retry policy."""
     exc = JobTimeout(f"job {job.id} ran longer than its timeout of {job.timeout:g}s")
-    return decide(job, find_task(job.task_name), exc, timezone.now())
+    return decide(job, find_task(job.task_name), exc, clock.now())
