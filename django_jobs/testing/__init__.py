@@ -194,6 +194,7 @@ def assert_enqueued(
     """Assert that READY jobs of ``task`` exist, matching ``args`` / ``kwargs``
     / ``queue`` where given (exactly ``count`` of them if given, else at least
     one); returns the matching jobs. The failure message lists every READY job."""
+    __tracebackhide__ = True  # pytest shows the caller's line, not ours
     name = _task_name(task)
     ready = enqueued_jobs(None, database=_database_of(task, database))
     matching = [
@@ -219,6 +220,7 @@ def assert_enqueued(
 
 def assert_not_enqueued(task: Task[Any, Any] | str, *, database: str | None = None) -> None:
     """Assert that no READY job of ``task`` exists (the message lists those that do)."""
+    __tracebackhide__ = True  # pytest shows the caller's line, not ours
     found = enqueued_jobs(task, database=database)
     if found:
         raise AssertionError(
@@ -264,6 +266,7 @@ def assert_published(
     """Assert that events of ``topic`` were published (committed or in this
     test's transaction), matching ``payload`` / ``key`` where given; exactly
     ``count`` if given, else at least one. The message lists every event."""
+    __tracebackhide__ = True  # pytest shows the caller's line, not ours
     every = published_events(database=database)
     matching = [
         e
@@ -286,6 +289,7 @@ def assert_published(
 
 def assert_not_published(topic: str, *, database: str = DEFAULT_DB_ALIAS) -> None:
     """Assert that no event of ``topic`` was published."""
+    __tracebackhide__ = True  # pytest shows the caller's line, not ours
     found = published_events(topic, database=database)
     if found:
         raise AssertionError(
