@@ -24,6 +24,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from django_jobs import signals
+from django_jobs.conf import jobs_settings
 from django_jobs.engine.base import (
     LOST_WORKER_MESSAGE,
     LOST_WORKER_REASON,
@@ -187,6 +188,11 @@ class GenericEngine(OrmClaims, ScheduleOperations, Engine):
                     signals.job_enqueued.send_robust(sender=None, job=job)
 
             transaction.on_commit(send, using=self.alias)
+        if jobs and jobs_settings.EAGER:
+            # django_jobs.eager runs jobs through the worker's runner, which uses the engine.
+            from django_jobs import eager
+
+            eager.run_on_commit(self.alias, [job.pk for job in jobs])
 
     # -- worker hot path -------------------------------------------------
 
