@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from django.db import connections, transaction
+
 from django_jobs import clock
 from django_jobs.conf import jobs_settings
 from django_jobs.engine import get_engine
@@ -64,7 +66,15 @@ def run_claimed(
     retry due at once (at the clock's now) instead of after its delay;
     ``raised`` collects the exception the task raised, if any."""
     engine = get_engine(job.database)
-    outcome = run_job(job, raised=raised)
+    # Inside a transaction (a TestCase), a savepoint stands in for autocommit: a
+    # database error in the body would otherwise abort the test's transaction.
+    if connections[job.database].in_atomic_block:
+        with transaction.atomic(using=job.database):
+            outcome = run_job(job, raised=raised)
+            if isinstance(outcome, Failure):
+                transaction.set_rollback(True, using=job.database)
+    else:
+        outcome = run_job(job, raised=raised)
     if isinstance(outcome, Completion):
         if job.id not in engine.complete_jobs([outcome]):
             logger.warning("job %s: completion ignored, the claim was lost", job.id)

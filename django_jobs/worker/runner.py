@@ -168,7 +168,9 @@ async def _await(awaitable: Any) -> Any:
 def _reset_connections() -> None:
     """Leave this thread's connections usable for the next job."""
     for conn in connections.all(initialized_only=True):
-        if conn.errors_occurred and not conn.is_usable():
+        # In an atomic block (an in-process run inside a test's transaction) the
+        # caller rolls back to its savepoint; closing would end the test's transaction.
+        if conn.errors_occurred and not conn.in_atomic_block and not conn.is_usable():
             conn.close()
 
 

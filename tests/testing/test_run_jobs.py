@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 
 from django_jobs import outbox
 from django_jobs.models import DeadLetter, Job
@@ -24,7 +24,11 @@ from tests.testapp import tasks
 from tests.testapp.models import Event, Execution
 
 BOTH = pytest.mark.parametrize(
-    "transactional", [False, True], ids=["in-testcase-transaction", "autocommit"]
+    "transactional",
+    [
+        pytest.param(False, marks=pytest.mark.django_db, id="in-testcase-transaction"),
+        pytest.param(True, marks=pytest.mark.django_db(transaction=True), id="autocommit"),
+    ],
 )
 
 
@@ -35,8 +39,9 @@ def _real_clock():
 
 
 @pytest.fixture
-def db_mode(request: pytest.FixtureRequest, transactional: bool) -> None:
-    request.getfixturevalue("transactional_db" if transactional else "db")
+def db_mode(transactional: bool) -> None:
+    # The marker of each parameter decides the mode; this checks it took effect.
+    assert connection.in_atomic_block is not transactional
 
 
 @BOTH
@@ -70,7 +75,9 @@ def test_retries_wait_for_backoff_unless_skipped_or_clock_advanced(transactional
         (2, "READY", None),
         (3, "SUCCESSFUL", 3),
     ]
-    assert Event.objects.filter(job_id=job.pk).count() == 3
+    # Each attempt wrote an Event; in the test's transaction a failed attempt
+    # runs in a savepoint rolled back with it (see docs/howto/testing.md).
+    assert Event.objects.filter(job_id=job.pk).count() == (3 if transactional else 1)
 
 
 @BOTH
@@ -224,3 +231,22 @@ def test_max_jobs_stops_a_runaway_drain() -> None:
     with pytest.raises(RuntimeError, match="ran 3 attempts"):
         run_jobs(max_jobs=3)
     assert len(enqueued_jobs(tasks.add)) == 2  # the fourth was handed back
+
+
+@pytest.mark.django_db
+def test_database_error_in_a_plain_task_leaves_the_test_transaction_usable() -> None:
+    job = tasks.record.enqueue("x")
+    Execution.objects.create(job_id=job.pk)  # the body's insert violates the unique key
+    (run,) = run_jobs()
+    assert run.status == "READY"
+    assert "IntegrityError" in run.error["exception_class"]
+    assert Execution.objects.filter(job_id=job.pk).count() == 1
+    assert Job.objects.get(pk=job.pk).attempts == 1
+
+
+def test_run_jobs_refuses_to_run_outside_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.core import mail
+
+    monkeypatch.delattr(mail, "outbox")
+    with pytest.raises(RuntimeError, match="only works in tests"):
+        run_jobs()
