@@ -116,3 +116,17 @@ def test_system_check_warns_when_not_debug() -> None:
 def test_runworker_burst_refuses_eager() -> None:
     with eager(), pytest.raises(CommandError, match=r"EAGER'\] is on"):
         call_command("runworker", "--burst")
+
+
+@pytest.mark.django_db
+def test_eager_under_a_testcase_transaction() -> None:
+    from django.test import TestCase
+
+    with eager():
+        with TestCase.captureOnCommitCallbacks(execute=False) as callbacks:
+            job = tasks.add.enqueue(1, 2)
+        # Never committed: nothing ran until the callbacks are executed.
+        assert Job.objects.get(pk=job.pk).status == "READY"
+        for callback in callbacks:
+            callback()
+    assert Job.objects.get(pk=job.pk).result == 3
