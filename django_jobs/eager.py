@@ -2,7 +2,8 @@
 process when its transaction commits, through the worker's runner
 (:mod:`django_jobs.worker.inline`): retries (``EAGER_RETRIES``), ``atomic=True``,
 dead letters and ``current_job()`` behave as on a worker. A rolled-back
-transaction runs nothing: its jobs never existed.
+transaction runs nothing: its jobs never existed. Events published with
+``outbox.publish()`` are dispatched on commit too, so their subscribers run.
 
 Jobs enqueued in one transaction run in enqueue order from its first
 on_commit callback (the later callbacks find nothing left), so an exception
@@ -38,6 +39,19 @@ def run_on_commit(alias: str, ids: Sequence[int]) -> None:
     connection = connections[alias]
     _pending.setdefault(connection, []).extend(ids)
     transaction.on_commit(lambda: run_pending(alias), using=alias)
+
+
+def dispatch_on_commit(alias: str) -> None:
+    """Dispatch the outbox events just published on ``alias`` when the transaction
+    commits; the subscribers' jobs then run eagerly when the relay's batch commits."""
+    # The relay imports the outbox engine and the models: at call time, not import.
+    from django_jobs.outbox.relay import Relay
+
+    transaction.on_commit(lambda: _drain(Relay(alias)), using=alias)
+
+
+def _drain(relay: Any) -> None:
+    relay.drain()
 
 
 def run_pending(alias: str) -> list[JobRun]:

@@ -130,3 +130,14 @@ def test_eager_under_a_testcase_transaction() -> None:
         for callback in callbacks:
             callback()
     assert Job.objects.get(pk=job.pk).result == 3
+
+
+def test_published_events_reach_subscribers_on_commit() -> None:
+    from django_jobs import outbox
+
+    with eager(), transaction.atomic():
+        outbox.publish("order.created", {"order_id": 9}, key="9")
+        assert not Event.objects.exists()
+    done = Job.objects.filter(status="SUCCESSFUL").values_list("task_name", flat=True)
+    assert sorted(name.rsplit(".", 1)[1] for name in done) == ["on_any_order", "on_order_created"]
+    assert Event.objects.get(name="on_order_created").value["payload"] == {"order_id": 9}
