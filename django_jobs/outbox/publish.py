@@ -89,6 +89,6 @@ def publish_many(
     rows = [_spec_to_row(index, spec) for index, spec in enumerate(events)]
     if not rows:
         return []
-    events = get_outbox_engine(database).insert_events(rows)
+    inserted = get_outbox_engine(database).insert_events(rows)
     _eager_dispatch(database)
-    return events
+    return inserted
