@@ -27,6 +27,29 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
     messages += check_metrics_token()
+    messages += check_eager()
+    return messages
+
+
+def check_eager() -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    mode = jobs_settings.EAGER_EXCEPTIONS
+    if mode not in ("propagate", "store"):
+        messages.append(
+            Error(
+                f'DJANGO_JOBS EAGER_EXCEPTIONS must be "propagate" or "store", got {mode!r}.',
+                id="django_jobs.E031",
+            )
+        )
+    if jobs_settings.EAGER and not settings.DEBUG:
+        messages.append(
+            Warning(
+                "DJANGO_JOBS EAGER is on while DEBUG is False: every job runs inside the "
+                "request (or command) that enqueued it, not on a worker.",
+                hint="Eager mode is for tests and local development; turn it off in production.",
+                id="django_jobs.W030",
+            )
+        )
     return messages
 
 

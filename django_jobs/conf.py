@@ -89,6 +89,19 @@ DEFAULTS: dict[str, Any] = {
     # WINDOW the circuit opens; its jobs wait READY (no attempt counted) for
     # COOLDOWN, then one probe job runs: success closes it, failure reopens it.
     "CIRCUITS": {},
+    # -- eager mode (docs/howto/testing.md) ------------------------------------
+    # Run each job in the enqueueing process when its transaction commits,
+    # through the worker's runner, instead of leaving it for runworker. For tests
+    # and local development: system check django_jobs.W030 warns when DEBUG is
+    # False. Jobs scheduled for later (run_after) are left for a worker.
+    "EAGER": False,
+    # Eager mode: retry a failed job at once (no backoff wait) until it succeeds or
+    # is dead-lettered; False: one attempt, its retry left READY for a worker.
+    "EAGER_RETRIES": True,
+    # Eager mode: "propagate" re-raises the exception of a job that failed for good
+    # out of the commit that ran it (after the failure is recorded); "store" only
+    # records it (errors, dead letter), as a worker would.
+    "EAGER_EXCEPTIONS": "propagate",
     # -- transactional outbox ------------------------------------------------
     # Events the relay claims and dispatches per transaction.
     "OUTBOX_BATCH_SIZE": 500,

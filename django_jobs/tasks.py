@@ -20,8 +20,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar, overload
 
 from django.apps import apps
-from django.utils import timezone
 
+from django_jobs import clock
 from django_jobs.backoff import BackoffSpec
 from django_jobs.codec import dumps, encode, reject_oversized, reject_unstorable
 from django_jobs.conf import jobs_settings
@@ -238,7 +238,7 @@ class Task(JobOptions, Generic[P, R]):
         """This task's options as one enqueue call stores them."""
         run_after = self.run_after
         if isinstance(run_after, timedelta):
-            run_after = timezone.now() + run_after
+            run_after = clock.now() + run_after
         return RowOptions(
             self.effective_queue,
             self.effective_max_attempts,

@@ -198,3 +198,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @pytest.fixture
 def is_postgres() -> bool:
     return connection.vendor == "postgresql"
+
+
+# The `jobs` / `outbox` fixtures come from the pytest11 entry point once the
+# distribution is installed from a tree that declares it; until then from here.
+pytest_plugins = ["tests.testing.load_plugin"]

@@ -40,6 +40,14 @@ elif TEST_DB == "sqlite":
 else:
     raise RuntimeError(f"DJANGO_JOBS_TEST_DB must be sqlite or postgres, not {TEST_DB!r}")
 
+if os.environ.get("DJANGO_JOBS_TEST_NAME_SUFFIX"):
+    # An inner pytest run started by a test (tests/testing/test_fixtures.py):
+    # its own test databases, beside the outer run's.
+    suffix = os.environ["DJANGO_JOBS_TEST_NAME_SUFFIX"]
+    for config in DATABASES.values():
+        name = config.get("TEST", {}).get("NAME") or f"test_{config['NAME']}"
+        config["TEST"] = {"NAME": f"{name}{suffix}"}
+
 if os.environ.get("DJANGO_JOBS_TEST_DB_NAME"):
     # A worker subprocess: use the test databases the test run created.
     DATABASES["default"]["NAME"] = os.environ["DJANGO_JOBS_TEST_DB_NAME"]

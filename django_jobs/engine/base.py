@@ -94,6 +94,27 @@ class Engine(abc.ABC):
         of ``lease_seconds``; no job is claimed by two workers. [] if none is due."""
 
     @abc.abstractmethod
+    def claim_jobs_at(
+        self,
+        worker_id: uuid.UUID,
+        queues: Sequence[str] | None,
+        limit: int,
+        lease_seconds: float,
+        *,
+        now: datetime,
+        ids: Sequence[int] | None = None,
+    ) -> list[ClaimedJob]:
+        """``claim_jobs`` with ``now`` as the time instead of the database's clock,
+        optionally among ``ids`` only: for in-process runs (``django_jobs.testing``,
+        eager mode), never the worker's hot path.
+
+        Due means ``run_after <= now``, or enqueued to run at once and never
+        attempted (no requested run_after), so a clock frozen before the
+        enqueue still runs immediate jobs. The start times are ``now``; the
+        lease counts from the real time (recovery compares it with that).
+        """
+
+    @abc.abstractmethod
     def complete_jobs(self, completions: Sequence[Completion]) -> set[int]:
         """Mark jobs SUCCESSFUL with their results, fenced; returns the ids whose
         claim still held (an id missing: that claim was lost, nothing written)."""

@@ -19,11 +19,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Case, DateTimeField, F, QuerySet, Value, When
-from django.db.models.functions import Coalesce, Now
+from django.db.models import Case, DateTimeField, F, Q, QuerySet, Value, When
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from django_jobs import signals
+from django_jobs.conf import jobs_settings
 from django_jobs.engine.base import (
     LOST_WORKER_MESSAGE,
     LOST_WORKER_REASON,
@@ -32,9 +33,9 @@ from django_jobs.engine.base import (
     NamedTable,
 )
 from django_jobs.engine.cancel import CancelOperations
-from django_jobs.engine.claimed import CLAIMED_COLUMNS
 from django_jobs.engine.flow import FlowOperations
 from django_jobs.engine.instances import new_job_model
+from django_jobs.engine.orm_claim import OrmClaims
 from django_jobs.engine.schedules import ScheduleOperations
 from django_jobs.engine.skip_scan import DISTINCT_NAMES
 from django_jobs.models import DeadLetter, Job, JobQuerySet, Worker
@@ -52,9 +53,6 @@ from django_jobs.rows import (
 from django_jobs.status import JobStatus
 
 logger = logging.getLogger("django_jobs.engine")
-
-# The ORM reads worker_id too (the SQL engine knows it without reading).
-_CLAIMED_FIELDS = (*CLAIMED_COLUMNS, "worker_id")
 
 
 def lost_worker_error(job_id: int, attempts: int, worker_id: str | None) -> dict[str, Any]:
@@ -91,7 +89,7 @@ def dead_letter_for(job: Job, reason: str) -> Any:
     )
 
 
-class GenericEngine(FlowOperations, ScheduleOperations, CancelOperations, Engine):
+class GenericEngine(FlowOperations, OrmClaims, ScheduleOperations, CancelOperations, Engine):
     """The Django ORM engine (PostgresEngine inherits what it does not replace)."""
 
     def _jobs(self) -> JobQuerySet:
@@ -162,6 +160,11 @@ class GenericEngine(FlowOperations, ScheduleOperations, CancelOperations, Engine
                     signals.job_enqueued.send_robust(sender=None, job=job)
 
             transaction.on_commit(send, using=self.alias)
+        if jobs and jobs_settings.EAGER:
+            # django_jobs.eager runs jobs through the worker's runner, which uses the engine.
+            from django_jobs import eager
+
+            eager.run_on_commit(self.alias, [job.pk for job in jobs])
 
     # -- worker hot path -------------------------------------------------
 
@@ -182,35 +185,9 @@ class GenericEngine(FlowOperations, ScheduleOperations, CancelOperations, Engine
         if limit <= 0:
             return []
         now = timezone.now()
-        with transaction.atomic(using=self.alias):
-            candidates = self._lockable(
-                self._unpaused(
-                    self._jobs()
-                    .filter(status=JobStatus.READY, run_after__lte=now, flow_lane__isnull=True)
-                    .for_queues(queues)
-                ).claim_order()
-            )
-            ids = list(candidates.values_list("pk", flat=True)[:limit])
-            if not ids:
-                return []
-            token = uuid.uuid4()  # unique per claim; (id, token) fences every later write
-            self._jobs().filter(pk__in=ids, status=JobStatus.READY).update(
-                status=JobStatus.RUNNING,
-                attempts=F("attempts") + 1,
-                # The run's start is its first attempt's; each attempt has its own.
-                started_at=Coalesce(F("started_at"), Value(now)),
-                last_attempted_at=now,
-                worker_id=worker_id,
-                claim_token=token,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
-            )
-            rows = list(
-                self._jobs()
-                .filter(pk__in=ids, claim_token=token)
-                .claim_order()
-                .values(*_CLAIMED_FIELDS)
-            )
-        return [ClaimedJob(**row, database=self.alias) for row in rows]
+        return self._claim(
+            worker_id, queues, limit, lease_seconds, Q(run_after__lte=now), now, lanes=False
+        )
 
     def complete_and_claim(
         self,

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import DEFAULT_DB_ALIAS
 
+from django_jobs.conf import jobs_settings
 from django_jobs.outbox.events import new_event
 from django_jobs.rows import NewEvent
 
@@ -39,7 +40,17 @@ def publish(
     from django_jobs.engine.outbox import get_outbox_engine
 
     row = new_event(topic, payload, key, headers)
-    return get_outbox_engine(database).insert_events([row])[0]
+    event = get_outbox_engine(database).insert_events([row])[0]
+    _eager_dispatch(database)
+    return event
+
+
+def _eager_dispatch(database: str) -> None:
+    if jobs_settings.EAGER:
+        # Eager mode runs the worker's runner, which imports the models: at call time.
+        from django_jobs import eager
+
+        eager.dispatch_on_commit(database)
 
 
 def _spec_to_row(index: int, spec: Any) -> NewEvent:
@@ -78,4 +89,6 @@ def publish_many(
     rows = [_spec_to_row(index, spec) for index, spec in enumerate(events)]
     if not rows:
         return []
-    return get_outbox_engine(database).insert_events(rows)
+    inserted = get_outbox_engine(database).insert_events(rows)
+    _eager_dispatch(database)
+    return inserted

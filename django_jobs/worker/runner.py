@@ -26,9 +26,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import DatabaseError, connections, transaction
-from django.utils import timezone
 
-from django_jobs import signals
+from django_jobs import clock, signals
 from django_jobs.backoff import compute_delay
 from django_jobs.codec import check_stored, encode, loads, storable
 from django_jobs.conf import jobs_settings
@@ -133,7 +132,7 @@ def error_entry(
         "exception_class": f"{cls.__module__}.{cls.__qualname__}",
         "message": storable(exception_message(exc)),
         "traceback": storable(text),
-        "at": (now or timezone.now()).isoformat(),
+        "at": (now or clock.now()).isoformat(),
         "worker_id": str(job.worker_id),
     }
 
@@ -221,7 +220,9 @@ async def _await(awaitable: Any) -> Any:
 def _reset_connections() -> None:
     """Leave this thread's connections usable for the next job."""
     for conn in connections.all(initialized_only=True):
-        if conn.errors_occurred and not conn.is_usable():
+        # In an atomic block (an in-process run inside a test's transaction) the
+        # caller rolls back to its savepoint; closing would end the test's transaction.
+        if conn.errors_occurred and not conn.in_atomic_block and not conn.is_usable():
             conn.close()
 
 
@@ -240,17 +241,19 @@ def _drop_stale_connection(job: ClaimedJob) -> None:
         logger.debug("closing a broken connection failed", exc_info=True)
 
 
-def run_job(job: ClaimedJob) -> Outcome:
+def run_job(job: ClaimedJob, *, raised: list[BaseException] | None = None) -> Outcome:
     """Run ``job`` in this thread; return its outcome (never raises).
 
     With OpenTelemetry tracing on, inside the attempt's span (observability.tracing).
+    ``raised`` (in-process runs, see ``worker.inline``) collects the exception
+    the task raised, so that eager mode can re-raise it.
     """
     if tracing.AVAILABLE:  # a constant False without the [otel] extra
-        return tracing.traced_run(job, _run_job)
-    return _run_job(job)
+        return tracing.traced_run(job, lambda claimed: _run_job(claimed, raised))
+    return _run_job(job, raised)
 
 
-def _run_job(job: ClaimedJob) -> Outcome:
+def _run_job(job: ClaimedJob, raised: list[BaseException] | None = None) -> Outcome:
     log_extra = {"job_id": job.id, "task_name": job.task_name, "queue_name": job.queue_name}
     _drop_stale_connection(job)
     try:
@@ -259,7 +262,7 @@ def _run_job(job: ClaimedJob) -> Outcome:
         task_obj = resolve_task(job.task_name)
     except UnknownTaskError as exc:
         logger.error("job %s dead-lettered: %s", job.id, exc, extra=log_extra)
-        return decide(job, None, exc, timezone.now(), Cause.UNRUNNABLE)
+        return decide(job, None, exc, clock.now(), Cause.UNRUNNABLE)
     func = task_obj.func
     if is_cancel_requested(job.id):  # cancelled while it waited in the backlog: never starts
         forget_cancel(job.id)
@@ -301,7 +304,9 @@ def _run_job(job: ClaimedJob) -> Outcome:
         )
         outcome = None
     except BaseException as exc:
-        outcome = decide(job, task_obj, exc, timezone.now())
+        if raised is not None:
+            raised.append(exc)
+        outcome = decide(job, task_obj, exc, clock.now())
         level = logging.ERROR if outcome.retry_at is None else logging.WARNING
         logger.log(
             level,
@@ -379,10 +384,10 @@ def crash_failure(job: ClaimedJob, exc: BaseException) -> Failure:
     Always retried while attempts remain, whatever retry_on says (the task
     raised nothing); dead-lettered with the crash as the reason after the last.
     """
-    return decide(job, find_task(job.task_name), exc, timezone.now(), Cause.CRASHED)
+    return decide(job, find_task(job.task_name), exc, clock.now(), Cause.CRASHED)
 
 
 def timeout_failure(job: ClaimedJob) -> Failure:
     """The outcome of a job that ran past its timeout, per its task's retry policy."""
     exc = JobTimeout(f"job {job.id} ran longer than its timeout of {job.timeout:g}s")
-    return decide(job, find_task(job.task_name), exc, timezone.now())
+    return decide(job, find_task(job.task_name), exc, clock.now())

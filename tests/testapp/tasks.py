@@ -361,3 +361,25 @@ def busy_for_atomic(seconds: float) -> float:
     while time.monotonic() < deadline:
         time.sleep(0.01)
     return seconds
+
+
+# -- the example of docs/howto/testing.md ------------------------------------------
+
+
+@task(max_attempts=3)
+def send_receipt(order_id: int) -> str:
+    Event.objects.create(name="receipt", value={"order_id": order_id})
+    return f"receipt for order {order_id}"
+
+
+def place_order(order_id: int) -> None:
+    """What a view would do: in one transaction, publish the event and enqueue
+    the receipt for ten minutes later."""
+    # Imported here: this module is imported while the app registry loads.
+    from django.db import transaction
+
+    from django_jobs import outbox
+
+    with transaction.atomic():
+        outbox.publish("order.created", {"order_id": order_id}, key=str(order_id))
+        send_receipt.using(run_after=timedelta(minutes=10)).enqueue(order_id)

@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_jobs.alerts.service import AlertService
+from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import WorkerStartError
 from django_jobs.management.commands._options import (
     MAX_BATCH,
@@ -152,6 +153,12 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         check_options(options, NUMBERS)
+        if options["burst"] and jobs_settings.EAGER:
+            raise CommandError(
+                "DJANGO_JOBS['EAGER'] is on: jobs run in the process that enqueues them, on "
+                "commit, so runworker --burst would find nothing it should run; turn EAGER off "
+                "for workers (or call django_jobs.testing.run_jobs() in tests)"
+            )
         if options["pool"] == "process":
             if not hasattr(os, "fork"):
                 raise CommandError("--pool process needs fork(), which this platform lacks")
