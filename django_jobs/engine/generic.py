@@ -34,6 +34,7 @@ from django_jobs.engine.base import (
 from django_jobs.engine.claimed import CLAIMED_COLUMNS
 from django_jobs.engine.instances import new_job_model
 from django_jobs.engine.schedules import ScheduleOperations
+from django_jobs.engine.workflows import WorkflowOperations
 from django_jobs.models import DeadLetter, Job, JobQuerySet, Worker
 from django_jobs.rows import (
     ClaimedJob,
@@ -114,7 +115,7 @@ def dead_letter_for(job: Job, reason: str) -> Any:
     )
 
 
-class GenericEngine(ScheduleOperations, Engine):
+class GenericEngine(WorkflowOperations, ScheduleOperations, Engine):
     """The Django ORM engine (PostgresEngine inherits what it does not replace)."""
 
     def _jobs(self) -> JobQuerySet:
@@ -256,6 +257,8 @@ class GenericEngine(ScheduleOperations, Engine):
                 )
                 if updated:
                     done.add(job.id)
+            if any(c.job.workflow_id is not None for c in completions):  # workflow steps
+                self.advance_completed([c for c in completions if c.job.id in done])
         return done
 
     def fail_job(self, failure: Failure) -> bool:
@@ -280,6 +283,8 @@ class GenericEngine(ScheduleOperations, Engine):
                 row.finished_at = timezone.now()
                 row.save(update_fields=["status", "finished_at", "errors", "lease_expires_at"])
                 dead_letter_for(row, failure.reason).save(using=self.alias)
+                if row.workflow_id is not None:
+                    self.advance_failed(row.pk, row.workflow_id, failure.reason)
         return True
 
     def release_jobs(self, jobs: Sequence[ClaimedJob]) -> int:
@@ -374,8 +379,7 @@ class GenericEngine(ScheduleOperations, Engine):
         return RecoveryReport(retried=retried, dead_lettered=dead)
 
     def drop_stale_connection(self) -> None:
-        # CONN_MAX_AGE = 0 (Django's default, "close after each request") is not
-        # applied per job: reconnecting for every job would cost more than the job.
+        # CONN_MAX_AGE = 0 (Django's default) is not applied per job: reconnecting costs more.
         conn = self.connection
         if conn.connection is None or conn.in_atomic_block:
             return

@@ -43,7 +43,8 @@ from django_jobs.engine.postgres_sql import (
     RENEW_LEASES,
     SELECT_ACTIVE_BY_KEYS,
 )
-from django_jobs.models import Job
+from django_jobs.engine.workflows_postgres_sql import LOCK_WORKFLOW, NOTIFY_QUEUES
+from django_jobs.models import Job, Workflow
 from django_jobs.rows import ClaimedJob, Completion, Inserted, NewJob, RecoveryReport
 from django_jobs.status import JobStatus
 
@@ -189,6 +190,12 @@ class PostgresEngine(GenericEngine):
     ) -> tuple[set[int], list[ClaimedJob]]:
         if limit <= 0:
             return self.complete_jobs(completions), []
+        if any(c.job.workflow_id is not None for c in completions):
+            # Workflow steps: completion and advance in their own transaction,
+            # before the claim (see engine.workflows: no lock held across both).
+            return self.complete_jobs(completions), self.claim_jobs(
+                worker_id, queues, limit, lease_seconds
+            )
         params: dict[str, Any] = {
             "worker_id": worker_id,
             "lease": lease_seconds,
@@ -210,6 +217,14 @@ class PostgresEngine(GenericEngine):
     def complete_jobs(self, completions: Sequence[Completion]) -> set[int]:
         if not completions:
             return set()
+        if any(c.job.workflow_id is not None for c in completions):
+            with transaction.atomic(using=self.alias):
+                done = self._complete(completions)
+                self.advance_completed([c for c in completions if c.job.id in done])
+            return done
+        return self._complete(completions)
+
+    def _complete(self, completions: Sequence[Completion]) -> set[int]:
         with hot_cursor(self.connection) as cursor:
             cursor.execute(
                 COMPLETE_JOBS,
@@ -220,6 +235,19 @@ class PostgresEngine(GenericEngine):
                 ],
             )
             return {row[0] for row in cursor.fetchall()}
+
+    # -- workflows (the rest: engine.workflows) ------------------------------
+
+    def _lock_workflow(self, workflow_id: int) -> Workflow | None:
+        found = list(Workflow.objects.using(self.alias).raw(LOCK_WORKFLOW, [workflow_id]))
+        return found[0] if found else None
+
+    def _insert_step_jobs(self, jobs: list[Job]) -> None:
+        super()._insert_step_jobs(jobs)
+        if self.notify_enabled:
+            with self.connection.cursor() as cursor:
+                queues = sorted({job.queue_name for job in jobs})
+                cursor.execute(NOTIFY_QUEUES, [JOBS_CHANNEL, queues])
 
     def release_jobs(self, jobs: Sequence[ClaimedJob]) -> int:
         if not jobs:

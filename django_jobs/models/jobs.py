@@ -99,6 +99,18 @@ class Job(models.Model):
     )
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     claim_token = models.UUIDField(null=True, blank=True, help_text="Fences writes after a claim.")
+    workflow = models.ForeignKey(
+        "django_jobs.Workflow",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="jobs",
+        db_index=False,  # jobs_job_workflow below: partial, plain jobs never touch it
+        help_text="The workflow this job is a step of.",
+    )
+    workflow_position = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Its step's position in the workflow."
+    )
 
     objects = JobQuerySet.as_manager()
 
@@ -146,6 +158,13 @@ class Job(models.Model):
                 fields=["idempotency_key"],
                 name="jobs_job_idempotency_key",
                 condition=Q(idempotency_key__isnull=False),
+            ),
+            # A workflow's jobs (admin, cancel). Partial: inserting a plain job
+            # (workflow_id NULL) does not touch it.
+            models.Index(
+                fields=["workflow"],
+                name="jobs_job_workflow",
+                condition=Q(workflow__isnull=False),
             ),
         ]
         constraints = [
