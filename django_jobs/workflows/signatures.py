@@ -85,7 +85,7 @@ class Signature:
             args = (_PREVIOUS, *args)
         try:
             check_binding(
-                self.task.name,
+                f"{where} {self!r}",
                 self.task.func,
                 args,
                 self.kwargs,
@@ -97,7 +97,7 @@ class Signature:
                 if gets_previous and not self.immutable
                 else " (it gets no previous result here)"
             )
-            raise TypeError(f"{where} {self!r}: {exc}{hint}") from None
+            raise TypeError(f"{exc}{hint}") from None
 
     def step_fields(self) -> dict[str, Any]:
         """The WorkflowStep fields of this call."""
