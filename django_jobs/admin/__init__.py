@@ -5,4 +5,11 @@ per-queue counts, throughput), ``filters``, ``actions`` (bulk + one-click),
 ``display`` (human times, badges, JSON) and ``charts`` (SVG).
 """
 
-from django_jobs.admin import dead_letters, jobs, outbox, overview, workers  # noqa: F401 - registers
+from django_jobs.admin import (  # noqa: F401 - registers
+    dead_letters,
+    jobs,
+    outbox,
+    overview,
+    workers,
+    workflows,
+)
