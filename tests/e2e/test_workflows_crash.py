@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from django_jobs import chord, group, saga
-from django_jobs.models import Workflow
-from django_jobs.status import WorkflowStatus
+from django_jobs import chain, chord, group, saga
+from django_jobs.models import Job, Workflow
+from django_jobs.status import JobStatus, WorkflowStatus
 from tests.conftest import wait_until
 from tests.e2e.crash_support import FAST_LEASES
 from tests.testapp import tasks
@@ -83,3 +83,27 @@ def test_chaos_sagas_and_chords_while_a_worker_is_killed_every_2s(start_worker):
         else:
             assert steps == [f"do:{i}-a", f"do:{i}-b", f"do:{i}-c"]
     assert Event.objects.filter(name="wf_square").count() == 100
+
+
+def test_step_dead_lettered_by_lease_recovery_fails_the_workflow(start_worker):
+    workflow = chain(tasks.wf_sleep.s(30), tasks.wf_add.s(1)).enqueue()
+    victim = start_worker(env=FAST_LEASES)
+    job = Job.objects.get(workflow=workflow)
+    wait_until(lambda: Job.objects.get(pk=job.pk).status == JobStatus.RUNNING, 30)
+    victim.kill()
+    rescuer = start_worker(env=FAST_LEASES)
+    # Recovery dead-letters the job (no attempt left) in SQL with no advance;
+    # settle_orphans, run right after it, fails the workflow.
+    workflow.wait(30)
+    assert workflow.status == WorkflowStatus.FAILED
+    assert "worker lost" in workflow.failure and workflow.failed_step.path == "0"
+    assert Job.objects.filter(workflow=workflow).count() == 1
+    assert rescuer.terminate() == 0
+
+
+def test_chain_of_atomic_steps_on_the_process_pool(run_burst):
+    workflow = chain(tasks.wf_square.s(2), tasks.wf_square.s(), tasks.wf_collect.si([1])).enqueue()
+    run_burst("--pool", "process", "--concurrency", "2")
+    workflow.refresh_from_db()
+    assert workflow.status == WorkflowStatus.SUCCESSFUL
+    assert [e.value["n"] for e in Event.objects.filter(name="wf_square").order_by("id")] == [2, 4]

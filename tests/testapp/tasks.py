@@ -319,3 +319,10 @@ def saga_undo(name: str, fail_times: int = 0) -> str:
         raise RuntimeError(f"compensation {name} fails attempt {current_job().attempt}")
     Event.objects.create(job_id=current_job().id, name=f"undo:{name}")
     return name
+
+
+@task(max_attempts=1)
+def wf_sleep(seconds: float) -> float:
+    """One attempt only: a worker killed during it dead-letters the job."""
+    time.sleep(seconds)
+    return seconds
