@@ -7,7 +7,7 @@ from collections import Counter
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
@@ -58,9 +58,16 @@ class WorkflowAdmin(ReadOnlyDetailMixin, ObjectActionsMixin):
     def status_display(self, obj: Workflow) -> SafeString:
         return workflow_badge(obj.status)
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Workflow]:
+        workflows: QuerySet[Workflow] = super().get_queryset(request)
+        # One grouped count in the page's query, not one query per row.
+        return workflows.annotate(
+            task_steps=Count("steps", filter=Q(steps__kind=WorkflowStep.Kind.TASK))
+        )
+
     @admin.display(description="steps")
     def step_count(self, obj: Workflow) -> int:
-        return obj.steps.filter(kind=WorkflowStep.Kind.TASK).count()
+        return int(getattr(obj, "task_steps", 0))
 
     def detail_context(self, request: HttpRequest, workflow: Workflow) -> dict[str, Any]:
         steps = []

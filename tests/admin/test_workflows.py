@@ -23,6 +23,7 @@ def test_list_filters_by_kind_and_status(admin_client):
     response = admin_client.get(WORKFLOWS)
     assert response.status_code == 200
     assert [w.pk for w in response.context["cl"].result_list] == [other.pk, running.pk]
+    assert '<td class="field-step_count">2</td>' in response.content.decode()
     response = admin_client.get(WORKFLOWS, {"kind": "chain"})
     assert [w.pk for w in response.context["cl"].result_list] == [running.pk]
     response = admin_client.get(WORKFLOWS, {"status": WorkflowStatus.CANCELLED})
