@@ -173,3 +173,28 @@ def test_settle_orphans_advances_a_step_whose_job_an_operator_cancelled():
     _run_ready(engine, workflow, lambda c: 3)
     _run_ready(engine, workflow, lambda c: 6)
     assert workflow.wait(1).result == 6
+
+
+def test_cancel_a_saga_while_its_step_runs_compensates_that_step_first():
+    engine = get_engine()
+    workflow = saga(
+        (tasks.saga_do.s("a"), tasks.saga_undo.s("a")),
+        (tasks.saga_do.s("b"), tasks.saga_undo.s("b")),
+        (tasks.saga_do.s("c"), tasks.saga_undo.s("c")),
+    ).enqueue()
+    _run_ready(engine, workflow, lambda c: '"a"')
+    (running,) = engine.claim_jobs(uuid.uuid4(), None, 10, 30)  # step b is running
+    assert workflow.cancel() is True
+    assert workflow.status == WorkflowStatus.RUNNING and workflow.cancel_requested
+    assert not workflow.compensating  # waits for the running step's outcome
+    assert not Job.objects.filter(workflow=workflow, status=JobStatus.READY).exists()
+    assert engine.complete_jobs([Completion(running, '"b"')]) == {running.id}
+    undone = []
+    for _ in range(2):
+        (undo,) = _run_ready(engine, workflow, lambda c: '"ok"')
+        undone.append(undo.args)
+    assert undone == [["b"], ["a"]]
+    workflow.refresh_from_db()
+    assert workflow.status == WorkflowStatus.CANCELLED
+    step_c = WorkflowStep.objects.get(workflow=workflow, path="2")
+    assert step_c.status == StepStatus.CANCELLED and step_c.job_id is None
