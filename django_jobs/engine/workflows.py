@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from django_jobs.models import DeadLetter, Job, Workflow, WorkflowStep
@@ -55,12 +56,23 @@ class WorkflowOperations:
         """The Workflow row, locked until the transaction ends (None: deleted)."""
         return Workflow.objects.using(self.alias).select_for_update().filter(pk=workflow_id).first()
 
-    def _load(self, workflow_id: int) -> WorkflowState | None:
+    def _load(self, workflow_id: int, job_ids: Sequence[int] = ()) -> WorkflowState | None:
+        """Lock the workflow and load its steps: all of them, or with ``job_ids``
+        (outcomes of a chain, group or chord) the containers and those jobs'
+        steps, the rest loaded as needed (see WorkflowState)."""
         workflow = self._lock_workflow(workflow_id)
         if workflow is None:
             return None
-        steps = list(WorkflowStep.objects.using(self.alias).filter(workflow_id=workflow_id))
-        return WorkflowState(workflow, steps, timezone.now())
+        steps = WorkflowStep.objects.using(self.alias).filter(workflow_id=workflow_id)
+        if not job_ids or workflow.kind == Workflow.Kind.SAGA:
+            return WorkflowState(workflow, list(steps), timezone.now())
+        some = steps.filter(Q(job_id__in=job_ids) | ~Q(kind=WorkflowStep.Kind.TASK))
+        return WorkflowState(
+            workflow,
+            list(some),
+            timezone.now(),
+            children_of=lambda position: list(steps.filter(parent_position=position)),
+        )
 
     def _insert_step_jobs(self, jobs: list[Job]) -> None:
         Job.objects.using(self.alias).bulk_create(jobs)
@@ -133,17 +145,18 @@ class WorkflowOperations:
             if completion.job.workflow_id is not None:
                 by_workflow[completion.job.workflow_id].append(completion)
         for workflow_id in sorted(by_workflow):  # one lock order for every worker
-            state = self._load(workflow_id)
+            done = by_workflow[workflow_id]
+            state = self._load(workflow_id, [c.job.id for c in done])
             if state is None:
                 continue
-            for completion in by_workflow[workflow_id]:
+            for completion in done:
                 value = json.loads(completion.result_json)
                 state.job_finished(completion.job.id, True, value)
             self._write(state)
 
     def advance_failed(self, job_id: int, workflow_id: int, reason: str) -> None:
         """Advance the workflow of a job that just failed for good."""
-        state = self._load(workflow_id)
+        state = self._load(workflow_id, [job_id])
         if state is not None and state.job_finished(job_id, False, reason=reason):
             self._write(state)
 

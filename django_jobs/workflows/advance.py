@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -53,8 +54,21 @@ WORKFLOW_FIELDS = [
 class WorkflowState:
     """One workflow and its steps, in memory, under the workflow's row lock."""
 
-    def __init__(self, workflow: Workflow, steps: list[WorkflowStep], now: datetime) -> None:
+    def __init__(
+        self,
+        workflow: Workflow,
+        steps: list[WorkflowStep],
+        now: datetime,
+        children_of: Callable[[int], list[WorkflowStep]] | None = None,
+    ) -> None:
+        """``steps``: all of them, or with ``children_of`` (which loads the members
+        of a container) only some: the containers and the steps whose jobs
+        finished. A member is then loaded only when it is needed (the next step
+        of a chain; a group's results once ``remaining`` reaches 0), so a group
+        of N members costs O(N) reads in all, not O(N) per member."""
         self.workflow = workflow
+        self._children_of = children_of
+        self._complete: set[int] = set()
         self.now = now
         self.steps = sorted(steps, key=lambda s: s.position)
         self.by_position = {s.position: s for s in self.steps}
@@ -70,6 +84,22 @@ class WorkflowState:
         self.new_jobs: list[WorkflowStep] = []  # task steps whose job is to be created
         self.cancel_jobs: list[WorkflowStep] = []  # running steps whose READY job to cancel
         self.workflow_changed = False
+
+    def _kids(self, position: int) -> list[WorkflowStep]:
+        """The members of container ``position``, in order (loaded when partial)."""
+        if self._children_of is not None and position not in self._complete:
+            self._complete.add(position)
+            for step in self._children_of(position):
+                if step.position not in self.by_position:
+                    self.by_position[step.position] = step
+                    self.steps.append(step)
+                    if step.job_id is not None:
+                        self.by_job[step.job_id] = step
+            self.children[position] = sorted(
+                (s for s in self.by_position.values() if s.parent_position == position),
+                key=lambda s: s.position,
+            )
+        return self.children[position]
 
     @property
     def root(self) -> WorkflowStep:
@@ -101,9 +131,9 @@ class WorkflowState:
                 step.args = [value, *step.args]
             self.new_jobs.append(step)
         elif step.kind == CHAIN:
-            self._start(self.children[step.position][0], has_input, value)
+            self._start(self._kids(step.position)[0], has_input, value)
         else:
-            members = self.children[step.position]
+            members = self._kids(step.position)
             step.remaining = len(members)
             for member in members:
                 self._start(member, has_input, value)
@@ -148,14 +178,14 @@ class WorkflowState:
             parent.remaining = max(parent.remaining - 1, 0)
             self._touch(parent)
             if parent.remaining == 0:
-                self._succeed(parent, [m.result for m in self.children[parent.position]])
+                self._succeed(parent, [m.result for m in self._kids(parent.position)])
             return
         if not self._may_proceed():
             wf = self.workflow
             if wf.kind == Workflow.Kind.SAGA and wf.cancel_requested and not wf.compensating:
                 self._begin_compensation()
             return
-        siblings = self.children[parent.position]
+        siblings = self._kids(parent.position)
         index = siblings.index(step)
         if index + 1 < len(siblings):
             self._start(siblings[index + 1], has_input=True, value=value)
