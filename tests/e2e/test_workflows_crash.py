@@ -42,16 +42,16 @@ def test_sigkill_of_a_worker_mid_chord_still_calls_back_exactly_once(start_worke
 def test_chaos_sagas_and_chords_while_a_worker_is_killed_every_2s(start_worker):
     chords = [
         chord(
-            group(tasks.wf_square.s(i * 100 + n, pause=0.02) for n in range(10)),
-            tasks.wf_collect.s(),
+            group(tasks.chaos_square.s(i * 100 + n, pause=0.02) for n in range(10)),
+            tasks.chaos_collect.s(),
         )
         for i in range(10)
     ]
     sagas = [
         saga(
-            (tasks.saga_do.s(f"{i}-a"), tasks.saga_undo.s(f"{i}-a")),
-            (tasks.saga_do.s(f"{i}-b"), tasks.saga_undo.s(f"{i}-b", fail_times=1)),
-            (tasks.saga_do.s(f"{i}-c", fail=i % 2 == 0), None),
+            (tasks.chaos_do.s(f"{i}-a"), tasks.chaos_undo.s(f"{i}-a")),
+            (tasks.chaos_do.s(f"{i}-b"), tasks.chaos_undo.s(f"{i}-b", fail_times=1)),
+            (tasks.chaos_do.s(f"{i}-c", fail=i % 2 == 0), None),
         )
         for i in range(10)
     ]

@@ -326,3 +326,36 @@ def wf_sleep(seconds: float) -> float:
     """One attempt only: a worker killed during it dead-letters the job."""
     time.sleep(seconds)
     return seconds
+
+
+# The chaos test kills a worker every 2 s: a job may lose several attempts to
+# kills, so its tasks have attempts to spare (a step must fail only when planned).
+
+
+@task(atomic=True, max_attempts=10, backoff="fixed")
+def chaos_square(n: int, pause: float = 0.0) -> int:
+    Event.objects.create(job_id=current_job().id, name="wf_square", value={"n": n})
+    time.sleep(pause)
+    return n * n
+
+
+@task(atomic=True, max_attempts=10, backoff="fixed")
+def chaos_collect(results: list[int]) -> int:
+    Event.objects.create(job_id=current_job().id, name="wf_collect", value={"results": results})
+    return len(results)
+
+
+@task(atomic=True, max_attempts=10, backoff="fixed")
+def chaos_do(name: str, fail: bool = False) -> str:
+    Event.objects.create(job_id=current_job().id, name=f"do:{name}")
+    if fail:
+        raise RuntimeError(f"saga step {name} fails")
+    return name
+
+
+@task(atomic=True, max_attempts=10, backoff="fixed")
+def chaos_undo(name: str, fail_times: int = 0) -> str:
+    if current_job().attempt <= fail_times:
+        raise RuntimeError(f"compensation {name} fails attempt {current_job().attempt}")
+    Event.objects.create(job_id=current_job().id, name=f"undo:{name}")
+    return name
