@@ -4,6 +4,8 @@ that live in your Django database.
 Public API (a contract: these names do not change)::
 
     from django_jobs import task, current_job, Retry, Discard, JobCancelled, outbox, subscriber
+    from django_jobs import task, current_job, Retry, Discard, outbox, subscriber
+    from django_jobs import chain, group, chord, saga
 
 Nothing here touches models at import time: ``tasks.py`` modules import this
 package while Django's app registry is still loading, so every name is
@@ -23,8 +25,24 @@ if TYPE_CHECKING:
     from django_jobs.exceptions import Retry as Retry
     from django_jobs.outbox import subscriber as subscriber
     from django_jobs.tasks import task as task
+    from django_jobs.workflows.canvas import chain as chain
+    from django_jobs.workflows.canvas import chord as chord
+    from django_jobs.workflows.canvas import group as group
+    from django_jobs.workflows.canvas import saga as saga
 
 __all__ = ["Discard", "JobCancelled", "Retry", "current_job", "outbox", "subscriber", "task"]
+__all__ = [
+    "Discard",
+    "Retry",
+    "chain",
+    "chord",
+    "current_job",
+    "group",
+    "outbox",
+    "saga",
+    "subscriber",
+    "task",
+]
 
 # name -> (module, attribute or None for the module itself)
 _LAZY: dict[str, tuple[str, str | None]] = {
@@ -35,6 +53,10 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "JobCancelled": ("django_jobs.exceptions", "JobCancelled"),
     "outbox": ("django_jobs.outbox", None),
     "subscriber": ("django_jobs.outbox", "subscriber"),
+    "chain": ("django_jobs.workflows.canvas", "chain"),
+    "group": ("django_jobs.workflows.canvas", "group"),
+    "chord": ("django_jobs.workflows.canvas", "chord"),
+    "saga": ("django_jobs.workflows.canvas", "saga"),
 }
 
 

@@ -128,6 +128,7 @@ class ClaimedJob:
     database: str = "default"
     last_attempted_at: datetime | None = None
     requested_run_after: datetime | None = None  # run_after as enqueued
+    workflow_id: int | None = None  # a workflow's step: its outcome advances the workflow
 
     @property
     def attempt(self) -> int:

@@ -70,3 +70,51 @@ class CircuitState(models.TextChoices):
     OPEN = "OPEN", "Open"
     # COOLDOWN over: one probe job runs; success closes it, failure reopens it.
     HALF_OPEN = "HALF_OPEN", "Half-open"
+
+
+class WorkflowStatus(models.TextChoices):
+    """A workflow's state (``django_jobs.models.Workflow``), moved by the engine's
+    workflow advance (``django_jobs.workflows.advance``) under the workflow's row lock::
+
+        enqueue ──> RUNNING ──last step done──> SUCCESSFUL
+                      │  └──a step (or a saga's compensation) failed for good──> FAILED
+                      │  └──saga step failed, compensations all done──> COMPENSATED
+                      └──cancel (a saga: once its compensations ran)──> CANCELLED
+        operator retry: FAILED ──> RUNNING
+    """
+
+    # Steps are running or waiting for the previous ones (a saga may be compensating).
+    RUNNING = "RUNNING", "Running"
+    # Every step succeeded.
+    SUCCESSFUL = "SUCCESSFUL", "Successful"
+    # A step failed for good (chain, group, chord) or a saga's compensation gave up.
+    FAILED = "FAILED", "Failed"
+    # A saga step failed and the compensations of the completed steps all ran.
+    COMPENSATED = "COMPENSATED", "Compensated"
+    # Cancelled by an operator (a saga's compensations ran first).
+    CANCELLED = "CANCELLED", "Cancelled"
+
+
+WORKFLOW_FINISHED_STATUSES: frozenset[str] = frozenset(
+    {
+        WorkflowStatus.SUCCESSFUL,
+        WorkflowStatus.FAILED,
+        WorkflowStatus.COMPENSATED,
+        WorkflowStatus.CANCELLED,
+    }
+)
+
+
+class StepStatus(models.TextChoices):
+    """One step of a workflow (``django_jobs.models.WorkflowStep``)."""
+
+    # Not started: waits for the steps before it (or, a compensation, for a failure).
+    PENDING = "PENDING", "Pending"
+    # Started: its job exists (a task), or its first members started (chain, group).
+    RUNNING = "RUNNING", "Running"
+    # Its job (or every member) succeeded; ``result`` holds the value.
+    SUCCESSFUL = "SUCCESSFUL", "Successful"
+    # Its job failed for good (dead-lettered, or cancelled by an operator).
+    FAILED = "FAILED", "Failed"
+    # The workflow was cancelled before the step ran.
+    CANCELLED = "CANCELLED", "Cancelled"

@@ -33,6 +33,7 @@ from django_jobs.rows import NewJob
 
 if TYPE_CHECKING:
     from django_jobs.models import Job
+    from django_jobs.workflows.signatures import Signature
 
 logger = logging.getLogger("django_jobs.tasks")
 
@@ -114,9 +115,7 @@ def check_binding(
         known.add(shape)
 
 
-def _encode_arguments(
-    where: str, args: Sequence[Any], kwargs: Mapping[str, Any]
-) -> tuple[str, str]:
+def encode_arguments(where: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[str, str]:
     """args and kwargs as JSON; ``where`` (the task name) starts error messages."""
     # Encode each argument on its own first only when the whole fails, so the
     # error names the culprit without slowing the common path.
@@ -276,7 +275,7 @@ class Task(JobOptions, Generic[P, R]):
                         f"is longer than {MAX_KEY_LENGTH} characters"
                     )
         check_binding(where, self.func, args, kwargs, takes_context=self.takes_context)
-        args_json, kwargs_json = _encode_arguments(where, args, kwargs)
+        args_json, kwargs_json = encode_arguments(where, args, kwargs)
         return self.encoded_job(args_json, kwargs_json, key, options, (args, kwargs))
 
     def encoded_job(
@@ -314,6 +313,23 @@ class Task(JobOptions, Generic[P, R]):
             ),
             lane=lane_for(self, self.name, resolved.queue_name, arguments),
         )
+
+    # -- workflows ---------------------------------------------------------
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature for a workflow step: it gets the previous step's result as
+        its first positional argument, then ``args`` (see ``django_jobs.chain``)."""
+        # signatures imports this module (check_binding): imported when called.
+        from django_jobs.workflows.signatures import Signature
+
+        return Signature.create(self, args, kwargs, immutable=False)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature: the step runs with exactly ``args`` and ``kwargs``."""
+        # signatures imports this module (check_binding): imported when called.
+        from django_jobs.workflows.signatures import Signature
+
+        return Signature.create(self, args, kwargs, immutable=True)
 
     # -- enqueueing ------------------------------------------------------
 

@@ -15,4 +15,5 @@ from django_jobs.admin import (  # noqa: F401 - registers
     queues,
     schedules,
     workers,
+    workflows,
 )

@@ -20,7 +20,7 @@ import abc
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from django.db import connections
 from django.db.models import QuerySet
@@ -39,6 +39,10 @@ from django_jobs.rows import (
     WorkerInfo,
 )
 from django_jobs.scheduling.plans import FireReport, Planner, ScheduleDefinition
+
+if TYPE_CHECKING:
+    from django_jobs.models import Workflow
+    from django_jobs.workflows.canvas import PlannedStep
 
 # Texts of recovery, shared by every engine (PostgreSQL formats them in SQL).
 LOST_WORKER_MESSAGE = (
@@ -272,3 +276,24 @@ class Engine(abc.ABC):
     def enqueue_schedule_now(self, schedule_id: int, row: NewJob, meta: dict[str, Any]) -> int:
         """One extra job of a schedule, due now; its next tick is unchanged.
         Returns the job's id."""
+
+    # -- workflows (implemented in engine/workflows.py) -----------------------
+
+    @abc.abstractmethod
+    def insert_workflow(self, kind: str, planned: Sequence[PlannedStep]) -> Workflow:
+        """Write a Workflow, its planned steps and the jobs of its first steps in
+        the caller's transaction; return the Workflow."""
+
+    @abc.abstractmethod
+    def settle_orphans(self, limit: int = 50) -> int:
+        """Advance the workflow steps whose job finished without an advance
+        (dead-lettered by recovery, cancelled by an operator); returns how many."""
+
+    @abc.abstractmethod
+    def cancel_workflow(self, workflow_id: int) -> bool:
+        """Cancel a running workflow (pending steps and READY jobs CANCELLED; a
+        saga compensates). False if it had finished or was cancelled already."""
+
+    @abc.abstractmethod
+    def retry_workflow(self, workflow_id: int) -> int:
+        """Run a FAILED workflow's failed steps again; returns how many."""

@@ -35,6 +35,7 @@ CLAIMED_COLUMNS: tuple[str, ...] = (
     "meta",
     "last_attempted_at",
     "requested_run_after",
+    "workflow_id",
 )
 # The jsonb ones among them (a raw cursor returns them as text).
 CLAIMED_JSON_COLUMNS = frozenset({"args", "kwargs", "meta"})

@@ -38,6 +38,7 @@ from django_jobs.engine.instances import new_job_model
 from django_jobs.engine.orm_claim import OrmClaims
 from django_jobs.engine.schedules import ScheduleOperations
 from django_jobs.engine.skip_scan import DISTINCT_NAMES
+from django_jobs.engine.workflows import WorkflowOperations
 from django_jobs.models import DeadLetter, Job, JobQuerySet, Worker
 from django_jobs.observability.tracing import with_trace
 from django_jobs.rows import (
@@ -89,7 +90,9 @@ def dead_letter_for(job: Job, reason: str) -> Any:
     )
 
 
-class GenericEngine(FlowOperations, OrmClaims, ScheduleOperations, CancelOperations, Engine):
+class GenericEngine(
+    WorkflowOperations, FlowOperations, OrmClaims, ScheduleOperations, CancelOperations, Engine
+):
     """The Django ORM engine (PostgresEngine inherits what it does not replace)."""
 
     def _jobs(self) -> JobQuerySet:
@@ -219,6 +222,8 @@ class GenericEngine(FlowOperations, OrmClaims, ScheduleOperations, CancelOperati
                 )
                 if updated:
                     done.add(job.id)
+            if any(c.job.workflow_id is not None for c in completions):  # workflow steps
+                self.advance_completed([c for c in completions if c.job.id in done])
         self.record_circuit_successes(
             {c.job.id: c.job.task_name for c in completions if c.job.id in done}
         )
@@ -250,6 +255,8 @@ class GenericEngine(FlowOperations, OrmClaims, ScheduleOperations, CancelOperati
                 row.finished_at = timezone.now()
                 row.save(update_fields=["status", "finished_at", "errors", "lease_expires_at"])
                 dead_letter_for(row, failure.reason).save(using=self.alias)
+                if row.workflow_id is not None:
+                    self.advance_failed(row.pk, row.workflow_id, failure.reason)
         return True
 
     def release_jobs(self, jobs: Sequence[ClaimedJob]) -> int:
@@ -336,8 +343,7 @@ class GenericEngine(FlowOperations, OrmClaims, ScheduleOperations, CancelOperati
         return RecoveryReport(retried=retried, dead_lettered=dead, cancelled=cancelled)
 
     def drop_stale_connection(self) -> None:
-        # CONN_MAX_AGE = 0 (Django's default, "close after each request") is not
-        # applied per job: reconnecting for every job would cost more than the job.
+        # CONN_MAX_AGE = 0 (Django's default) is not applied per job: reconnecting costs more.
         conn = self.connection
         if conn.connection is None or conn.in_atomic_block:
             return

@@ -106,6 +106,7 @@ def claimed_job_model(claimed: ClaimedJob) -> Job:
         requested_run_after=claimed.requested_run_after,
         idempotency_key=claimed.idempotency_key,
         meta=claimed.meta,
+        workflow_id=claimed.workflow_id,
     )
     job._state.adding = False
     job._state.db = claimed.database

@@ -50,7 +50,8 @@ from django_jobs.engine.postgres_sql import (
     SELECT_HOLDERS_BY_KEYS,
 )
 from django_jobs.engine.schedules_postgres import PostgresScheduleOperations
-from django_jobs.models import Job
+from django_jobs.engine.workflows_postgres_sql import LOCK_WORKFLOW, NOTIFY_QUEUES
+from django_jobs.models import Job, Workflow
 from django_jobs.rows import (
     CancelReport,
     ClaimedJob,
@@ -265,6 +266,12 @@ class PostgresEngine(PostgresScheduleOperations, GenericEngine):
     ) -> tuple[set[int], list[ClaimedJob]]:
         if limit <= 0:
             return self.complete_jobs(completions), []
+        if any(c.job.workflow_id is not None for c in completions):
+            # Workflow steps: completion and advance in their own transaction,
+            # before the claim (see engine.workflows: no lock held across both).
+            return self.complete_jobs(completions), self.claim_jobs(
+                worker_id, queues, limit, lease_seconds
+            )
         # While jobs with a lane wait, the fast claim gets half the slots, so
         # a flood of lane-free jobs cannot starve the lanes; the gated claim
         # runs after it, once the completions (which may free lane slots) are
@@ -305,6 +312,14 @@ class PostgresEngine(PostgresScheduleOperations, GenericEngine):
     def complete_jobs(self, completions: Sequence[Completion]) -> set[int]:
         if not completions:
             return set()
+        if any(c.job.workflow_id is not None for c in completions):
+            with transaction.atomic(using=self.alias):
+                done = self._complete(completions)
+                self.advance_completed([c for c in completions if c.job.id in done])
+            return done
+        return self._complete(completions)
+
+    def _complete(self, completions: Sequence[Completion]) -> set[int]:
         with hot_cursor(self.connection) as cursor:
             cursor.execute(
                 COMPLETE_JOBS,
@@ -319,6 +334,19 @@ class PostgresEngine(PostgresScheduleOperations, GenericEngine):
             {c.job.id: c.job.task_name for c in completions if c.job.id in done}
         )
         return done
+
+    # -- workflows (the rest: engine.workflows) ------------------------------
+
+    def _lock_workflow(self, workflow_id: int) -> Workflow | None:
+        found = list(Workflow.objects.using(self.alias).raw(LOCK_WORKFLOW, [workflow_id]))
+        return found[0] if found else None
+
+    def _insert_step_jobs(self, jobs: list[Job]) -> None:
+        super()._insert_step_jobs(jobs)
+        if self.notify_enabled:
+            with self.connection.cursor() as cursor:
+                queues = sorted({job.queue_name for job in jobs})
+                cursor.execute(NOTIFY_QUEUES, [JOBS_CHANNEL, queues])
 
     def release_jobs(self, jobs: Sequence[ClaimedJob]) -> int:
         if not jobs:

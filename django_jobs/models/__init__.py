@@ -7,6 +7,7 @@
 - :mod:`.alerts`: AlertState, AlertEvent
 - :mod:`.circuits`: Circuit, CircuitEvent (circuit breakers)
 - :mod:`.queues`: Queue (pause), FlowLane (concurrency / rate gates)
+- :mod:`.workflows`: Workflow, WorkflowStep
 """
 
 from django_jobs.models.alerts import AlertEvent, AlertState
@@ -16,6 +17,7 @@ from django_jobs.models.outbox import OutboxEvent, OutboxEventQuerySet
 from django_jobs.models.queues import FlowLane, Queue
 from django_jobs.models.schedules import Schedule, ScheduleQuerySet
 from django_jobs.models.workers import Worker
+from django_jobs.models.workflows import Workflow, WorkflowStep
 
 __all__ = [
     "AlertEvent",
@@ -33,4 +35,6 @@ __all__ = [
     "Schedule",
     "ScheduleQuerySet",
     "Worker",
+    "Workflow",
+    "WorkflowStep",
 ]

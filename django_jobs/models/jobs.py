@@ -111,6 +111,18 @@ class Job(models.Model):
         blank=True,
         help_text="Concurrency / rate gate (FlowLane key); empty: claimed without one.",
     )
+    workflow = models.ForeignKey(
+        "django_jobs.Workflow",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="jobs",
+        db_index=False,  # jobs_job_workflow below: partial, plain jobs never touch it
+        help_text="The workflow this job is a step of.",
+    )
+    workflow_position = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Its step's position in the workflow."
+    )
 
     objects = JobQuerySet.as_manager()
 
@@ -174,6 +186,13 @@ class Job(models.Model):
                 fields=["idempotency_key"],
                 name="jobs_job_idempotency_key",
                 condition=Q(idempotency_key__isnull=False),
+            ),
+            # A workflow's jobs (admin, cancel). Partial: inserting a plain job
+            # (workflow_id NULL) does not touch it.
+            models.Index(
+                fields=["workflow"],
+                name="jobs_job_workflow",
+                condition=Q(workflow__isnull=False),
             ),
         ]
         constraints = [

@@ -121,4 +121,7 @@ class Heartbeat(threading.Thread):
                 break
         if retried or dead:
             logger.warning("recovered %d job(s) of dead workers, %d dead-lettered", retried, dead)
+        # Workflow steps whose job finished with no advance (dead-lettered just
+        # above, cancelled by an operator): belt and braces, cheap when none.
+        engine.settle_orphans()
         engine.prune_dead_workers(max(self.lease_seconds * 4, 300))

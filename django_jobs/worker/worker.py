@@ -324,7 +324,8 @@ class Worker:
             if (
                 self.options.burst
                 and self._found_nothing
-                and not self.executor.running_jobs()
+                # held, not running: an outcome not written yet may start a workflow step
+                and not self.executor.held_jobs()
                 and not self._pending
             ):
                 logger.info("burst: nothing left to run")

@@ -383,3 +383,84 @@ def place_order(order_id: int) -> None:
     with transaction.atomic():
         outbox.publish("order.created", {"order_id": order_id}, key=str(order_id))
         send_receipt.using(run_after=timedelta(minutes=10)).enqueue(order_id)
+
+
+# -- workflows (tests/e2e/test_workflows.py) --------------------------------
+
+
+@task
+def wf_add(a: int, b: int) -> int:
+    return a + b
+
+
+@task(atomic=True)
+def wf_square(n: int, pause: float = 0.0) -> int:
+    """Records its one effect (atomic: exactly once even when its worker dies)."""
+    Event.objects.create(job_id=current_job().id, name="wf_square", value={"n": n})
+    if pause:
+        time.sleep(pause)
+    return n * n
+
+
+@task(atomic=True)
+def wf_collect(results: list[int]) -> int:
+    """A chord callback: records the results it got."""
+    Event.objects.create(job_id=current_job().id, name="wf_collect", value={"results": results})
+    return len(results)
+
+
+@task(atomic=True, max_attempts=2, backoff="fixed")
+def saga_do(name: str, fail: bool = False) -> str:
+    Event.objects.create(job_id=current_job().id, name=f"do:{name}")
+    if fail:
+        raise RuntimeError(f"saga step {name} fails")
+    return name
+
+
+@task(atomic=True, max_attempts=3, backoff="fixed")
+def saga_undo(name: str, fail_times: int = 0) -> str:
+    """A compensation; fails its first ``fail_times`` attempts (own retries)."""
+    if current_job().attempt <= fail_times:
+        raise RuntimeError(f"compensation {name} fails attempt {current_job().attempt}")
+    Event.objects.create(job_id=current_job().id, name=f"undo:{name}")
+    return name
+
+
+@task(max_attempts=1)
+def wf_sleep(seconds: float) -> float:
+    """One attempt only: a worker killed during it dead-letters the job."""
+    time.sleep(seconds)
+    return seconds
+
+
+# The chaos test kills a worker every 2 s: a job may lose several attempts to
+# kills, so its tasks have attempts to spare (a step must fail only when planned).
+
+
+@task(atomic=True, max_attempts=10, backoff="fixed")
+def chaos_square(n: int, pause: float = 0.0) -> int:
+    Event.objects.create(job_id=current_job().id, name="wf_square", value={"n": n})
+    time.sleep(pause)
+    return n * n
+
+
+@task(atomic=True, max_attempts=10, backoff="fixed")
+def chaos_collect(results: list[int]) -> int:
+    Event.objects.create(job_id=current_job().id, name="wf_collect", value={"results": results})
+    return len(results)
+
+
+@task(atomic=True, max_attempts=10, backoff="fixed")
+def chaos_do(name: str, fail: bool = False) -> str:
+    Event.objects.create(job_id=current_job().id, name=f"do:{name}")
+    if fail:
+        raise RuntimeError(f"saga step {name} fails")
+    return name
+
+
+@task(atomic=True, max_attempts=10, backoff="fixed")
+def chaos_undo(name: str, fail_times: int = 0) -> str:
+    if current_job().attempt <= fail_times:
+        raise RuntimeError(f"compensation {name} fails attempt {current_job().attempt}")
+    Event.objects.create(job_id=current_job().id, name=f"undo:{name}")
+    return name
