@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from django_jobs.models import Job
 from django_jobs.status import JobStatus
 from tests.testapp import tasks
 
