@@ -35,6 +35,8 @@ from django_jobs.status import FINISHED_STATUSES, JobStatus, StepStatus
 from django_jobs.workflows.advance import STEP_FIELDS, WORKFLOW_FIELDS, WorkflowState
 
 if TYPE_CHECKING:
+    from django_jobs.models import JobQuerySet
+    from django_jobs.rows import CancelReport
     from django_jobs.workflows.canvas import PlannedStep
 
 logger = logging.getLogger("django_jobs.workflows")
@@ -49,6 +51,13 @@ class WorkflowOperations:
 
     def _after_enqueue(self, jobs: list[Job]) -> None:  # GenericEngine's
         raise NotImplementedError
+
+    if TYPE_CHECKING:
+        # CancelOperations' (after this mixin in GenericEngine's MRO: a stub here
+        # would shadow it), and GenericEngine's.
+        def cancel(self, ids: Sequence[int]) -> CancelReport: ...
+
+        def _jobs(self) -> JobQuerySet: ...
 
     # -- locking and writing -------------------------------------------------
 
@@ -223,7 +232,8 @@ class WorkflowOperations:
     def cancel_workflow(self, workflow_id: int) -> bool:
         """Cancel a running workflow: pending steps and READY jobs CANCELLED; a
         saga runs its compensations (after its running step, if any). A RUNNING
-        job is left to finish. False: it had finished (or was cancelled already)."""
+        step is asked to stop, as ``Job.cancel()`` asks (its worker hears of it
+        at its next heartbeat). False: it had finished (or was cancelled already)."""
         with transaction.atomic(using=self.alias):
             state = self._load(workflow_id)
             if state is None or not state.cancel():
@@ -231,6 +241,17 @@ class WorkflowOperations:
             ids = [s.job_id for s in state.cancel_jobs if s.job_id is not None]
             state.jobs_cancelled(self._cancel_ready(ids) if ids else set())
             self._write(state)
+            running = list(
+                self._jobs()
+                .filter(workflow_id=workflow_id, status=JobStatus.RUNNING)
+                .values_list("pk", flat=True)
+            )
+        if running:
+            # After the commit, in a transaction of its own: a completion locks
+            # the job row, then the workflow row; holding the workflow row while
+            # locking job rows here could deadlock with it. A step that finished
+            # meanwhile is simply not cancelled.
+            self.cancel(running)
         return True
 
     def retry_workflow(self, workflow_id: int) -> int:

@@ -7,6 +7,7 @@ import pytest
 from django_jobs import chain, chord, group, saga
 from django_jobs.models import Job, WorkflowStep
 from django_jobs.status import JobStatus, StepStatus, WorkflowStatus
+from tests.conftest import wait_until
 from tests.testapp import tasks
 from tests.testapp.models import Event
 
@@ -126,3 +127,28 @@ def test_nesting_chain_in_group_and_group_in_chain(run_burst):
     # wf_add(2, 3) = 5 goes to both members: the chain's first step, and wf_add(5, 100).
     (callback,) = Event.objects.filter(name="wf_collect")
     assert callback.value["results"] == [5 + 1 + 10, 5 + 100]
+
+
+def test_cancelling_a_chain_stops_its_running_step_and_nothing_after_it_runs(start_worker):
+    workflow = chain(
+        tasks.loops_until_cancelled.si(60), tasks.wf_add.si(1, 2), tasks.wf_add.s(3)
+    ).enqueue()
+    worker = start_worker("--concurrency", "2", env={"DJANGO_JOBS_TEST_HEARTBEAT": "0.5"})
+    wait_until(
+        lambda: Event.objects.filter(name="started").exists(), 60, 0.1, "the first step to run"
+    )
+    (first,) = Job.objects.filter(workflow=workflow)
+    assert first.status == JobStatus.RUNNING
+    assert workflow.cancel() is True
+    wait_until(
+        lambda: Job.objects.get(pk=first.pk).status == JobStatus.CANCELLED,
+        30,
+        0.1,
+        "the running step to be cancelled by its worker",
+    )
+    (stopping,) = Event.objects.filter(name="stopping")
+    assert stopping.value == {"cancel_requested": True}
+    workflow.refresh_from_db()
+    assert workflow.status == WorkflowStatus.CANCELLED
+    assert Job.objects.filter(workflow=workflow).count() == 1, "no later step was created"
+    assert worker.terminate() == 0
