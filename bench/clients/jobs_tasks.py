@@ -14,3 +14,9 @@ def noop() -> None:
 @task
 def latency(t0: float) -> None:
     record_latency(t0)
+
+
+@task
+def count(results: list[object]) -> int:
+    """A chord's callback: how many results it got."""
+    return len(results)
