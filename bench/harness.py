@@ -117,3 +117,17 @@ def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.
             return True
         time.sleep(interval)
     return predicate()
+
+
+def write_results_section(title: str, section: str) -> None:
+    """Put ``section`` (starting with the ``title`` heading) into bench/RESULTS.md,
+    replacing that section if it is there (up to the next ``## ``), else appending it."""
+    path = ROOT / "bench" / "RESULTS.md"
+    text = path.read_text()
+    if title in text:
+        before, _, rest = text.partition(title)
+        after = rest.split("\n## ", 1)
+        text = before + section + ("\n## " + after[1] if len(after) > 1 else "")
+    else:
+        text = text.rstrip() + "\n\n" + section
+    path.write_text(text)

@@ -29,7 +29,13 @@ DB = "bench_metrics"
 os.environ["BENCH_DB"] = DB
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings_jobs")
 
-from bench.harness import drop_database, load, log, recreate_database  # noqa: E402
+from bench.harness import (  # noqa: E402
+    drop_database,
+    load,
+    log,
+    recreate_database,
+    write_results_section,
+)
 
 SECTION = "## Metrics cost"
 
@@ -111,15 +117,7 @@ def main() -> None:
     )
     print(section)
     if args.write:
-        path = ROOT / "bench" / "RESULTS.md"
-        text = path.read_text()
-        if SECTION in text:
-            before, _, rest = text.partition(SECTION)
-            after = rest.split("\n## ", 1)
-            text = before + section + ("\n## " + after[1] if len(after) > 1 else "")
-        else:
-            text = text.rstrip() + "\n\n" + section
-        path.write_text(text)
+        write_results_section(SECTION, section)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,13 @@ DB = "bench_scheduler"
 os.environ["BENCH_DB"] = DB
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings_jobs")
 
-from bench.harness import drop_database, load, log, recreate_database  # noqa: E402
+from bench.harness import (  # noqa: E402
+    drop_database,
+    load,
+    log,
+    recreate_database,
+    write_results_section,
+)
 
 TASK = "bench.clients.jobs_tasks.noop"
 SECTION = "## Scheduler"
@@ -176,18 +182,6 @@ def table(idle_result: dict[str, Any], runs: list[dict[str, Any]], seconds: floa
     return "\n".join(lines) + "\n"
 
 
-def write(section: str) -> None:
-    path = ROOT / "bench" / "RESULTS.md"
-    text = path.read_text()
-    if SECTION in text:
-        before, _, rest = text.partition(SECTION)
-        after = rest.split("\n## ", 1)
-        text = before + section + ("\n## " + after[1] if len(after) > 1 else "")
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30.0)
@@ -207,7 +201,7 @@ def main() -> None:
         section = table(idle_result, runs, args.seconds)
         print(section)
         if args.write:
-            write(section)
+            write_results_section(SECTION, section)
         lags = [r["lag_p99_ms"] for r in runs]
         log(f"done: p99 lag median {statistics.median(lags):.0f} ms")
     finally:
