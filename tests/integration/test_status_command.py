@@ -16,9 +16,11 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from django_jobs import queues
 from django_jobs.cli.status_text import duration
+from django_jobs.models import Circuit
 from django_jobs.observability import sections
-from django_jobs.status import JobStatus
+from django_jobs.status import CircuitState, JobStatus
 from tests.admin.factories import make_dead_letter, make_job, make_scheduled, make_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -249,3 +251,16 @@ def test_failures_zero_reads_no_dead_letters(rows):
 )
 def test_durations_read_like_a_clock(seconds, text):
     assert duration(seconds) == text
+
+
+def test_paused_queues_and_open_circuits_come_from_flow_control():
+    queues.pause("reports")
+    Circuit.objects.create(name="partner-api", state=CircuitState.OPEN, opened_at=timezone.now())
+    Circuit.objects.create(name="mailer", state=CircuitState.CLOSED)
+    doc = status_json()
+    assert [row["queue"] for row in doc["paused_queues"]] == ["reports"]
+    assert [(c["circuit"], c["state"]) for c in doc["open_circuits"]] == [("partner-api", "OPEN")]
+    text = status()
+    assert "partner-api" in text and "reports" in text
+    queues.resume("reports")
+    assert status_json()["paused_queues"] == []
