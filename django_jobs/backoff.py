@@ -55,3 +55,11 @@ def compute_delay(
     if spec == "exponential":
         delay = (rng or random).uniform(delay / 2, delay)
     return delay
+
+
+def outage_delay(failures: int) -> float:
+    """Seconds a background loop (worker, relay, scheduler) waits after ``failures``
+    failed passes in a row: 0.25 s doubling up to 30 s, jittered by 20% so that
+    workers cut off together do not all come back at once."""
+    # 2 ** 7 * 0.25 is past the cap already: a bounded exponent never overflows.
+    return min(30.0, 0.25 * 2.0 ** min(failures, 7)) * random.uniform(0.8, 1.2)

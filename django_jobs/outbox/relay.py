@@ -25,6 +25,7 @@ from datetime import timedelta
 from django.db import DatabaseError, connections
 from django.utils import timezone
 
+from django_jobs.backoff import outage_delay
 from django_jobs.conf import jobs_settings
 from django_jobs.engine.outbox import get_outbox_engine
 from django_jobs.exceptions import describe_exception
@@ -189,7 +190,7 @@ class RelayService:
                     failures = 0
                 except Exception as exc:
                     failures += 1
-                    delay = min(30.0, 0.25 * 2**failures) * random.uniform(0.8, 1.2)
+                    delay = outage_delay(failures)
                     logger.log(
                         logging.WARNING if isinstance(exc, DatabaseError) else logging.ERROR,
                         "relay: batch failed (%d in a row), retrying in %.1fs: %s",

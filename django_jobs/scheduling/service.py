@@ -15,13 +15,13 @@ edited in the admin is picked up within that), instead of polling fast.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
 
 from django.db import DatabaseError, connections
 
+from django_jobs.backoff import outage_delay
 from django_jobs.conf import jobs_settings
 from django_jobs.engine import get_engine
 from django_jobs.exceptions import WorkerStartError, describe_exception
@@ -148,7 +148,7 @@ class SchedulerService:
                     failures = 0
                 except Exception as exc:
                     failures += 1
-                    delay = min(30.0, 0.25 * 2**failures) * random.uniform(0.8, 1.2)
+                    delay = outage_delay(failures)
                     logger.log(
                         logging.WARNING if isinstance(exc, DatabaseError) else logging.ERROR,
                         "scheduler: pass failed (%d in a row), retrying in %.1fs: %s",

@@ -23,6 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 from django.db import DatabaseError, ProgrammingError, connections
 
+from django_jobs.backoff import outage_delay
 from django_jobs.conf import jobs_settings
 from django_jobs.engine import get_engine
 from django_jobs.exceptions import exception_message
@@ -287,7 +288,7 @@ class Worker:
                 connections[self.options.database].close()
                 if hint is None:  # an outage (or a passing error): back off and retry
                     failures, rejected = failures + 1, 0
-                    delay = min(30.0, 0.25 * 2**failures) * random.uniform(0.8, 1.2)
+                    delay = outage_delay(failures)
                     logger.warning(
                         "database unavailable (%d in a row); retrying in %.1fs",
                         failures,
