@@ -8,6 +8,28 @@ from __future__ import annotations
 
 from django_jobs.engine.claimed import NULL_PADDING, RETURNING_CLAIMED
 
+# The pieces the three inserts share: a column added to jobs is added here once.
+_INSERT_INTO_JOB = """INSERT INTO django_jobs_job (
+    task_name, queue_name, priority, args, kwargs, status, run_after, requested_run_after,
+    attempts, max_attempts, timeout, idempotency_key, errors, meta, enqueued_at, flow_lane
+)"""
+# The rows of one enqueue call, as the unnested arrays ``t`` (in input order: ord).
+_SELECT_UNNESTED = """SELECT t.task_name, t.queue_name, t.priority, t.args, t.kwargs, 'READY',
+       COALESCE(t.run_after, now()), t.run_after, 0, t.max_attempts, t.timeout,
+       t.idempotency_key, '[]'::jsonb, COALESCE(t.meta, '{}'::jsonb), now(), t.flow_lane"""
+_UNNEST_ARRAYS = """%(task_name)s::text[], %(queue_name)s::text[], %(priority)s::smallint[],
+    %(args)s::jsonb[], %(kwargs)s::jsonb[], %(run_after)s::timestamptz[],
+    %(max_attempts)s::int[], %(timeout)s::float8[], %(idempotency_key)s::text[],
+    %(meta)s::jsonb[], %(flow_lane)s::text[]"""
+_UNNEST_NAMES = """task_name, queue_name, priority, args, kwargs, run_after, max_attempts, timeout,
+    idempotency_key, meta, flow_lane"""
+_ON_ACTIVE_KEY_CONFLICT_RETURNING = """ON CONFLICT (idempotency_key)
+    WHERE status IN ('READY', 'RUNNING')
+    AND idempotency_key IS NOT NULL DO NOTHING
+RETURNING id, run_after, enqueued_at, idempotency_key,
+    CASE WHEN %(notify)s AND run_after <= now()
+         THEN pg_notify(%(channel)s, queue_name) END"""
+
 # Insert a batch of jobs in input order (ORDER BY ord; ids come from one
 # sequence, so they increase in that order). A row whose idempotency key is
 # held by a READY/RUNNING job is skipped by ON CONFLICT on the partial unique
@@ -19,29 +41,16 @@ from django_jobs.engine.claimed import NULL_PADDING, RETURNING_CLAIMED
 # %(channel)s (pg.JOBS_CHANNEL, bound like every parameter);
 # PostgreSQL delivers it on commit (never for a rollback) and folds identical
 # notifications of one transaction into one. meta NULL (no trace context) is {}.
-INSERT_JOBS = """
-INSERT INTO django_jobs_job (
-    task_name, queue_name, priority, args, kwargs, status, run_after, requested_run_after,
-    attempts, max_attempts, timeout, idempotency_key, errors, meta, enqueued_at, flow_lane
-)
-SELECT t.task_name, t.queue_name, t.priority, t.args, t.kwargs, 'READY',
-       COALESCE(t.run_after, now()), t.run_after, 0, t.max_attempts, t.timeout,
-       t.idempotency_key, '[]'::jsonb, COALESCE(t.meta, '{}'::jsonb), now(), t.flow_lane
+INSERT_JOBS = f"""
+{_INSERT_INTO_JOB}
+{_SELECT_UNNESTED}
 FROM unnest(
-    %(task_name)s::text[], %(queue_name)s::text[], %(priority)s::smallint[],
-    %(args)s::jsonb[], %(kwargs)s::jsonb[], %(run_after)s::timestamptz[],
-    %(max_attempts)s::int[], %(timeout)s::float8[], %(idempotency_key)s::text[],
-    %(meta)s::jsonb[], %(flow_lane)s::text[]
+    {_UNNEST_ARRAYS}
 ) WITH ORDINALITY AS t(
-    task_name, queue_name, priority, args, kwargs, run_after, max_attempts, timeout,
-    idempotency_key, meta, flow_lane, ord
+    {_UNNEST_NAMES}, ord
 )
 ORDER BY t.ord
-ON CONFLICT (idempotency_key) WHERE status IN ('READY', 'RUNNING')
-    AND idempotency_key IS NOT NULL DO NOTHING
-RETURNING id, run_after, enqueued_at, idempotency_key,
-    CASE WHEN %(notify)s AND run_after <= now()
-         THEN pg_notify(%(channel)s, queue_name) END
+{_ON_ACTIVE_KEY_CONFLICT_RETURNING}
 """
 
 # INSERT_JOBS for rows with unique_for (seconds): a row is skipped when a job
@@ -50,22 +59,13 @@ RETURNING id, run_after, enqueued_at, idempotency_key,
 # transaction: no other unique_for enqueue of these keys can commit between
 # this check and our commit, and this statement's snapshot sees every one that
 # committed before. The active-key ON CONFLICT still applies as in INSERT_JOBS.
-INSERT_JOBS_UNIQUE_FOR = """
-INSERT INTO django_jobs_job (
-    task_name, queue_name, priority, args, kwargs, status, run_after, requested_run_after,
-    attempts, max_attempts, timeout, idempotency_key, errors, meta, enqueued_at, flow_lane
-)
-SELECT t.task_name, t.queue_name, t.priority, t.args, t.kwargs, 'READY',
-       COALESCE(t.run_after, now()), t.run_after, 0, t.max_attempts, t.timeout,
-       t.idempotency_key, '[]'::jsonb, COALESCE(t.meta, '{}'::jsonb), now(), t.flow_lane
+INSERT_JOBS_UNIQUE_FOR = f"""
+{_INSERT_INTO_JOB}
+{_SELECT_UNNESTED}
 FROM unnest(
-    %(task_name)s::text[], %(queue_name)s::text[], %(priority)s::smallint[],
-    %(args)s::jsonb[], %(kwargs)s::jsonb[], %(run_after)s::timestamptz[],
-    %(max_attempts)s::int[], %(timeout)s::float8[], %(idempotency_key)s::text[],
-    %(meta)s::jsonb[], %(flow_lane)s::text[], %(unique_for)s::float8[]
+    {_UNNEST_ARRAYS}, %(unique_for)s::float8[]
 ) WITH ORDINALITY AS t(
-    task_name, queue_name, priority, args, kwargs, run_after, max_attempts, timeout,
-    idempotency_key, meta, flow_lane, unique_for, ord
+    {_UNNEST_NAMES}, unique_for, ord
 )
 WHERE t.unique_for IS NULL OR NOT EXISTS (
     SELECT 1 FROM django_jobs_job AS held
@@ -73,23 +73,16 @@ WHERE t.unique_for IS NULL OR NOT EXISTS (
       AND held.enqueued_at >= now() - t.unique_for * interval '1 second'
 )
 ORDER BY t.ord
-ON CONFLICT (idempotency_key) WHERE status IN ('READY', 'RUNNING')
-    AND idempotency_key IS NOT NULL DO NOTHING
-RETURNING id, run_after, enqueued_at, idempotency_key,
-    CASE WHEN %(notify)s AND run_after <= now()
-         THEN pg_notify(%(channel)s, queue_name) END
+{_ON_ACTIVE_KEY_CONFLICT_RETURNING}
 """
 
 # Same for one job without an idempotency key: the common case, without the
 # unnest machinery.
-INSERT_ONE_JOB = """
-INSERT INTO django_jobs_job (
-    task_name, queue_name, priority, args, kwargs, status, run_after, requested_run_after,
-    attempts, max_attempts, timeout, idempotency_key, errors, meta, enqueued_at, flow_lane
-) VALUES (
+INSERT_ONE_JOB = f"""
+{_INSERT_INTO_JOB} VALUES (
     %(task_name)s, %(queue_name)s, %(priority)s, %(args)s::jsonb, %(kwargs)s::jsonb, 'READY',
     COALESCE(%(run_after)s, now()), %(run_after)s, 0, %(max_attempts)s, %(timeout)s, NULL,
-    '[]'::jsonb, COALESCE(%(meta)s::jsonb, '{}'::jsonb), now(), %(flow_lane)s
+    '[]'::jsonb, COALESCE(%(meta)s::jsonb, '{{}}'::jsonb), now(), %(flow_lane)s
 )
 RETURNING id, run_after, enqueued_at,
     CASE WHEN %(notify)s AND run_after <= now() THEN pg_notify(%(channel)s, queue_name) END
