@@ -4,7 +4,6 @@ here beside those synced from code and settings."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +23,7 @@ from django_jobs.engine import get_engine
 from django_jobs.exceptions import InvalidJobOptions, JobsError
 from django_jobs.models import Schedule
 from django_jobs.scheduling.planner import build_row
-from django_jobs.scheduling.ticks import Cadence, validate_cron, validate_timezone
+from django_jobs.scheduling.ticks import validate_cron, validate_timezone
 from django_jobs.tasks import find_task, registry
 
 if TYPE_CHECKING:
@@ -331,7 +330,6 @@ class ScheduleAdmin(ObjectActionsMixin, ModelAdmin):
                     )
                     if name in self.get_actions(request)
                 ],
-                args_json=json.dumps(schedule.args),
             )
         return super().change_view(request, object_id, form_url, context)
 
@@ -343,8 +341,6 @@ def act_url(schedule: Schedule, action: str) -> str:
 def describe(schedule: Schedule) -> str:
     """The cadence in words, or why it cannot be read."""
     try:
-        return Cadence(
-            cron=schedule.cron or None, interval=schedule.interval, timezone=schedule.timezone
-        ).describe()
+        return schedule.cadence.describe()
     except (InvalidJobOptions, ValueError) as exc:
         return f"invalid: {exc}"

@@ -125,16 +125,6 @@ class Cadence:
                 return tick
         raise InvalidJobOptions(f"schedule {self.cron!r} {_NEVER}")  # pragma: no cover
 
-    def ticks(self, start: datetime, until: datetime, limit: int) -> list[datetime]:
-        """Ticks from ``start`` (itself a tick, included) up to ``until`` included,
-        at most ``limit`` of them (the earliest)."""
-        found: list[datetime] = []
-        tick = start
-        while tick <= until and len(found) < limit:
-            found.append(tick)
-            tick = self.next_after(tick)
-        return found
-
     def describe(self) -> str:
         """The cadence in words: "At 03:00 every day (Europe/Paris)", "every 30 seconds"."""
         if self.interval is not None:
