@@ -13,8 +13,8 @@ Each round drains ``--jobs`` no-op jobs with, in turn: 1 host, 2 hosts,
 processes as 3 hosts, without the extra links). The order alternates from
 round to round so that a change in the machine's load hits them alike. As in
 bench/workloads.py, the workers start and register first, the jobs are
-inserted in one transaction, and the rate is taken from the first job
-finished to the last (the jobs' own ``finished_at``). Meanwhile
+inserted in one statement (the rows ``enqueue_many`` writes), and the rate
+is taken from the first job finished to the last (the jobs' ``finished_at``). Meanwhile
 ``pg_stat_activity`` is sampled to count each worker's connections.
 
 Then one worker at a time, idle and draining 5,000 jobs, with NOTIFY on and
@@ -184,8 +184,9 @@ class Bench:
         args: list[str],
         options: dict[str, object] | None = None,
         task: str = NOOP,
-    ) -> tuple[float, int, int]:
-        """(jobs/s, idle connections, peak connections) for workers on ``on``."""
+    ) -> tuple[float, int, int, float, float, float, float]:
+        """(jobs/s, idle connections, peak connections, worker CPU s, PostgreSQL CPU s,
+        WAL bytes per job, table + index bytes per job) for workers on ``on``."""
         self.conn.execute("TRUNCATE django_jobs_job CASCADE")
         procs = self.workers(on, args, options)
         addresses = {self.hosts[i].ns_ip for i in on}
@@ -209,16 +210,23 @@ class Bench:
             idle = sum(n for addr, n in self.connections().items() if addr in addresses)
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
-            if task == NOOP:
-                self.client("prefill", "--n", str(jobs))  # enqueue_many, one transaction
-            else:
-                self.conn.execute(INSERT_READY, [task, jobs])
+            workers_before = sum(cpu_seconds(proc.pid) for proc in procs)
+            server_before = cpu_seconds(self.server.postmaster(), waited=True)
+            lsn = self.conn.execute("SELECT pg_current_wal_lsn()").fetchone()
+            # The same rows enqueue_many writes, in one statement and transaction.
+            self.conn.execute(INSERT_READY, [task, jobs])
             deadline = time.monotonic() + 300
             unfinished = "SELECT count(*) FROM django_jobs_job WHERE status IN ('READY', 'RUNNING')"
             while self.scalar(unfinished) > 0:
                 if time.monotonic() > deadline:
                     raise RuntimeError("drain did not finish in 300 s")
                 time.sleep(0.1)
+            workers_cpu = sum(cpu_seconds(proc.pid) for proc in procs) - workers_before
+            server_cpu = cpu_seconds(self.server.postmaster(), waited=True) - server_before
+            wal = self.conn.execute(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", [lsn[0] if lsn else None]
+            ).fetchone()
+            size = self.conn.execute("SELECT pg_total_relation_size('django_jobs_job')").fetchone()
             done.set()
             sampler.join(5)
         finally:
@@ -231,7 +239,31 @@ class Bench:
         if row is None or int(row[0]) != jobs:
             raise RuntimeError(f"expected {jobs} successful jobs, found {row}")
         rate = (jobs - 1) / float(row[1])
-        return rate, idle, sum(n for addr, n in peak.items() if addr in addresses)
+        peak_total = sum(n for addr, n in peak.items() if addr in addresses)
+        wal_per_job = float(wal[0]) / jobs if wal else 0.0
+        size_per_job = float(size[0]) / jobs if size else 0.0
+        return rate, idle, peak_total, workers_cpu, server_cpu, wal_per_job, size_per_job
+
+
+def cpu_seconds(pid: int, *, waited: bool = False) -> float:
+    """CPU time of ``pid`` and its live children (from /proc); with ``waited``, also
+    what its exited children used (``cutime``: the postmaster reaps its backends)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def fields(of: int) -> list[str]:
+        try:
+            return Path(f"/proc/{of}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return []
+
+    own = fields(pid)
+    if not own:
+        return 0.0
+    total = int(own[11]) + int(own[12]) + (int(own[13]) + int(own[14]) if waited else 0)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (child := fields(int(entry.name))) and child[1] == str(pid):
+            total += int(child[11]) + int(child[12])
+    return total / tick
 
 
 def stop(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -270,21 +302,30 @@ def main() -> None:
             version = bench.conn.execute("SHOW server_version").fetchone()
             rates: dict[str, list[float]] = defaultdict(list)
             conns: dict[str, tuple[int, int]] = {}
+            cpu: dict[str, list[tuple[float, float]]] = defaultdict(list)
+            storage: dict[str, list[tuple[float, float]]] = defaultdict(list)
             for round_no in range(args.rounds):
                 order = SETUPS if round_no % 2 == 0 else SETUPS[::-1]
                 for setup in order:
-                    rate, idle, peak = bench.drain(setup.hosts, args.jobs, [])
+                    rate, idle, peak, worker_cpu, server_cpu, wal, size = bench.drain(
+                        setup.hosts, args.jobs, []
+                    )
+                    storage[setup.label].append((wal, size))
                     rates[setup.label].append(rate)
                     conns[setup.label] = (idle, peak)
+                    cpu[setup.label].append((worker_cpu, server_cpu))
                     log(
                         f"round {round_no + 1} {setup.label}: {rate:,.0f}/s, "
-                        f"connections {idle} idle, {peak} peak"
+                        f"connections {idle} idle, {peak} peak, CPU s: workers "
+                        f"{worker_cpu:.2f}, PostgreSQL {server_cpu:.2f}"
                     )
             per_worker = []
             for label, extra, options, task in CONNECTION_VARIANTS:
-                _, idle, peak = bench.drain((0,), 5_000, extra, options, task)
+                idle, peak = bench.drain((0,), 5_000, extra, options, task)[1:3]
                 per_worker.append((label, idle, peak))
                 log(f"connections, {label}: {idle} idle, {peak} peak")
+            prune = bench.prune_rate(300_000, 15.0)
+            log(f"pruning: {prune:,.0f} rows/s")
         finally:
             server.stop()
     finally:
@@ -292,7 +333,16 @@ def main() -> None:
         if problems or network.leftovers():
             log(f"cleanup problems: {problems} {network.leftovers()}")
     section = report(
-        args, rates, conns, per_worker, load_start, time.monotonic() - started, version
+        args,
+        rates,
+        conns,
+        cpu,
+        storage,
+        prune,
+        per_worker,
+        load_start,
+        time.monotonic() - started,
+        version,
     )
     print(section)
     if not args.no_write:
@@ -303,6 +353,9 @@ def report(
     args: argparse.Namespace,
     rates: dict[str, list[float]],
     conns: dict[str, tuple[int, int]],
+    cpu: dict[str, list[tuple[float, float]]],
+    storage: dict[str, list[tuple[float, float]]],
+    prune: float,
     per_worker: list[tuple[str, int, int]],
     load_start: str,
     seconds: float,
@@ -322,19 +375,38 @@ def report(
         f"The machine ({os.cpu_count()} cores) was shared with other work during the run.",
         "",
         "| worker processes | jobs/s (median) | runs | vs 1 host "
-        "| connections per process, idle / peak |",
-        "|---|---|---|---|---|",
+        "| connections per process, idle / peak | worker CPU per job | PostgreSQL CPU per job "
+        "| jobs per PostgreSQL CPU-second | WAL per job |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for setup in SETUPS:
         runs = rates[setup.label]
         median = statistics.median(runs)
         idle, peak = conns[setup.label]
         count = len(setup.hosts)
+        worker_us = statistics.median(w for w, _ in cpu[setup.label]) / args.jobs * 1e6
+        server_us = statistics.median(p for _, p in cpu[setup.label]) / args.jobs * 1e6
         lines.append(
             f"| {setup.label} | {median:,.0f}/s | {', '.join(f'{r:,.0f}' for r in runs)} "
-            f"| x{median / one:.2f} | {idle / count:.1f} / {peak / count:.1f} |"
+            f"| x{median / one:.2f} | {idle / count:.1f} / {peak / count:.1f} "
+            f"| {worker_us:.0f} µs | {server_us:.0f} µs | {1e6 / server_us:,.0f} "
+            f"| {statistics.median(w for w, _ in storage[setup.label]):,.0f} B |"
         )
+    size = statistics.median(b for runs in storage.values() for _, b in runs)
     lines += [
+        "",
+        "CPU per job: user+system time from /proc over the drain (from the insert of the jobs "
+        "to the last one finished), of the worker processes and of every PostgreSQL process "
+        "(backends, WAL writer, checkpointer...), divided by the jobs; the PostgreSQL figure "
+        "includes the one-statement insert of the jobs. With 2 cores for PostgreSQL and the "
+        "workers together, more worker processes compete with PostgreSQL for the same cores: "
+        "3 hosts cannot scale linearly here, and the control row shows what the extra links "
+        "cost on their own (3 processes either way).",
+        "",
+        f"Table + indexes right after a drain (finished rows, before any vacuum): {size:,.0f} "
+        f"bytes per no-op job. Pruning (the worker's pruner: DELETE batches of "
+        f"PRUNE_BATCH_SIZE 1,000 with its 50 ms breather, from 300,000 finished rows, "
+        f"15 s, no workers running): {prune:,.0f} rows/s.",
         "",
         "Connections of one worker process (server-side count by client address), idle and at the "
         "peak of a 5,000-job drain:",

@@ -207,6 +207,10 @@ class PrivateServer:
             )
         shutil.rmtree(self.datadir, ignore_errors=True)
 
+    def postmaster(self) -> int:
+        """The server's main process id."""
+        return int((self.datadir / "postmaster.pid").read_text().split()[0])
+
     def log(self) -> str:
         path = self.datadir / "server.log"
         return path.read_text(errors="replace") if path.exists() else ""
