@@ -126,7 +126,8 @@ class Bench:
             ),
         }
 
-    def client(self, *args: str) -> None:
+    def client(self, *args: str) -> dict[str, object]:
+        """Run the bench's django_jobs client; its JSON answer."""
         cmd = [sys.executable, str(ROOT / "bench/clients/django_jobs_client.py"), *args]
         done = subprocess.run(
             cmd,
@@ -138,6 +139,18 @@ class Bench:
         )
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(args)}: {done.stderr[-2000:]}")
+        answer: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+        return answer
+
+    def prune_rate(self, rows: int, seconds: float) -> float:
+        """Rows/s the worker's pruner deletes from ``rows`` old finished jobs."""
+        self.conn.execute("TRUNCATE django_jobs_job CASCADE")
+        self.client("prefill-finished", "--n", str(rows))
+        before = self.scalar("SELECT count(*) FROM django_jobs_job")
+        started = time.monotonic()
+        self.client("prune", "--seconds", str(seconds))
+        elapsed = time.monotonic() - started - 1.0  # about the client's start-up
+        return (before - self.scalar("SELECT count(*) FROM django_jobs_job")) / elapsed
 
     def scalar(self, sql: str) -> int:
         row = self.conn.execute(sql).fetchone()
