@@ -30,7 +30,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ from django.utils import timezone
 from django_jobs.models import DeadLetter, Job, Worker
 from django_jobs.status import JobStatus
 from tests.conftest import ROOT, WorkerProcess, wait_until, worker_env
-from tests.e2e.crash_support import FAST_LEASES, LEASE, worker_id
+from tests.e2e.crash_support import FAST_LEASES, worker_id
 from tests.e2e.netns_support import Host, Hosts, NetnsUnavailable, PrivateServer
 from tests.testapp import tasks
 from tests.testapp.models import Execution
@@ -193,10 +192,15 @@ def test_a_host_cut_off_mid_drain_its_jobs_run_elsewhere_once_and_its_late_write
     job_ids = [job.pk for job in atomic + plain]
     workers = [start_host_worker(host, "--concurrency", "4") for host in created]
     ids = [worker_id(proc) for proc in workers]
-    # Each worker really is on its own link.
-    for proc, host in zip(workers, created, strict=True):
-        assert Worker.objects.get(pid=proc.pid).pid == proc.pid
-        assert host.netns in proc.args
+    # Every connection to the server comes over the links: the three hosts' own
+    # addresses, and this process's over the last link.
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT DISTINCT host(client_addr) FROM pg_stat_activity "
+            "WHERE backend_type = 'client backend'"
+        )
+        clients = {row[0] for row in cursor.fetchall()}
+    assert clients == {host.ns_ip for host in created} | {created[-1].server_ip}, clients
     cut_host, cut_worker = created[0], ids[0]
     wait_until(
         lambda: (
@@ -207,11 +211,11 @@ def test_a_host_cut_off_mid_drain_its_jobs_run_elsewhere_once_and_its_late_write
         message="work under way on host 0",
     )
     network.cut(cut_host)
-    cut_at = timezone.now()
     time.sleep(0.3)  # whatever host 0 had on the wire before the cut has landed
-    held = list(
+    # Host 0 can renew nothing now: these leases are final.
+    held = dict(
         Job.objects.filter(worker_id=cut_worker, status=JobStatus.RUNNING).values_list(
-            "pk", flat=True
+            "pk", "lease_expires_at"
         )
     )
     assert held, "host 0 held running jobs when it was cut off"
@@ -230,7 +234,7 @@ def test_a_host_cut_off_mid_drain_its_jobs_run_elsewhere_once_and_its_late_write
     for job in Job.objects.filter(pk__in=held):
         assert job.worker_id in ids[1:], job.pk
         assert job.attempts >= 2, job.pk
-        assert job.last_attempted_at >= cut_at + timedelta(seconds=LEASE - 0.6), (job.pk, cut_at)
+        assert job.last_attempted_at >= held[job.pk], (job.pk, held[job.pk])
     # Atomic jobs: exactly one effect each, from the attempt that completed the job.
     attempts = dict(Job.objects.filter(pk__in=[j.pk for j in atomic]).values_list("pk", "attempts"))
     effects = dict(Execution.objects.values_list("job_id", "attempt"))
