@@ -7,7 +7,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3 python; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; break; }; done)
 DATABASE_URL ?= postgres://root@127.0.0.1:5432/test
 
-.PHONY: pgbouncer-deps prometheus-deps browser-deps venv demo test docs lint typecheck unit pg sqlite browser bench bench-admin clean
+.PHONY: pgbouncer-deps netns-deps prometheus-deps browser-deps venv demo test docs lint typecheck unit pg sqlite browser bench bench-admin clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: need Python >= 3.12 on PATH" >&2; exit 1; }
@@ -46,13 +46,19 @@ pgbouncer-deps:  ## Debian's pgbouncer, for the e2e tests run through it (tests/
 		(apt-get update -qq && apt-get install -y -qq pgbouncer >/dev/null) || \
 		{ echo "error: pgbouncer is required for the PgBouncer e2e tests (apt-get install pgbouncer)" >&2; exit 1; }; }
 
+netns-deps:  ## iproute2's `ip`, for the worker hosts in network namespaces (tests/e2e/test_many_hosts.py; needs root)
+	@command -v ip >/dev/null 2>&1 || { \
+		echo "installing iproute2 for the network-namespace tests"; \
+		(apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null) || \
+		{ echo "error: iproute2 is required for the network-namespace tests (apt-get install iproute2)" >&2; exit 1; }; }
+
 prometheus-deps:  ## Debian's prometheus + promtool: the dashboard's queries checked and run (tests/e2e/test_prometheus.py)
 	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { \
 		echo "installing Debian prometheus for the dashboard tests"; \
 		(apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null) || \
 		{ echo "error: prometheus is required for the dashboard tests (apt-get install prometheus)" >&2; exit 1; }; }
 
-test: venv browser-deps pgbouncer-deps prometheus-deps lint typecheck docs  ## set up and run everything: lint, types, tests on SQLite and PostgreSQL
+test: venv browser-deps pgbouncer-deps netns-deps prometheus-deps lint typecheck docs  ## set up and run everything: lint, types, tests on SQLite and PostgreSQL
 	DATABASE_URL=sqlite:///$(CURDIR)/var/migrations-check.sqlite3 $(PY) manage.py makemigrations --check --dry-run
 	@# DJANGO_JOBS_TEST_SPLIT: tests that cannot touch the database run in the first pass only,
 	@# browser tests in the second only (tests/conftest.py).

@@ -20,3 +20,12 @@ def latency(t0: float) -> None:
 def count(results: list[object]) -> int:
     """A chord's callback: how many results it got."""
     return len(results)
+
+
+@task
+def query() -> None:
+    """One ``SELECT 1`` on the job thread's own connection (bench/many_hosts.py counts them)."""
+    from django.db import connection  # a task body; imported where it runs
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")

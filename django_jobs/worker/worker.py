@@ -311,8 +311,9 @@ class Worker:
                     self.request_stop()
                     break
                 logger.exception(
-                    "the database rejected a statement (%s); reconnecting and retrying",
+                    "the database rejected a statement (%s): %s; reconnecting and retrying",
                     type(exc).__name__,
+                    hint,
                 )
                 self._wake.wait(1.0)
                 continue

@@ -224,3 +224,43 @@ def test_everything_here_really_goes_through_pgbouncer(pgbouncer: Bouncer, start
         clients = admin.execute("SHOW CLIENTS").fetchall()
     assert len(clients) >= 3, clients  # admin + test + worker (claim loop, heartbeat, ...)
     assert worker.terminate() == 0
+
+
+def test_prepared_statements_left_on_are_rejected_before_1_22_and_the_log_says_what_to_do(
+    pgbouncer: Bouncer, start_worker
+) -> None:
+    """docs/howto/pgbouncer.md: before 1.22 the rejections are logged with the fix named;
+    from 1.22 with max_prepared_statements, nothing is rejected."""
+    from django_jobs.models import Job
+    from django_jobs.status import JobStatus
+    from tests.testapp import tasks
+
+    jobs = tasks.add.enqueue_many([(1, 2)] * 600)
+    workers = [
+        start_worker("--concurrency", "4", env={"DJANGO_JOBS_TEST_PREPARED": "1"}) for _ in range(2)
+    ]
+
+    def rejected() -> bool:
+        return any("rejected a statement" in worker.output() for worker in workers)
+
+    if pgbouncer.prepared:
+        conftest.wait_until(
+            lambda: (
+                Job.objects.filter(pk__in=[j.pk for j in jobs], status=JobStatus.SUCCESSFUL).count()
+                == len(jobs)
+            ),
+            60,
+            message="every job, with prepared statements kept per client",
+        )
+        assert not rejected(), [worker.output()[-2000:] for worker in workers]
+    else:
+        conftest.wait_until(rejected, 30, message="a prepared statement rejected by PgBouncer")
+        line = next(
+            text
+            for worker in workers
+            for text in worker.output().splitlines()
+            if "rejected a statement" in text
+        )
+        assert "PREPARED_STATEMENTS'] = False" in line, line
+    for worker in workers:
+        worker.kill()
