@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from django.utils import timezone
 
-from django_jobs.admin.stats import Bucket
+from django_jobs.stats import Bucket
 
 WIDTH = 480
 HEIGHT = 150

@@ -16,9 +16,9 @@ from django.utils.text import Truncator
 from django_jobs.admin import display
 from django_jobs.admin.actions import ObjectAction, ObjectActionsMixin, first_selected
 from django_jobs.admin.changelist import IndexedChangeList
-from django_jobs.admin.counts import EstimatedCountPaginator
 from django_jobs.admin.filters import DeadLetterQueueFilter, DeadLetterTaskFilter, RetriedFilter
 from django_jobs.admin.readonly import ReadOnlyDetailMixin
+from django_jobs.counts import EstimatedCountPaginator
 from django_jobs.engine import get_engine
 from django_jobs.models import DeadLetter, Job
 

@@ -2,7 +2,7 @@
 and the exact-match search the admin pages share.
 
 Statuses are fixed; task and queue names come from an index skip scan
-(:mod:`django_jobs.admin.stats`). Each filter narrows the list with an
+(:mod:`django_jobs.stats`). Each filter narrows the list with an
 indexed column, so the filtered page reads ~one page of index entries.
 """
 
@@ -16,7 +16,7 @@ from django.db.models import Model, Q, QuerySet
 from django.db.models.functions import Now
 from django.http import HttpRequest
 
-from django_jobs.admin import stats
+from django_jobs import stats
 from django_jobs.status import JobStatus
 
 SCHEDULED = "SCHEDULED"
@@ -49,7 +49,7 @@ class _NameFilter(admin.SimpleListFilter):
     """Exact match on an indexed name column; choices from a skip scan.
 
     A subclass names the column (``field``) and where its distinct values come
-    from (``distinct_names``, a :mod:`~django_jobs.admin.stats` function of the
+    from (``distinct_names``, a :mod:`~django_jobs.stats` function of the
     database alias).
     """
 

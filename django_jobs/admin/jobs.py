@@ -28,9 +28,9 @@ from django.utils.safestring import SafeString
 from django_jobs.admin import display
 from django_jobs.admin.actions import ObjectAction, ObjectActionsMixin, first_selected, plural
 from django_jobs.admin.changelist import IndexedChangeList
-from django_jobs.admin.counts import EstimatedCountPaginator
 from django_jobs.admin.filters import JobQueueFilter, JobStatusFilter, JobTaskFilter, exact_search
 from django_jobs.admin.readonly import ReadOnlyDetailMixin
+from django_jobs.counts import EstimatedCountPaginator
 from django_jobs.engine import get_engine
 from django_jobs.models import DeadLetter, Job, Worker
 from django_jobs.status import JobStatus

@@ -24,9 +24,9 @@ from django.utils.safestring import SafeString
 from django_jobs.admin import display
 from django_jobs.admin.actions import ObjectAction, ObjectActionsMixin, first_selected
 from django_jobs.admin.changelist import IndexedChangeList
-from django_jobs.admin.counts import EstimatedCountPaginator
 from django_jobs.admin.filters import exact_search
 from django_jobs.admin.readonly import ReadOnlyDetailMixin
+from django_jobs.counts import EstimatedCountPaginator
 from django_jobs.engine.outbox import get_outbox_engine
 from django_jobs.models import OutboxEvent
 from django_jobs.outbox.delivery import plan_redispatch

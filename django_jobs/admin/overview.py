@@ -20,10 +20,11 @@ from django.utils import timezone
 from django.utils.http import urlencode
 
 from django_jobs import queues as flow_queues
-from django_jobs.admin import charts, display, stats
-from django_jobs.admin.counts import RowCount, count_rows, exact_limit, model_count, total
+from django_jobs import stats
+from django_jobs.admin import charts, display
 from django_jobs.admin.workers import stale_after
 from django_jobs.conf import jobs_settings
+from django_jobs.counts import RowCount, count_rows, exact_limit, model_count, total
 from django_jobs.models import DeadLetter, Job, OutboxEvent, Overview, Worker
 from django_jobs.status import JobStatus, OutboxStatus
 

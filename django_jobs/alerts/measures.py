@@ -19,9 +19,9 @@ from datetime import datetime, timedelta
 
 from django.db.models import Min
 
-from django_jobs.admin.counts import count_rows
 from django_jobs.alerts.rules import Rule
 from django_jobs.conf import jobs_settings
+from django_jobs.counts import count_rows
 from django_jobs.models import DeadLetter, Job, OutboxEvent, Worker
 from django_jobs.status import JobStatus
 

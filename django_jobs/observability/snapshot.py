@@ -1,7 +1,7 @@
 """One read of the database's state for the metrics, health and status views.
 
-Every number comes from the admin's cheap reads (:mod:`django_jobs.admin.stats`
-and :mod:`django_jobs.admin.counts`): per-queue counts are bounded counts
+Every number comes from the same cheap reads as the admin's (:mod:`django_jobs.stats`
+and :mod:`django_jobs.counts`): per-queue counts are bounded counts
 (``COUNT(*)`` over ``LIMIT ADMIN_EXACT_COUNT_LIMIT + 1``), PostgreSQL's planner
 estimate above the bound, the oldest due job comes from the partial claim
 index, distinct queue names from an index skip scan. So a scrape stays a few
@@ -23,9 +23,9 @@ from datetime import datetime
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from django_jobs.admin import stats
-from django_jobs.admin.counts import count_rows
+from django_jobs import stats
 from django_jobs.conf import jobs_settings
+from django_jobs.counts import count_rows
 from django_jobs.models import DeadLetter, Job, OutboxEvent, Worker
 from django_jobs.pruning import JobPruner
 from django_jobs.status import OutboxStatus

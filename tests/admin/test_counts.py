@@ -11,7 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from django_jobs.admin import charts, counts, display, stats
+from django_jobs import counts, stats
+from django_jobs.admin import charts, display
 from django_jobs.models import Job
 from django_jobs.status import JobStatus
 from tests.admin.factories import make_job

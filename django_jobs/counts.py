@@ -1,17 +1,18 @@
 """Row counts that never run ``COUNT(*)`` over a big table.
 
-:func:`count_rows` answers "how many rows match this queryset" for admin
-pages, with one rule: **a count is never lower than what the page can
-prove.** So every count starts as a *bounded* count: ``COUNT(*)`` over a
-``LIMIT bound + 1`` subquery, which reads at most bound + 1 rows (an index
-or the first heap pages; about 10,001 index entries take a few ms, so every
-page stays fast at 1,000,000 rows). At or below the bound
-(``ADMIN_EXACT_COUNT_LIMIT``) that *is* the exact answer, and the paginator
-reaches every row. Only when it overflows does PostgreSQL's planner
-estimate come in, and then as ``max(estimate, bound + 1)``: the planner
-knows nothing about a table never analyzed (``reltuples`` -1, or 0 after a
-VACUUM of an empty table) and guesses a few hundred rows from its size, and
-a stale estimate can be far behind a fast-growing table. Shown as "≈".
+:func:`count_rows` answers "how many rows match this queryset" for the admin
+pages, ``jobs status``, the metrics and the alerts, with one rule: **a count
+is never lower than what the page can prove.** So every count starts as a
+*bounded* count: ``COUNT(*)`` over a ``LIMIT bound + 1`` subquery, which
+reads at most bound + 1 rows (an index or the first heap pages; about 10,001
+index entries take a few ms, so every page stays fast at 1,000,000 rows). At
+or below the bound (``ADMIN_EXACT_COUNT_LIMIT``) that *is* the exact answer,
+and the paginator reaches every row. Only when it overflows does PostgreSQL's
+planner estimate come in, and then as ``max(estimate, bound + 1)``: the
+planner knows nothing about a table never analyzed (``reltuples`` -1, or 0
+after a VACUUM of an empty table) and guesses a few hundred rows from its
+size, and a stale estimate can be far behind a fast-growing table. Shown as
+"≈".
 
 Other databases (SQLite in development) always get exact counts. The
 estimate's SQL (EXPLAIN) is the engine's (``Engine.estimate_rows``).
@@ -31,7 +32,7 @@ from django.utils.functional import cached_property
 from django_jobs.conf import jobs_settings
 from django_jobs.engine import get_engine
 
-logger = logging.getLogger("django_jobs.admin")
+logger = logging.getLogger("django_jobs.counts")
 
 if TYPE_CHECKING:
     PaginatorBase = Paginator[Any]

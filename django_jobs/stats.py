@@ -1,4 +1,5 @@
-"""Read-only statistics for the admin pages, each cheap at millions of rows.
+"""Read-only statistics for the admin pages and `jobs status`, each cheap at
+millions of rows.
 
 - Distinct task / queue names: the engine's recursive "skip scan" over the
   btree index (``Engine.distinct_names``: one index probe per distinct value),
@@ -22,7 +23,7 @@ from django.core.cache import cache
 from django.db.models import Count, Min, Q, QuerySet
 from django.db.models.functions import TruncHour, TruncMinute
 
-from django_jobs.admin.counts import RowCount, bounded_count, count_rows, exact_limit
+from django_jobs.counts import RowCount, bounded_count, count_rows, exact_limit
 from django_jobs.engine import get_engine
 from django_jobs.models import Job
 from django_jobs.status import FINISHED_STATUSES, JobStatus
