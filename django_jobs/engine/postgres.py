@@ -7,6 +7,7 @@ the connection plumbing (prepared cursor, channels) is in ``pg``.
 
 from __future__ import annotations
 
+import json
 import logging
 import select
 import uuid
@@ -50,8 +51,8 @@ from django_jobs.engine.postgres_sql import (
     SELECT_HOLDERS_BY_KEYS,
 )
 from django_jobs.engine.schedules_postgres import PostgresScheduleOperations
-from django_jobs.engine.workflows_postgres_sql import LOCK_WORKFLOW, NOTIFY_QUEUES
-from django_jobs.models import Job, Workflow
+from django_jobs.engine.workflows_postgres_sql import LOCK_WORKFLOWS, NOTIFY_QUEUES, UPDATE_STEPS
+from django_jobs.models import Job, Workflow, WorkflowStep
 from django_jobs.rows import (
     CancelReport,
     ClaimedJob,
@@ -337,9 +338,27 @@ class PostgresEngine(PostgresScheduleOperations, GenericEngine):
 
     # -- workflows (the rest: engine.workflows) ------------------------------
 
-    def _lock_workflow(self, workflow_id: int) -> Workflow | None:
-        found = list(Workflow.objects.using(self.alias).raw(LOCK_WORKFLOW, [workflow_id]))
-        return found[0] if found else None
+    def _lock_workflows(self, workflow_ids: Sequence[int]) -> list[Workflow]:
+        return list(Workflow.objects.using(self.alias).raw(LOCK_WORKFLOWS, [list(workflow_ids)]))
+
+    def _update_steps(self, steps: list[WorkflowStep]) -> None:
+        def encoded(value: Any) -> str | None:
+            return None if value is None else json.dumps(value)
+
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                UPDATE_STEPS,
+                [
+                    [s.pk for s in steps],
+                    [s.status for s in steps],
+                    [json.dumps(s.args) for s in steps],
+                    [s.remaining for s in steps],
+                    [encoded(s.result) for s in steps],
+                    [s.started_at for s in steps],
+                    [s.finished_at for s in steps],
+                    [s.job_id for s in steps],
+                ],
+            )
 
     def _insert_step_jobs(self, jobs: list[Job]) -> None:
         super()._insert_step_jobs(jobs)

@@ -40,7 +40,16 @@ logger = logging.getLogger("django_jobs.workflows")
 
 TASK, CHAIN, GROUP = WorkflowStep.Kind.TASK, WorkflowStep.Kind.CHAIN, WorkflowStep.Kind.GROUP
 COMPENSATION = WorkflowStep.Role.COMPENSATION
-STEP_FIELDS = ["status", "args", "remaining", "result", "started_at", "finished_at", "job"]
+# What an advance changes on a step (attnames: job_id, not the related job).
+STEP_FIELDS = [
+    "status",
+    "args",
+    "remaining",
+    "result",
+    "started_at",
+    "finished_at",
+    "job_id",
+]
 WORKFLOW_FIELDS = [
     "status",
     "compensating",
@@ -185,12 +194,25 @@ class WorkflowState:
             if wf.kind == Workflow.Kind.SAGA and wf.cancel_requested and not wf.compensating:
                 self._begin_compensation()
             return
-        siblings = self._kids(parent.position)
-        index = siblings.index(step)
-        if index + 1 < len(siblings):
-            self._start(siblings[index + 1], has_input=True, value=value)
+        following = self._next_sibling(step)
+        if following is not None:
+            self._start(following, has_input=True, value=value)
         else:
             self._succeed(parent, value)
+
+    def _next_sibling(self, step: WorkflowStep) -> WorkflowStep | None:
+        """The member after ``step`` in its chain, None for the last. A task has
+        no descendants, so in pre-order its next sibling, if any, is the step at
+        the next position: when the engine loaded that one, the chain's other
+        members need not be read (a chain of N steps would cost O(N) per step)."""
+        parent = step.parent_position
+        if self._children_of is not None and parent not in self._complete and step.kind == TASK:
+            candidate = self.by_position.get(step.position + 1)
+            if candidate is not None:
+                return candidate if candidate.parent_position == parent else None
+        siblings = self._kids(parent)  # type: ignore[arg-type]
+        index = siblings.index(step)
+        return siblings[index + 1] if index + 1 < len(siblings) else None
 
     def _fail(self, step: WorkflowStep, reason: str) -> None:
         self._finish_step(step, StepStatus.FAILED)
