@@ -19,6 +19,7 @@ operator.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections import defaultdict
@@ -92,24 +93,8 @@ class WorkflowOperations:
         others = [w.pk for w in workflows if w.kind != Workflow.Kind.SAGA]
         if others:
             ids = [job_id for pk in others for job_id in job_ids[pk]]
-            finished = list(steps.filter(workflow_id__in=others, job_id__in=ids))
-            wanted: set[tuple[int, int | str]] = set()
-            for step in finished:
+            for step in self._outcome_steps(others, ids):
                 loaded[step.workflow_id].append(step)
-                wanted.add((step.workflow_id, step.position + 1))
-                parts = step.path.split(".") if step.path else []
-                wanted.update((step.workflow_id, ".".join(parts[:n])) for n in range(len(parts)))
-            paths = {key for _, key in wanted if isinstance(key, str)}
-            positions = {key for _, key in wanted if isinstance(key, int)}
-            around = steps.filter(workflow_id__in=others).filter(
-                Q(path__in=paths) & ~Q(kind=WorkflowStep.Kind.TASK) | Q(position__in=positions)
-            )
-            seen = {(s.workflow_id, s.position) for s in finished}
-            for step in around:
-                keys = {(step.workflow_id, step.position), (step.workflow_id, step.path)}
-                if keys & wanted and (step.workflow_id, step.position) not in seen:
-                    seen.add((step.workflow_id, step.position))
-                    loaded[step.workflow_id].append(step)
         now = timezone.now()
         return [
             WorkflowState(
@@ -123,12 +108,43 @@ class WorkflowOperations:
             for workflow in workflows
         ]
 
+    def _outcome_steps(self, workflow_ids: list[int], job_ids: list[int]) -> list[WorkflowStep]:
+        """The RUNNING task steps of these jobs, their ancestors and, for a chain
+        member, the step at the next position (PostgreSQL: one statement)."""
+        steps = WorkflowStep.objects.using(self.alias)
+        finished = list(
+            steps.filter(
+                workflow_id__in=workflow_ids,
+                job_id__in=job_ids,
+                status=StepStatus.RUNNING,
+                kind=WorkflowStep.Kind.TASK,
+            ).order_by("workflow_id")
+        )
+        if not finished:
+            return []
+        around = Q()
+        for pk, group in itertools.groupby(finished, key=lambda step: step.workflow_id):
+            positions: set[int] = set()
+            paths: set[str] = set()
+            for step in group:
+                if step.role == WorkflowStep.Role.STEP:  # of a chain: its next member
+                    positions.add(step.position + 1)
+                parts = step.path.split(".") if step.path else []
+                paths.update(".".join(parts[:n]) for n in range(len(parts)))
+            around |= Q(workflow_id=pk) & (
+                Q(position__in=positions) | Q(path__in=paths) & ~Q(kind=WorkflowStep.Kind.TASK)
+            )
+        seen = {(step.workflow_id, step.position) for step in finished}
+        return finished + [
+            s for s in steps.filter(around) if (s.workflow_id, s.position) not in seen
+        ]
+
     def _children_loader(self, workflow_id: int) -> Callable[[int], list[WorkflowStep]]:
         """Reads the members of one container of the workflow (WorkflowState's ``children_of``)."""
-        steps = WorkflowStep.objects.using(self.alias).filter(workflow_id=workflow_id)
 
         def children_of(position: int) -> list[WorkflowStep]:
-            return list(steps.filter(parent_position=position))
+            steps = WorkflowStep.objects.using(self.alias)
+            return list(steps.filter(workflow_id=workflow_id, parent_position=position))
 
         return children_of
 
