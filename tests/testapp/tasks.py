@@ -452,10 +452,18 @@ def chaos_collect(results: list[int]) -> int:
 
 @task(atomic=True, max_attempts=10, backoff="fixed")
 def chaos_do(name: str, fail: bool = False) -> str:
+    """A saga step; ``fail``: gives up at once (Discard), its write rolled back."""
     Event.objects.create(job_id=current_job().id, name=f"do:{name}")
     if fail:
-        raise RuntimeError(f"saga step {name} fails")
+        raise Discard(f"saga step {name} fails")
     return name
+
+
+@task(atomic=True, max_attempts=10, backoff="fixed")
+def chaos_add(a: int, b: int, tag: str) -> int:
+    """A chain step with one effect, named by ``tag``."""
+    Event.objects.create(job_id=current_job().id, name=f"add:{tag}", value={"sum": a + b})
+    return a + b
 
 
 @task(atomic=True, max_attempts=10, backoff="fixed")
