@@ -37,7 +37,7 @@ from django_jobs.workflows.advance import STEP_FIELDS, WORKFLOW_FIELDS, Workflow
 
 if TYPE_CHECKING:
     from django_jobs.models import JobQuerySet
-    from django_jobs.rows import CancelReport
+    from django_jobs.rows import Cancellation, CancelReport
     from django_jobs.workflows.canvas import PlannedStep
 
 logger = logging.getLogger("django_jobs.workflows")
@@ -245,6 +245,21 @@ class WorkflowOperations:
         states = self._load_outcomes({workflow_id: [job_id]})
         if states and states[0].job_finished(job_id, False, reason=reason):
             self._write(states)
+
+    def cancel_running(self, cancellation: Cancellation) -> bool:
+        """CancelOperations' (a RUNNING job stopped by its cancel ends CANCELLED)
+        and, for a workflow step, the advance in the same transaction: the job
+        row is locked before the workflow's, as by a completion. The workflow
+        hears of it now, not at the next recovery pass (settle_orphans)."""
+        cancel_running = super().cancel_running  # type: ignore[misc]
+        workflow_id = cancellation.job.workflow_id
+        if workflow_id is None:
+            return bool(cancel_running(cancellation))
+        with transaction.atomic(using=self.alias):
+            if not cancel_running(cancellation):
+                return False
+            self.advance_failed(cancellation.job.id, workflow_id, CANCELLED_BY_OPERATOR)
+        return True
 
     def settle_orphans(self, limit: int = 50) -> int:
         """Advance steps whose job finished with no advance (dead-lettered by lease

@@ -426,6 +426,15 @@ def saga_undo(name: str, fail_times: int = 0) -> str:
     return name
 
 
+@task(atomic=True, max_attempts=2, backoff="fixed")
+def saga_undo_until_fixed(name: str) -> str:
+    """A compensation that fails until an operator fixed the cause (an Event "fixed")."""
+    if not Event.objects.filter(name="fixed").exists():
+        raise RuntimeError(f"compensation {name}: the refund service is down")
+    Event.objects.create(job_id=current_job().id, name=f"undo:{name}")
+    return name
+
+
 @task(max_attempts=1)
 def wf_sleep(seconds: float) -> float:
     """One attempt only: a worker killed during it dead-letters the job."""
