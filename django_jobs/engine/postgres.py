@@ -7,7 +7,6 @@ the connection plumbing (prepared cursor, channels) is in ``pg``.
 
 from __future__ import annotations
 
-import json
 import logging
 import select
 import uuid
@@ -51,13 +50,8 @@ from django_jobs.engine.postgres_sql import (
     SELECT_HOLDERS_BY_KEYS,
 )
 from django_jobs.engine.schedules_postgres import PostgresScheduleOperations
-from django_jobs.engine.workflows_postgres_sql import (
-    INSERT_STEP_JOBS,
-    LOAD_OUTCOME_STEPS,
-    LOCK_WORKFLOWS,
-    UPDATE_STEPS,
-)
-from django_jobs.models import Job, Workflow, WorkflowStep
+from django_jobs.engine.workflows_postgres import PostgresWorkflowOperations
+from django_jobs.models import Job
 from django_jobs.rows import (
     CancelReport,
     ClaimedJob,
@@ -77,7 +71,7 @@ ADVISORY_NAMESPACE = 0x6A6F6273
 claimed_after_lane = claimed_mapper(1)  # CLAIM_LANE_HEADS: the lane, then the columns
 
 
-class PostgresEngine(PostgresScheduleOperations, GenericEngine):
+class PostgresEngine(PostgresScheduleOperations, PostgresWorkflowOperations, GenericEngine):
     """Raw SQL for enqueue, the worker's hot path, recovery and pruning; the
     rest (workers, operator actions, dead-letter retries, admin name lists) is
     inherited from :class:`GenericEngine`, whose ORM queries are as good here."""
@@ -340,57 +334,6 @@ class PostgresEngine(PostgresScheduleOperations, GenericEngine):
             {c.job.id: c.job.task_name for c in completions if c.job.id in done}
         )
         return done
-
-    # -- workflows (the rest: engine.workflows) ------------------------------
-
-    def _lock_workflows(self, workflow_ids: Sequence[int]) -> list[Workflow]:
-        return list(Workflow.objects.using(self.alias).raw(LOCK_WORKFLOWS, [list(workflow_ids)]))
-
-    def _outcome_steps(self, workflow_ids: list[int], job_ids: list[int]) -> list[WorkflowStep]:
-        params = {"workflow_ids": workflow_ids, "job_ids": job_ids}
-        return list(WorkflowStep.objects.using(self.alias).raw(LOAD_OUTCOME_STEPS, params))
-
-    def _update_steps(self, steps: list[WorkflowStep]) -> None:
-        def encoded(value: Any) -> str | None:
-            return None if value is None else json.dumps(value)
-
-        with self.connection.cursor() as cursor:
-            cursor.execute(
-                UPDATE_STEPS,
-                [
-                    [s.pk for s in steps],
-                    [s.status for s in steps],
-                    [json.dumps(s.args) for s in steps],
-                    [s.remaining for s in steps],
-                    [encoded(s.result) for s in steps],
-                    [s.started_at for s in steps],
-                    [s.finished_at for s in steps],
-                    [s.job_id for s in steps],
-                ],
-            )
-
-    def _insert_step_jobs(self, jobs: list[Job]) -> None:
-        with hot_cursor(self.connection) as cursor:
-            cursor.execute(
-                INSERT_STEP_JOBS,
-                {
-                    "task_name": [j.task_name for j in jobs],
-                    "queue_name": [j.queue_name for j in jobs],
-                    "priority": [j.priority for j in jobs],
-                    "args": [json.dumps(j.args) for j in jobs],
-                    "kwargs": [json.dumps(j.kwargs) for j in jobs],
-                    "max_attempts": [j.max_attempts for j in jobs],
-                    "timeout": [j.timeout for j in jobs],
-                    "workflow_id": [j.workflow_id for j in jobs],
-                    "workflow_position": [j.workflow_position for j in jobs],
-                    "notify": self.notify_enabled,
-                    "channel": JOBS_CHANNEL,
-                },
-            )
-            inserted = sorted(cursor.fetchall())  # by id == input order
-        for job, (job_id, run_after, enqueued_at, _) in zip(jobs, inserted, strict=True):
-            job.pk, job.run_after, job.enqueued_at = job_id, run_after, enqueued_at
-            job._state.adding, job._state.db = False, self.alias
 
     def release_jobs(self, jobs: Sequence[ClaimedJob]) -> int:
         if not jobs:

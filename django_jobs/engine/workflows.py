@@ -32,8 +32,19 @@ from django.utils import timezone
 
 from django_jobs.models import DeadLetter, Job, Workflow, WorkflowStep
 from django_jobs.rows import Completion
-from django_jobs.status import FINISHED_STATUSES, JobStatus, StepStatus
-from django_jobs.workflows.advance import STEP_FIELDS, WORKFLOW_FIELDS, WorkflowState
+from django_jobs.status import (
+    FINISHED_STATUSES,
+    WORKFLOW_FINISHED_STATUSES,
+    JobStatus,
+    StepStatus,
+    WorkflowStatus,
+)
+from django_jobs.workflows.advance import (
+    STEP_FIELDS,
+    WORKFLOW_FIELDS,
+    WorkflowState,
+    ended_container_status,
+)
 
 if TYPE_CHECKING:
     from django_jobs.models import JobQuerySet
@@ -194,8 +205,17 @@ class WorkflowOperations:
         if dirty:
             self._update_steps(dirty)
         for state in states:
-            if state.workflow_changed:
-                state.workflow.save(using=self.alias, update_fields=WORKFLOW_FIELDS)
+            if not state.workflow_changed:
+                continue
+            wf = state.workflow
+            wf.save(using=self.alias, update_fields=WORKFLOW_FIELDS)
+            if wf.status in WORKFLOW_FINISHED_STATUSES and wf.status != WorkflowStatus.SUCCESSFUL:
+                # Its chains and groups that were not loaded end as _end ended the others.
+                WorkflowStep.objects.using(self.alias).filter(
+                    workflow_id=wf.pk, status=StepStatus.RUNNING
+                ).exclude(kind=WorkflowStep.Kind.TASK).update(
+                    status=ended_container_status(wf.status), finished_at=state.now
+                )
 
     # -- enqueue -------------------------------------------------------------
 

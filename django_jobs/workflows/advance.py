@@ -60,6 +60,13 @@ WORKFLOW_FIELDS = [
 ]
 
 
+def ended_container_status(workflow_status: str) -> str:
+    """The status of a chain or group still RUNNING when its workflow ended
+    ``workflow_status`` (not SUCCESSFUL): FAILED with it, else CANCELLED."""
+    failed = workflow_status == WorkflowStatus.FAILED
+    return StepStatus.FAILED if failed else StepStatus.CANCELLED
+
+
 class WorkflowState:
     """One workflow and its steps, in memory, under the workflow's row lock."""
 
@@ -232,10 +239,16 @@ class WorkflowState:
 
     def _end(self, status: str) -> None:
         self._set(status=status, finished_at=self.now)
-        if status in (WorkflowStatus.COMPENSATED, WorkflowStatus.CANCELLED):
-            for step in self.steps:
-                if step.status == StepStatus.PENDING:
-                    self._finish_step(step, StepStatus.CANCELLED)
+        if status == WorkflowStatus.SUCCESSFUL:
+            return
+        stopped = ended_container_status(status)
+        for step in self.steps:
+            if step.status == StepStatus.PENDING and stopped == StepStatus.CANCELLED:
+                self._finish_step(step, StepStatus.CANCELLED)
+            elif step.status == StepStatus.RUNNING and step.kind != TASK:
+                # A chain or group that will not finish: it ends with the workflow
+                # (the engine ends the ones not loaded here the same way).
+                self._finish_step(step, stopped)
 
     # -- sagas -------------------------------------------------------------
 
@@ -320,6 +333,10 @@ class WorkflowState:
             self._touch(step)
             self.new_jobs.append(step)  # args as its first job got them
         if failed:
+            for step in self.steps:  # the chains and groups that _end failed run again
+                if step.kind != TASK and step.status == StepStatus.FAILED:
+                    step.status, step.finished_at = StepStatus.RUNNING, None
+                    self._touch(step)
             self._set(status=WorkflowStatus.RUNNING, finished_at=None, failed_position=None)
             self._set(failure="")
         return len(failed)
