@@ -82,7 +82,9 @@ def test_a_failed_saga_retried_from_the_admin_finishes_its_compensations(
 
 
 def test_deep_nesting_chords_groups_and_chains_inside_each_other(run_burst):
-    # chain( group( chain(a, chord(group(x, y), collect)), group(b, c) ), chord(group(d), collect) )
+    # chain(a, group(chain(b, chord(group(x, y), collect)), group(c, d)),
+    #       chord(group(collect), chain(collect, add))): group in chain, chain in
+    # group, chord in chain, group in group, and a chord whose callback is a chain.
     inner_chord = chord(group(tasks.wf_add.s(1), tasks.wf_add.s(2)), tasks.wf_collect.s())
     workflow = chain(
         tasks.wf_add.s(1, 2),  # 3
@@ -90,14 +92,17 @@ def test_deep_nesting_chords_groups_and_chains_inside_each_other(run_burst):
             chain(tasks.wf_add.s(10), inner_chord),  # 13 -> [14, 15] -> collect: 2
             group(tasks.wf_add.s(100), tasks.wf_add.s(200)),  # [103, 203]
         ),  # [2, [103, 203]]
-        chord(group(tasks.wf_collect.s()), tasks.wf_collect.s()),  # collect([2, [..]]) -> 2 -> [2]
+        chord(
+            group(tasks.wf_collect.s()),  # collect([2, [103, 203]]) -> 2; the group: [2]
+            chain(tasks.wf_collect.s(), tasks.wf_add.s(1000)),  # collect([2]) -> 1 -> 1001
+        ),
     ).enqueue()
     run_burst("--concurrency", "3")
     workflow.refresh_from_db()
     assert workflow.status == WorkflowStatus.SUCCESSFUL, workflow.failure
     collected = [e.value["results"] for e in Event.objects.filter(name="wf_collect").order_by("id")]
     assert collected == [[14, 15], [2, [103, 203]], [2]]
-    assert workflow.result == 1
+    assert workflow.result == 1001
     assert set(WorkflowStep.objects.filter(workflow=workflow).values_list("status", flat=True)) == {
         StepStatus.SUCCESSFUL
     }
