@@ -1,21 +1,22 @@
 """Workflow operations of the ORM engine (every database; PostgreSQL replaces
-the row lock and adds wake-ups, see ``workflows_postgres_sql``).
+the hot statements, see ``workflows_postgres``).
 
 The engine's completion and give-up paths call :meth:`advance_completed` /
 :meth:`advance_failed` for jobs that have a ``workflow_id``, inside the
 transaction that records the outcome: the outcome, the advance (next job,
 fan-in, compensation) and, for an atomic task, the task's own writes commit
 together or not at all. Plain jobs never take this path. Each advance first
-locks the Workflow row (SELECT ... FOR UPDATE; on SQLite the IMMEDIATE
+locks the Workflow rows (SELECT ... FOR UPDATE; on SQLite the IMMEDIATE
 transaction already holds the database's write lock), so the advances of one
-workflow run one at a time and see each other's committed writes. Workflows
-are locked in id order when one batch completes jobs of several, so two
-workers never wait on each other in a cycle.
+workflow run one at a time and see each other's committed writes. A batch of
+completions locks its workflows in id order, in one statement, so two
+workers never wait on each other in a cycle; it then reads the steps the
+outcomes need (not every member of a long chain), and writes the next jobs
+and the changed steps for all its workflows at once.
 
 :meth:`settle_orphans` (run after lease recovery) advances steps whose job
 finished without an advance: dead-lettered by recovery, cancelled by an
-operator.
-"""
+operator while no worker held it."""
 
 from __future__ import annotations
 

@@ -21,6 +21,9 @@ Rules:
 - a task failed for good: a saga starts its compensations, in reverse order
   of the completed steps, one at a time; anything else is FAILED, naming the
   step. A compensation that fails for good makes the saga FAILED.
+- a workflow that ends FAILED, CANCELLED or COMPENSATED ends its chains and
+  groups still running with it (FAILED, else CANCELLED); a retry runs them
+  again.
 - nothing new starts while the workflow is not RUNNING (failed, cancelled, or
   a saga compensating); a late outcome is still recorded on its step.
 """
