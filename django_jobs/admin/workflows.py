@@ -142,7 +142,7 @@ class WorkflowAdmin(ReadOnlyDetailMixin, ObjectActionsMixin):
         self.report(
             request,
             noun="workflow",
-            verb="cancelled (running jobs finish; sagas compensate)",
+            verb="cancelled (running steps are asked to stop; sagas compensate)",
             done=done,
             skipped=skipped,
             truncated=truncated,

@@ -50,8 +50,8 @@ from django_jobs.engine.postgres_sql import (
     SELECT_HOLDERS_BY_KEYS,
 )
 from django_jobs.engine.schedules_postgres import PostgresScheduleOperations
-from django_jobs.engine.workflows_postgres_sql import LOCK_WORKFLOW, NOTIFY_QUEUES
-from django_jobs.models import Job, Workflow
+from django_jobs.engine.workflows_postgres import PostgresWorkflowOperations
+from django_jobs.models import Job
 from django_jobs.rows import (
     CancelReport,
     ClaimedJob,
@@ -71,7 +71,7 @@ ADVISORY_NAMESPACE = 0x6A6F6273
 claimed_after_lane = claimed_mapper(1)  # CLAIM_LANE_HEADS: the lane, then the columns
 
 
-class PostgresEngine(PostgresScheduleOperations, GenericEngine):
+class PostgresEngine(PostgresScheduleOperations, PostgresWorkflowOperations, GenericEngine):
     """Raw SQL for enqueue, the worker's hot path, recovery and pruning; the
     rest (workers, operator actions, dead-letter retries, admin name lists) is
     inherited from :class:`GenericEngine`, whose ORM queries are as good here."""
@@ -334,19 +334,6 @@ class PostgresEngine(PostgresScheduleOperations, GenericEngine):
             {c.job.id: c.job.task_name for c in completions if c.job.id in done}
         )
         return done
-
-    # -- workflows (the rest: engine.workflows) ------------------------------
-
-    def _lock_workflow(self, workflow_id: int) -> Workflow | None:
-        found = list(Workflow.objects.using(self.alias).raw(LOCK_WORKFLOW, [workflow_id]))
-        return found[0] if found else None
-
-    def _insert_step_jobs(self, jobs: list[Job]) -> None:
-        super()._insert_step_jobs(jobs)
-        if self.notify_enabled:
-            with self.connection.cursor() as cursor:
-                queues = sorted({job.queue_name for job in jobs})
-                cursor.execute(NOTIFY_QUEUES, [JOBS_CHANNEL, queues])
 
     def release_jobs(self, jobs: Sequence[ClaimedJob]) -> int:
         if not jobs:

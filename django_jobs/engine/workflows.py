@@ -1,28 +1,30 @@
 """Workflow operations of the ORM engine (every database; PostgreSQL replaces
-the row lock and adds wake-ups, see ``workflows_postgres_sql``).
+the hot statements, see ``workflows_postgres``).
 
 The engine's completion and give-up paths call :meth:`advance_completed` /
 :meth:`advance_failed` for jobs that have a ``workflow_id``, inside the
 transaction that records the outcome: the outcome, the advance (next job,
 fan-in, compensation) and, for an atomic task, the task's own writes commit
 together or not at all. Plain jobs never take this path. Each advance first
-locks the Workflow row (SELECT ... FOR UPDATE; on SQLite the IMMEDIATE
+locks the Workflow rows (SELECT ... FOR UPDATE; on SQLite the IMMEDIATE
 transaction already holds the database's write lock), so the advances of one
-workflow run one at a time and see each other's committed writes. Workflows
-are locked in id order when one batch completes jobs of several, so two
-workers never wait on each other in a cycle.
+workflow run one at a time and see each other's committed writes. A batch of
+completions locks its workflows in id order, in one statement, so two
+workers never wait on each other in a cycle; it then reads the steps the
+outcomes need (not every member of a long chain), and writes the next jobs
+and the changed steps for all its workflows at once.
 
 :meth:`settle_orphans` (run after lease recovery) advances steps whose job
 finished without an advance: dead-lettered by recovery, cancelled by an
-operator.
-"""
+operator while no worker held it."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from django.db import transaction
@@ -31,12 +33,23 @@ from django.utils import timezone
 
 from django_jobs.models import DeadLetter, Job, Workflow, WorkflowStep
 from django_jobs.rows import Completion
-from django_jobs.status import FINISHED_STATUSES, JobStatus, StepStatus
-from django_jobs.workflows.advance import STEP_FIELDS, WORKFLOW_FIELDS, WorkflowState
+from django_jobs.status import (
+    FINISHED_STATUSES,
+    WORKFLOW_FINISHED_STATUSES,
+    JobStatus,
+    StepStatus,
+    WorkflowStatus,
+)
+from django_jobs.workflows.advance import (
+    STEP_FIELDS,
+    WORKFLOW_FIELDS,
+    WorkflowState,
+    ended_container_status,
+)
 
 if TYPE_CHECKING:
     from django_jobs.models import JobQuerySet
-    from django_jobs.rows import CancelReport
+    from django_jobs.rows import Cancellation, CancelReport
     from django_jobs.workflows.canvas import PlannedStep
 
 logger = logging.getLogger("django_jobs.workflows")
@@ -61,64 +74,149 @@ class WorkflowOperations:
 
     # -- locking and writing -------------------------------------------------
 
-    def _lock_workflow(self, workflow_id: int) -> Workflow | None:
-        """The Workflow row, locked until the transaction ends (None: deleted)."""
-        return Workflow.objects.using(self.alias).select_for_update().filter(pk=workflow_id).first()
+    def _lock_workflows(self, workflow_ids: Sequence[int]) -> list[Workflow]:
+        """These Workflow rows, locked in id order until the transaction ends
+        (a deleted one is missing)."""
+        found = Workflow.objects.using(self.alias).select_for_update().filter(pk__in=workflow_ids)
+        return list(found.order_by("pk"))
 
-    def _load(self, workflow_id: int, job_ids: Sequence[int] = ()) -> WorkflowState | None:
-        """Lock the workflow and load its steps: all of them, or with ``job_ids``
-        (outcomes of a chain, group or chord) the containers and those jobs'
-        steps, the rest loaded as needed (see WorkflowState)."""
-        workflow = self._lock_workflow(workflow_id)
-        if workflow is None:
+    def _load(self, workflow_id: int) -> WorkflowState | None:
+        """Lock the workflow and load all its steps (None: deleted)."""
+        locked = self._lock_workflows([workflow_id])
+        if not locked:
             return None
         steps = WorkflowStep.objects.using(self.alias).filter(workflow_id=workflow_id)
-        if not job_ids or workflow.kind == Workflow.Kind.SAGA:
-            return WorkflowState(workflow, list(steps), timezone.now())
-        some = steps.filter(Q(job_id__in=job_ids) | ~Q(kind=WorkflowStep.Kind.TASK))
-        return WorkflowState(
-            workflow,
-            list(some),
-            timezone.now(),
-            children_of=lambda position: list(steps.filter(parent_position=position)),
+        return WorkflowState(locked[0], list(steps), timezone.now())
+
+    def _load_outcomes(self, job_ids: dict[int, list[int]]) -> list[WorkflowState]:
+        """Lock the workflows of these finished jobs (workflow id -> job ids), in
+        id order, and load what their advances read: a saga's steps, all of them
+        (a few); otherwise the jobs' steps, their ancestors (containers, by path
+        prefix) and the step at the next position (a chain's next member, see
+        WorkflowState._next_sibling). Other members are read only when needed,
+        so a step costs the same in a chain of 3 or of 1,000, and the reads are
+        a constant number of queries per batch, not per workflow."""
+        workflows = self._lock_workflows(sorted(job_ids))
+        steps = WorkflowStep.objects.using(self.alias)
+        loaded: dict[int, list[WorkflowStep]] = defaultdict(list)
+        sagas = [w.pk for w in workflows if w.kind == Workflow.Kind.SAGA]
+        for step in steps.filter(workflow_id__in=sagas) if sagas else ():
+            loaded[step.workflow_id].append(step)
+        others = [w.pk for w in workflows if w.kind != Workflow.Kind.SAGA]
+        if others:
+            ids = [job_id for pk in others for job_id in job_ids[pk]]
+            for step in self._outcome_steps(others, ids):
+                loaded[step.workflow_id].append(step)
+        now = timezone.now()
+        return [
+            WorkflowState(
+                workflow,
+                loaded[workflow.pk],
+                now,
+                children_of=None
+                if workflow.kind == Workflow.Kind.SAGA
+                else self._children_loader(workflow.pk),
+            )
+            for workflow in workflows
+        ]
+
+    def _outcome_steps(self, workflow_ids: list[int], job_ids: list[int]) -> list[WorkflowStep]:
+        """The RUNNING task steps of these jobs, their ancestors and, for a chain
+        member, the step at the next position (PostgreSQL: one statement)."""
+        steps = WorkflowStep.objects.using(self.alias)
+        finished = list(
+            steps.filter(
+                workflow_id__in=workflow_ids,
+                job_id__in=job_ids,
+                status=StepStatus.RUNNING,
+                kind=WorkflowStep.Kind.TASK,
+            ).order_by("workflow_id")
         )
+        if not finished:
+            return []
+        around = Q()
+        for pk, group in itertools.groupby(finished, key=lambda step: step.workflow_id):
+            positions: set[int] = set()
+            paths: set[str] = set()
+            for step in group:
+                if step.role == WorkflowStep.Role.STEP:  # of a chain: its next member
+                    positions.add(step.position + 1)
+                parts = step.path.split(".") if step.path else []
+                paths.update(".".join(parts[:n]) for n in range(len(parts)))
+            around |= Q(workflow_id=pk) & (
+                Q(position__in=positions) | Q(path__in=paths) & ~Q(kind=WorkflowStep.Kind.TASK)
+            )
+        seen = {(step.workflow_id, step.position) for step in finished}
+        return finished + [
+            s for s in steps.filter(around) if (s.workflow_id, s.position) not in seen
+        ]
+
+    def _children_loader(self, workflow_id: int) -> Callable[[int], list[WorkflowStep]]:
+        """Reads the members of one container of the workflow (WorkflowState's ``children_of``)."""
+
+        def children_of(position: int) -> list[WorkflowStep]:
+            steps = WorkflowStep.objects.using(self.alias)
+            return list(steps.filter(workflow_id=workflow_id, parent_position=position))
+
+        return children_of
 
     def _insert_step_jobs(self, jobs: list[Job]) -> None:
         Job.objects.using(self.alias).bulk_create(jobs)
 
-    def _write(self, state: WorkflowState, *, new: bool = False) -> None:
-        """Create the jobs of the steps started, then save the steps and workflow."""
-        wf = state.workflow
+    def _update_steps(self, steps: list[WorkflowStep]) -> None:
+        """Save STEP_FIELDS of these steps (one UPDATE each; PostgreSQL: one in all)."""
+        rows = WorkflowStep.objects.using(self.alias)
+        for step in steps:
+            rows.filter(pk=step.pk).update(**{name: getattr(step, name) for name in STEP_FIELDS})
+
+    def _write(self, states: Sequence[WorkflowState], *, new: bool = False) -> None:
+        """Create the jobs of the steps started (one insert for all the states),
+        then save the steps and workflows that changed."""
+        started: list[WorkflowStep] = []
         jobs = []
-        for step in state.new_jobs:
-            options = step.options
-            jobs.append(
-                Job(
-                    task_name=step.task_name,
-                    queue_name=options["queue_name"],
-                    priority=options["priority"],
-                    args=step.args,
-                    kwargs=step.kwargs,
-                    max_attempts=options["max_attempts"],
-                    timeout=options["timeout"],
-                    run_after=state.now,
-                    enqueued_at=state.now,
-                    workflow_id=wf.pk,
-                    workflow_position=step.position,
+        for state in states:
+            for step in state.new_jobs:
+                options = step.options
+                started.append(step)
+                jobs.append(
+                    Job(
+                        task_name=step.task_name,
+                        queue_name=options["queue_name"],
+                        priority=options["priority"],
+                        args=step.args,
+                        kwargs=step.kwargs,
+                        max_attempts=options["max_attempts"],
+                        timeout=options["timeout"],
+                        run_after=state.now,
+                        enqueued_at=state.now,
+                        workflow_id=state.workflow.pk,
+                        workflow_position=step.position,
+                    )
                 )
-            )
         if jobs:
             self._insert_step_jobs(jobs)
-            for step, job in zip(state.new_jobs, jobs, strict=True):
+            for step, job in zip(started, jobs, strict=True):
                 step.job_id = job.pk
             self._after_enqueue(jobs)
-        steps = WorkflowStep.objects.using(self.alias)
         if new:
-            steps.bulk_create(state.steps)
-        elif state.dirty:
-            steps.bulk_update(list(state.dirty.values()), STEP_FIELDS)
-        if state.workflow_changed and not new:
+            for state in states:
+                WorkflowStep.objects.using(self.alias).bulk_create(state.steps)
+            return
+        dirty = [step for state in states for step in state.dirty.values()]
+        if dirty:
+            self._update_steps(dirty)
+        for state in states:
+            if not state.workflow_changed:
+                continue
+            wf = state.workflow
             wf.save(using=self.alias, update_fields=WORKFLOW_FIELDS)
+            if wf.status in WORKFLOW_FINISHED_STATUSES and wf.status != WorkflowStatus.SUCCESSFUL:
+                # Its chains and groups that were not loaded end as _end ended the others.
+                WorkflowStep.objects.using(self.alias).filter(
+                    workflow_id=wf.pk, status=StepStatus.RUNNING
+                ).exclude(kind=WorkflowStep.Kind.TASK).update(
+                    status=ended_container_status(wf.status), finished_at=state.now
+                )
 
     # -- enqueue -------------------------------------------------------------
 
@@ -141,7 +239,7 @@ class WorkflowOperations:
             ]
             state = WorkflowState(workflow, steps, timezone.now())
             state.start_root()
-            self._write(state, new=True)
+            self._write([state], new=True)
         return workflow
 
     # -- outcomes (called inside the outcome's transaction) ------------------
@@ -149,25 +247,40 @@ class WorkflowOperations:
     def advance_completed(self, completions: Sequence[Completion]) -> None:
         """Advance the workflows of these completed jobs (their completion is
         written, in the current transaction)."""
-        by_workflow: dict[int, list[Completion]] = defaultdict(list)
+        job_ids: dict[int, list[int]] = defaultdict(list)
+        values = {}
         for completion in completions:
             if completion.job.workflow_id is not None:
-                by_workflow[completion.job.workflow_id].append(completion)
-        for workflow_id in sorted(by_workflow):  # one lock order for every worker
-            done = by_workflow[workflow_id]
-            state = self._load(workflow_id, [c.job.id for c in done])
-            if state is None:
-                continue
-            for completion in done:
-                value = json.loads(completion.result_json)
-                state.job_finished(completion.job.id, True, value)
-            self._write(state)
+                job_ids[completion.job.workflow_id].append(completion.job.id)
+                values[completion.job.id] = completion.result_json
+        if not job_ids:
+            return
+        states = self._load_outcomes(job_ids)
+        for state in states:
+            for job_id in job_ids[state.workflow.pk]:
+                state.job_finished(job_id, True, json.loads(values[job_id]))
+        self._write(states)
 
     def advance_failed(self, job_id: int, workflow_id: int, reason: str) -> None:
         """Advance the workflow of a job that just failed for good."""
-        state = self._load(workflow_id, [job_id])
-        if state is not None and state.job_finished(job_id, False, reason=reason):
-            self._write(state)
+        states = self._load_outcomes({workflow_id: [job_id]})
+        if states and states[0].job_finished(job_id, False, reason=reason):
+            self._write(states)
+
+    def cancel_running(self, cancellation: Cancellation) -> bool:
+        """CancelOperations' (a RUNNING job stopped by its cancel ends CANCELLED)
+        and, for a workflow step, the advance in the same transaction: the job
+        row is locked before the workflow's, as by a completion. The workflow
+        hears of it now, not at the next recovery pass (settle_orphans)."""
+        cancel_running = super().cancel_running  # type: ignore[misc]
+        workflow_id = cancellation.job.workflow_id
+        if workflow_id is None:
+            return bool(cancel_running(cancellation))
+        with transaction.atomic(using=self.alias):
+            if not cancel_running(cancellation):
+                return False
+            self.advance_failed(cancellation.job.id, workflow_id, CANCELLED_BY_OPERATOR)
+        return True
 
     def settle_orphans(self, limit: int = 50) -> int:
         """Advance steps whose job finished with no advance (dead-lettered by lease
@@ -201,7 +314,7 @@ class WorkflowOperations:
                     ok = status == JobStatus.SUCCESSFUL
                     reason = "" if ok else self._failure_reason(job_id, status)
                     settled += state.job_finished(job_id, ok, result, reason)
-                self._write(state)
+                self._write([state])
         if settled:
             logger.warning("settled %d workflow step(s) whose outcome had no advance", settled)
         return settled
@@ -240,7 +353,7 @@ class WorkflowOperations:
                 return False
             ids = [s.job_id for s in state.cancel_jobs if s.job_id is not None]
             state.jobs_cancelled(self._cancel_ready(ids) if ids else set())
-            self._write(state)
+            self._write([state])
             running = list(
                 self._jobs()
                 .filter(workflow_id=workflow_id, status=JobStatus.RUNNING)
@@ -262,5 +375,5 @@ class WorkflowOperations:
                 return 0
             retried = state.retry()
             if retried:
-                self._write(state)
+                self._write([state])
         return retried

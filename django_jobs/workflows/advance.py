@@ -21,6 +21,9 @@ Rules:
 - a task failed for good: a saga starts its compensations, in reverse order
   of the completed steps, one at a time; anything else is FAILED, naming the
   step. A compensation that fails for good makes the saga FAILED.
+- a workflow that ends FAILED, CANCELLED or COMPENSATED ends its chains and
+  groups still running with it (FAILED, else CANCELLED); a retry runs them
+  again.
 - nothing new starts while the workflow is not RUNNING (failed, cancelled, or
   a saga compensating); a late outcome is still recorded on its step.
 """
@@ -40,7 +43,16 @@ logger = logging.getLogger("django_jobs.workflows")
 
 TASK, CHAIN, GROUP = WorkflowStep.Kind.TASK, WorkflowStep.Kind.CHAIN, WorkflowStep.Kind.GROUP
 COMPENSATION = WorkflowStep.Role.COMPENSATION
-STEP_FIELDS = ["status", "args", "remaining", "result", "started_at", "finished_at", "job"]
+# What an advance changes on a step (attnames: job_id, not the related job).
+STEP_FIELDS = [
+    "status",
+    "args",
+    "remaining",
+    "result",
+    "started_at",
+    "finished_at",
+    "job_id",
+]
 WORKFLOW_FIELDS = [
     "status",
     "compensating",
@@ -49,6 +61,13 @@ WORKFLOW_FIELDS = [
     "failed_position",
     "failure",
 ]
+
+
+def ended_container_status(workflow_status: str) -> str:
+    """The status of a chain or group still RUNNING when its workflow ended
+    ``workflow_status`` (not SUCCESSFUL): FAILED with it, else CANCELLED."""
+    failed = workflow_status == WorkflowStatus.FAILED
+    return StepStatus.FAILED if failed else StepStatus.CANCELLED
 
 
 class WorkflowState:
@@ -185,12 +204,25 @@ class WorkflowState:
             if wf.kind == Workflow.Kind.SAGA and wf.cancel_requested and not wf.compensating:
                 self._begin_compensation()
             return
-        siblings = self._kids(parent.position)
-        index = siblings.index(step)
-        if index + 1 < len(siblings):
-            self._start(siblings[index + 1], has_input=True, value=value)
+        following = self._next_sibling(step)
+        if following is not None:
+            self._start(following, has_input=True, value=value)
         else:
             self._succeed(parent, value)
+
+    def _next_sibling(self, step: WorkflowStep) -> WorkflowStep | None:
+        """The member after ``step`` in its chain, None for the last. A task has
+        no descendants, so in pre-order its next sibling, if any, is the step at
+        the next position: when the engine loaded that one, the chain's other
+        members need not be read (a chain of N steps would cost O(N) per step)."""
+        parent = step.parent_position
+        if self._children_of is not None and parent not in self._complete and step.kind == TASK:
+            candidate = self.by_position.get(step.position + 1)
+            if candidate is not None:
+                return candidate if candidate.parent_position == parent else None
+        siblings = self._kids(parent)  # type: ignore[arg-type]
+        index = siblings.index(step)
+        return siblings[index + 1] if index + 1 < len(siblings) else None
 
     def _fail(self, step: WorkflowStep, reason: str) -> None:
         self._finish_step(step, StepStatus.FAILED)
@@ -210,10 +242,16 @@ class WorkflowState:
 
     def _end(self, status: str) -> None:
         self._set(status=status, finished_at=self.now)
-        if status in (WorkflowStatus.COMPENSATED, WorkflowStatus.CANCELLED):
-            for step in self.steps:
-                if step.status == StepStatus.PENDING:
-                    self._finish_step(step, StepStatus.CANCELLED)
+        if status == WorkflowStatus.SUCCESSFUL:
+            return
+        stopped = ended_container_status(status)
+        for step in self.steps:
+            if step.status == StepStatus.PENDING and stopped == StepStatus.CANCELLED:
+                self._finish_step(step, StepStatus.CANCELLED)
+            elif step.status == StepStatus.RUNNING and step.kind != TASK:
+                # A chain or group that will not finish: it ends with the workflow
+                # (the engine ends the ones not loaded here the same way).
+                self._finish_step(step, stopped)
 
     # -- sagas -------------------------------------------------------------
 
@@ -298,6 +336,10 @@ class WorkflowState:
             self._touch(step)
             self.new_jobs.append(step)  # args as its first job got them
         if failed:
+            for step in self.steps:  # the chains and groups that _end failed run again
+                if step.kind != TASK and step.status == StepStatus.FAILED:
+                    step.status, step.finished_at = StepStatus.RUNNING, None
+                    self._touch(step)
             self._set(status=WorkflowStatus.RUNNING, finished_at=None, failed_position=None)
             self._set(failure="")
         return len(failed)

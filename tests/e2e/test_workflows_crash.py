@@ -2,87 +2,57 @@
 
 from __future__ import annotations
 
-import time
+from collections import Counter
 
 import pytest
 
-from django_jobs import chain, chord, group, saga
-from django_jobs.models import Job, Workflow
+from django_jobs import chain, chord, group
+from django_jobs.models import Job
 from django_jobs.status import JobStatus, WorkflowStatus
 from tests.conftest import wait_until
-from tests.e2e.crash_support import FAST_LEASES
+from tests.e2e.crash_support import FAST_LEASES, worker_id
 from tests.testapp import tasks
 from tests.testapp.models import Event
 
 pytestmark = pytest.mark.django_db(databases=["default", "jobs"], transaction=True)
 
 
-def test_sigkill_of_a_worker_mid_chord_still_calls_back_exactly_once(start_worker):
-    members = group(tasks.wf_square.s(n, pause=0.05) for n in range(200))
+def test_sigkill_of_a_worker_mid_chord_still_calls_back_exactly_once(start_worker, is_postgres):
+    # On SQLite an atomic task holds the database's write lock for its whole
+    # body (IMMEDIATE transactions): the members run one at a time there, so
+    # they pause less.
+    pause = 0.05 if is_postgres else 0.01
+    members = group(tasks.wf_square.s(n, pause=pause) for n in range(200))
     workflow = chord(members, tasks.wf_collect.s()).enqueue()
     workers = [start_worker("--concurrency", "4", env=FAST_LEASES) for _ in range(3)]
     wait_until(
         lambda: Event.objects.filter(name="wf_square").count() >= 60, 60, message="60 members"
     )
-    workers[0].kill()  # mid-chord: its running members' atomic writes roll back
+    by_id = {worker_id(w): w for w in workers}
+    running = Job.objects.filter(workflow=workflow, status=JobStatus.RUNNING)
+    # The worker holding the most members (claimed, running or prefetched).
+    busiest = wait_until(
+        lambda: Counter(running.values_list("worker_id", flat=True)).most_common(1),
+        30,
+        0.01,
+        "a worker holding members",
+    )[0][0]
+    by_id[busiest].kill()  # mid-chord: its running members' atomic writes roll back
     workflow.wait(120)
     assert workflow.status == WorkflowStatus.SUCCESSFUL
     (callback,) = Event.objects.filter(name="wf_collect")
     assert callback.value["results"] == [n * n for n in range(200)]
     squares = sorted(Event.objects.filter(name="wf_square").values_list("value__n", flat=True))
     assert squares == list(range(200)), "each atomic member had exactly one effect"
-    for worker in workers[1:]:
-        assert worker.terminate() == 0
-
-
-# PostgreSQL only: on SQLite (one writer) a worker restarted every 2 s on this
-# shared machine rarely lives a whole lease, so recovery, which waits for that,
-# did not finish the 20 workflows within 150 s (the single-kill test above runs there).
-@pytest.mark.postgres
-def test_chaos_sagas_and_chords_while_a_worker_is_killed_every_2s(start_worker):
-    chords = [
-        chord(
-            group(tasks.chaos_square.s(i * 100 + n, pause=0.02) for n in range(10)),
-            tasks.chaos_collect.s(),
-        )
-        for i in range(10)
+    recovered = [
+        job
+        for job in Job.objects.filter(workflow=workflow, attempts__gt=1)
+        if any("stopped renewing its lease" in str(error) for error in job.errors)
     ]
-    sagas = [
-        saga(
-            (tasks.chaos_do.s(f"{i}-a"), tasks.chaos_undo.s(f"{i}-a")),
-            (tasks.chaos_do.s(f"{i}-b"), tasks.chaos_undo.s(f"{i}-b", fail_times=1)),
-            (tasks.chaos_do.s(f"{i}-c", fail=i % 2 == 0), None),
-        )
-        for i in range(10)
-    ]
-    workflows = [c.enqueue() for c in chords] + [s.enqueue() for s in sagas]
-    workers = [start_worker("--concurrency", "3", env=FAST_LEASES) for _ in range(3)]
-    ids = [w.pk for w in workflows]
-    deadline = time.monotonic() + 150
-    victim = 0
-    while Workflow.objects.filter(pk__in=ids, status=WorkflowStatus.RUNNING).exists():
-        assert time.monotonic() < deadline, "workflows still running after 150 s of chaos"
-        time.sleep(2)
-        workers[victim].kill()
-        workers[victim] = start_worker("--concurrency", "3", env=FAST_LEASES)
-        victim = (victim + 1) % 3
-    statuses = {w.pk: w.status for w in Workflow.objects.filter(pk__in=ids)}
-    expected = {w.pk: WorkflowStatus.SUCCESSFUL for w in workflows[:10]}
-    for i, w in enumerate(workflows[10:]):
-        expected[w.pk] = WorkflowStatus.COMPENSATED if i % 2 == 0 else WorkflowStatus.SUCCESSFUL
-    assert statuses == expected
-    callbacks = sorted(tuple(e.value["results"]) for e in Event.objects.filter(name="wf_collect"))
-    assert callbacks == sorted(tuple((i * 100 + n) ** 2 for n in range(10)) for i in range(10))
-    events = Event.objects.exclude(name__startswith="wf_").order_by("id")
-    names = list(events.values_list("name", flat=True))
-    assert len(names) == len(set(names)), "an atomic saga step or compensation ran twice"
-    for i in range(10):
-        steps = [n for n in names if n.split(":")[1].startswith(f"{i}-")]
-        if i % 2 == 0:
-            assert steps == [f"do:{i}-a", f"do:{i}-b", f"undo:{i}-b", f"undo:{i}-a"]
-        else:
-            assert steps == [f"do:{i}-a", f"do:{i}-b", f"do:{i}-c"]
-    assert Event.objects.filter(name="wf_square").count() == 100
+    assert recovered, "no member was running on the killed worker"
+    for worker in workers:
+        if worker is not by_id[busiest]:
+            assert worker.terminate() == 0
 
 
 def test_step_dead_lettered_by_lease_recovery_fails_the_workflow(start_worker):

@@ -426,6 +426,15 @@ def saga_undo(name: str, fail_times: int = 0) -> str:
     return name
 
 
+@task(atomic=True, max_attempts=2, backoff="fixed")
+def saga_undo_until_fixed(name: str) -> str:
+    """A compensation that fails until an operator fixed the cause (an Event "fixed")."""
+    if not Event.objects.filter(name="fixed").exists():
+        raise RuntimeError(f"compensation {name}: the refund service is down")
+    Event.objects.create(job_id=current_job().id, name=f"undo:{name}")
+    return name
+
+
 @task(max_attempts=1)
 def wf_sleep(seconds: float) -> float:
     """One attempt only: a worker killed during it dead-letters the job."""
@@ -452,10 +461,18 @@ def chaos_collect(results: list[int]) -> int:
 
 @task(atomic=True, max_attempts=10, backoff="fixed")
 def chaos_do(name: str, fail: bool = False) -> str:
+    """A saga step; ``fail``: gives up at once (Discard), its write rolled back."""
     Event.objects.create(job_id=current_job().id, name=f"do:{name}")
     if fail:
-        raise RuntimeError(f"saga step {name} fails")
+        raise Discard(f"saga step {name} fails")
     return name
+
+
+@task(atomic=True, max_attempts=10, backoff="fixed")
+def chaos_add(a: int, b: int, tag: str) -> int:
+    """A chain step with one effect, named by ``tag``."""
+    Event.objects.create(job_id=current_job().id, name=f"add:{tag}", value={"sum": a + b})
+    return a + b
 
 
 @task(atomic=True, max_attempts=10, backoff="fixed")

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from django_jobs.engine import outbox_postgres, postgres_sql
+from django_jobs.engine import outbox_postgres, postgres_sql, workflows_postgres_sql
 from django_jobs.engine.claimed import (
     CLAIMED_COLUMNS,
     CLAIMED_JSON_COLUMNS,
@@ -32,7 +32,9 @@ def _statements(module: ModuleType) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("module", [postgres_sql, outbox_postgres], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module", [postgres_sql, outbox_postgres, workflows_postgres_sql], ids=lambda m: m.__name__
+)
 def test_every_pg_notify_binds_its_channel(module: ModuleType) -> None:
     calls = {
         name: re.findall(r"pg_notify\(([^,]+),", sql) for name, sql in _statements(module).items()
