@@ -252,7 +252,8 @@ class SplitExecutor:
             self.pool.submit(others)
 
     def free_slots(self) -> int:
-        return self.pool.free_slots() + self.loop.free_slots()
+        """The pool's (what prefetch and hand-backs reason about); see :func:`free_slots`."""
+        return self.pool.free_slots()
 
     def running_jobs(self) -> list[ClaimedJob]:
         return [*self.pool.running_jobs(), *self.loop.running_jobs()]
@@ -288,6 +289,13 @@ class SplitExecutor:
     def abort(self) -> None:
         self.pool.abort()
         self.loop.abort()
+
+
+def free_slots(executor: Executor) -> int:
+    """Free slots to claim for: the pool's, plus the loop's (never negative) beside it."""
+    if isinstance(executor, SplitExecutor):
+        return executor.free_slots() + max(executor.loop.free_slots(), 0)
+    return executor.free_slots()
 
 
 def with_loop(pool: Executor, async_concurrency: int, on_finished: Callable[[], None]) -> Executor:

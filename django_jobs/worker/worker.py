@@ -368,7 +368,7 @@ class Worker:
         """How many jobs to claim now: free slots, plus prefetch while jobs are quick."""
         if self._stopping:
             return 0
-        limit = min(self.executor.free_slots() + self._prefetch_budget(), self.batch_size)
+        limit = min(async_pool.free_slots(self.executor) + self._prefetch_budget(), self.batch_size)
         if self.options.max_jobs:
             # held_jobs, not running_jobs: a job finishing right now is in one
             # snapshot either way (running, or an outcome not taken yet).
