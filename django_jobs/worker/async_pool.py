@@ -84,14 +84,16 @@ class LoopExecutor(PoolBookkeeping):
 
     def __init__(self, concurrency: int, on_finished: Callable[[], None]) -> None:
         super().__init__(concurrency, on_finished, threading.Lock())
-        self._loop = asyncio.new_event_loop()
+        self._loop: asyncio.AbstractEventLoop | None = None  # made by start()
         self._thread: threading.Thread | None = None
         self._in_flight: dict[int, _Running] = {}
         self._stopping = False
 
     def start(self) -> None:
         ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
         self._loop.call_soon(ready.set)
+        self._loop.call_soon(self._fill)  # jobs submitted before the start
         self._thread = threading.Thread(
             target=self._run_loop, name="django_jobs-event-loop", daemon=True
         )
@@ -103,16 +105,19 @@ class LoopExecutor(PoolBookkeeping):
             raise WorkerStartError("the event loop thread did not start")
 
     def _run_loop(self) -> None:
-        asyncio.set_event_loop(self._loop)
+        loop = self._loop
+        if loop is None:  # start() makes it before starting this thread
+            return
+        asyncio.set_event_loop(loop)
         try:
-            self._loop.run_forever()
+            loop.run_forever()
         finally:
-            pending = asyncio.all_tasks(self._loop)
+            pending = asyncio.all_tasks(loop)
             for task in pending:
                 task.cancel()
             if pending:  # let them run their finally blocks
-                self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            self._loop.close()
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.close()
 
     def _started_jobs(self) -> list[ClaimedJob]:
         return [entry.job for entry in self._in_flight.values()]
@@ -125,6 +130,8 @@ class LoopExecutor(PoolBookkeeping):
 
     def _call(self, callback: Callable[[], object]) -> None:
         """Run ``callback`` on the loop (from any thread); nothing once it is closed."""
+        if self._loop is None:
+            return  # not started: start() fills from the backlog
         with contextlib.suppress(RuntimeError):  # the loop is closed: the worker is stopping
             self._loop.call_soon_threadsafe(callback)
 
@@ -135,7 +142,7 @@ class LoopExecutor(PoolBookkeeping):
                 job = self._backlog.pop()
                 entry = _Running(job, time.monotonic() + job.timeout + OVERDUE_MARGIN)
                 self._in_flight[job.id] = entry
-                entry.task = self._loop.create_task(self._run(entry))
+                entry.task = asyncio.get_running_loop().create_task(self._run(entry))
 
     async def _run(self, entry: _Running) -> None:
         job = entry.job
@@ -205,7 +212,8 @@ class LoopExecutor(PoolBookkeeping):
         """Cancel what still runs (the worker handed those jobs back) and end the loop."""
         with self._lock:
             self._stopping = True
-        self._call(self._loop.stop)
+        if self._loop is not None:
+            self._call(self._loop.stop)
         if self._thread is not None and self._thread.is_alive():
             self._thread.join(LOOP_THREAD_TIMEOUT)
 
