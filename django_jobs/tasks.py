@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar, 
 from django.apps import apps
 
 from django_jobs import clock
+from django_jobs import options as defined
 from django_jobs.backoff import BackoffSpec
 from django_jobs.codec import dumps, encode, reject_oversized, reject_unstorable
 from django_jobs.conf import jobs_settings
@@ -376,13 +377,7 @@ class Task(JobOptions, Generic[P, R]):
 
 def _make_task(func: Callable[P, R], options: dict[str, Any]) -> Task[P, R]:
     name = dotted_path(func)
-    if options.get("atomic") and inspect.iscoroutinefunction(func):
-        raise InvalidTaskError(
-            f"@task(atomic=True) cannot wrap the async function {name!r}: a transaction "
-            "belongs to one thread, and an async task's ORM calls run in sync_to_async "
-            "threads; make it a plain def task, or keep async def without atomic and wrap "
-            "its writes in one sync_to_async function under transaction.atomic"
-        )
+    defined.reject_atomic_coroutine(name, func, options)
     _signature(func)  # computed now, once, for check_binding at each enqueue
     created: Task[P, R] = Task(func=func, name=name, **options)
     registry[name] = created
