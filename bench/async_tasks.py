@@ -213,6 +213,7 @@ def main() -> None:
     parser.add_argument("--sleep", type=float, default=0.05)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--cap", type=float, default=300.0)
+    parser.add_argument("--only", default="", help="run the rows whose label contains this")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     ensure_peers_venv()
@@ -227,6 +228,7 @@ def main() -> None:
         Procrastinate(),
         PgQueuer(),
     ]
+    runs = [run for run in runs if args.only in run.label]
     for db in {run.db: run for run in runs}.values():
         db.setup()
     rates: dict[str, list[float]] = {run.label: [] for run in runs}
