@@ -50,6 +50,11 @@ logger = logging.getLogger("django_jobs.worker")
 # seconds later (it blocked the loop, or swallowed the cancel) is given up on
 # by expire_overdue: the worker records the timeout failure itself.
 OVERDUE_MARGIN = 1.0
+# Like the pool's prefetch (worker.PREFETCH_WINDOW): the loop's claim takes
+# about this many seconds of work beyond its free slots while coroutines are
+# quick, so a finished coroutine's slot is refilled at once, not after a round
+# trip; at most the worker's prefetch (--prefetch), nothing when they are slow.
+PREFETCH_WINDOW = 0.05
 # Seconds to wait for the loop thread to start, and to end at stop.
 LOOP_THREAD_TIMEOUT = 10.0
 
@@ -82,8 +87,10 @@ class LoopExecutor(PoolBookkeeping):
 
     kills_overdue = False  # a coroutine is cancelled, and may run on a bit
 
-    def __init__(self, concurrency: int, on_finished: Callable[[], None]) -> None:
+    def __init__(self, concurrency: int, on_finished: Callable[[], None], prefetch: int) -> None:
         super().__init__(concurrency, on_finished, threading.Lock())
+        self.prefetch = prefetch
+        self._prefetch_paused = False  # after a hand-back, until a slot frees up
         self._loop: asyncio.AbstractEventLoop | None = None  # made by start()
         self._thread: threading.Thread | None = None
         self._in_flight: dict[int, _Running] = {}
@@ -121,6 +128,26 @@ class LoopExecutor(PoolBookkeeping):
 
     def _started_jobs(self) -> list[ClaimedJob]:
         return [entry.job for entry in self._in_flight.values()]
+
+    def claimable(self) -> int:
+        """Jobs to claim for the loop now: its free slots plus its prefetch."""
+        free = self.free_slots()
+        if self._prefetch_paused and free <= 0:
+            return 0  # the slow coroutines that made it hand back still hold every slot
+        self._prefetch_paused = False
+        mean = self.mean_runtime()
+        if not self.prefetch or mean is None:
+            return max(free, 0)
+        ahead = min(self.prefetch, int(self.concurrency * PREFETCH_WINDOW / max(mean, 1e-6)))
+        return max(free + ahead, 0)
+
+    def take_unstarted(
+        self, waited_longer_than: float = 0.0, *, keep_free: bool = True
+    ) -> list[ClaimedJob]:
+        taken = super().take_unstarted(waited_longer_than, keep_free=keep_free)
+        if taken:
+            self._prefetch_paused = True  # not claimed straight back
+        return taken
 
     def submit(self, jobs: Sequence[ClaimedJob]) -> None:
         with self._lock:
@@ -302,13 +329,15 @@ class SplitExecutor:
 def free_slots(executor: Executor) -> int:
     """Free slots to claim for: the pool's, plus the loop's (never negative) beside it."""
     if isinstance(executor, SplitExecutor):
-        return executor.free_slots() + max(executor.loop.free_slots(), 0)
+        return executor.free_slots() + executor.loop.claimable()
     return executor.free_slots()
 
 
-def with_loop(pool: Executor, async_concurrency: int, on_finished: Callable[[], None]) -> Executor:
+def with_loop(
+    pool: Executor, async_concurrency: int, on_finished: Callable[[], None], prefetch: int
+) -> Executor:
     """``pool`` with an event loop of ``async_concurrency`` slots beside it."""
-    return SplitExecutor(pool, LoopExecutor(async_concurrency, on_finished))
+    return SplitExecutor(pool, LoopExecutor(async_concurrency, on_finished, prefetch))
 
 
 class _Options(Protocol):
@@ -342,7 +371,7 @@ def complete_and_claim(
         return engine.complete_and_claim(completions, worker_id, queues, limit, lease_seconds)
     names = executor.async_names
     pool_free = max(executor.pool.free_slots(), 0)
-    for_loop = min(max(executor.loop.free_slots(), 0), max(limit - pool_free, 0))
+    for_loop = min(executor.loop.claimable(), max(limit - pool_free, 0))
     done, jobs = engine.complete_and_claim(
         completions,
         worker_id,

@@ -156,7 +156,7 @@ class Worker:
                 max_tasks_per_child=self.options.max_tasks_per_child,
                 max_memory_mb=self.options.max_memory_per_child,
             )
-        return async_pool.with_loop(pool, self.async_slots, self._wake.set)
+        return async_pool.with_loop(pool, self.async_slots, self._wake.set, self.prefetch)
 
     def held_jobs(self) -> list[ClaimedJob]:
         """Claims this worker still owns: running, or finished with the outcome unwritten."""
