@@ -10,6 +10,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import transaction
 from django.test import override_settings
 
 from django_jobs import task
@@ -17,7 +18,7 @@ from django_jobs.exceptions import InvalidTaskError
 from django_jobs.models import Job
 from django_jobs.status import JobStatus
 from tests.conftest import wait_until
-from tests.e2e.crash_support import ids, wait_for
+from tests.e2e.crash_support import ids, wait_for, worker_id
 from tests.testapp import async_tasks, tasks
 from tests.testapp.models import Event
 
@@ -98,6 +99,26 @@ def test_sigterm_waits_for_running_coroutines_then_hands_back_the_rest(start_wor
     long.refresh_from_db()
     assert long.status == JobStatus.READY, "handed back at the shutdown timeout"
     assert "handed back 1 unfinished job(s)" in worker.output()
+
+
+@e2e
+def test_coroutines_prefetched_behind_slow_ones_are_handed_back(start_worker):
+    warmup = async_tasks.sleeps_counting.enqueue_many([(0,)] * 30)  # quick: it prefetches
+    hoarder = start_worker("--async-concurrency", "2", "--prefetch", "20")
+    wait_for(ids(warmup), JobStatus.SUCCESSFUL, 30, "warm-up coroutines done")
+    with transaction.atomic():
+        slow = [async_tasks.waits_until_cancelled.using(priority=10).enqueue(15) for _ in "ab"]
+        quick = ids(async_tasks.sleeps_counting.enqueue_many([(0,)] * 10))
+    wait_for(ids(slow), JobStatus.RUNNING, 20, "the slow coroutines running")
+    prefetched = Job.objects.filter(pk__in=quick, worker_id=worker_id(hoarder)).count()
+    assert prefetched > 0, "the loop did not prefetch: the test proves nothing"
+    helper = start_worker("--async-concurrency", "5", "--prefetch", "0")
+    wait_for(quick, JobStatus.SUCCESSFUL, 30, "the quick coroutines done elsewhere")
+    assert Job.objects.filter(pk__in=ids(slow), status=JobStatus.RUNNING).count() == 2
+    ran_elsewhere = Job.objects.filter(pk__in=quick, worker_id=worker_id(helper)).count()
+    assert ran_elsewhere > 0, "nothing was handed back to the idle worker"
+    for job in Job.objects.filter(pk__in=quick):
+        assert (job.attempts, job.errors) == (1, []), "a hand-back is not an attempt"
 
 
 def test_an_atomic_async_task_is_refused_at_definition():
