@@ -18,7 +18,7 @@ from django_jobs.exceptions import InvalidTaskError
 from django_jobs.models import Job
 from django_jobs.status import JobStatus
 from tests.conftest import wait_until
-from tests.e2e.crash_support import ids, wait_for, worker_id
+from tests.e2e.crash_support import FAST_LEASES, LEASE, ids, wait_for, worker_id
 from tests.testapp import async_tasks, tasks
 from tests.testapp.models import Event
 
@@ -119,6 +119,19 @@ def test_coroutines_prefetched_behind_slow_ones_are_handed_back(start_worker):
     assert ran_elsewhere > 0, "nothing was handed back to the idle worker"
     for job in Job.objects.filter(pk__in=quick):
         assert (job.attempts, job.errors) == (1, []), "a hand-back is not an attempt"
+
+
+@e2e
+def test_coroutines_of_a_sigkilled_worker_run_again_elsewhere(start_worker):
+    job = async_tasks.waits_until_cancelled.enqueue(1)
+    victim = start_worker(env=FAST_LEASES)
+    wait_until(lambda: Event.objects.filter(job_id=job.pk, name="started").exists(), 30)
+    victim.kill()  # SIGKILL: the claim stays until its lease expires
+    rescuer = start_worker(env=FAST_LEASES)
+    wait_for([job.pk], JobStatus.SUCCESSFUL, LEASE + 15, "the coroutine, recovered")
+    job.refresh_from_db()
+    assert job.attempts == 2 and job.worker_id == worker_id(rescuer)
+    assert Event.objects.filter(job_id=job.pk, name="started").count() == 2
 
 
 def test_an_atomic_async_task_is_refused_at_definition():
