@@ -102,7 +102,7 @@ class WorkerOptions:
     async_concurrency: int | None = None  # None: DJANGO_JOBS["ASYNC_CONCURRENCY"]
     pool: str = "thread"
     burst: bool = False
-    batch_size: int | None = None  # None: concurrency + prefetch
+    batch_size: int | None = None  # None: concurrency + prefetch + async concurrency
     prefetch: int | None = None  # None: DJANGO_JOBS["PREFETCH"]; 0 claims free slots only
     poll_interval: float | None = None  # None: DJANGO_JOBS["POLL_INTERVAL"]
     shutdown_timeout: float = 30.0

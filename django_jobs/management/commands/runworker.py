@@ -82,7 +82,7 @@ class Command(BaseCommand):
             type=NUMBERS["batch_size"],
             default=None,
             help=f"Most jobs claimed per statement, 1 to {MAX_BATCH} "
-            "(default: concurrency + prefetch).",
+            "(default: concurrency + prefetch + async concurrency).",
         )
         parser.add_argument(
             "--prefetch",
