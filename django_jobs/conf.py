@@ -52,6 +52,9 @@ DEFAULTS: dict[str, Any] = {
     # recent run times): nothing when jobs are slow. A prefetched job still waiting for a
     # slot after 1 s is handed back for another worker. 0 turns prefetch off.
     "PREFETCH": 90,
+    # Most coroutines (jobs of async def tasks) a worker runs at once on its event loop,
+    # beside its threads or child processes (runworker --async-concurrency). A positive int.
+    "ASYNC_CONCURRENCY": 100,
     # Seconds between polls when no notification arrives (jittered +-25%).
     "POLL_INTERVAL": 1.0,
     # Use LISTEN/NOTIFY on PostgreSQL. Turn off behind PgBouncer in transaction mode.

@@ -27,6 +27,7 @@ Adding an option:
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -38,7 +39,7 @@ from django.utils import timezone
 from django_jobs.backoff import BACKOFF_NAMES, BackoffSpec
 from django_jobs.codec import unstorable_text
 from django_jobs.conf import jobs_settings
-from django_jobs.exceptions import InvalidJobOptions
+from django_jobs.exceptions import InvalidJobOptions, InvalidTaskError
 from django_jobs.flow.rates import rate_problem
 from django_jobs.scheduling.ticks import validate_schedule, validate_timezone
 
@@ -331,4 +332,15 @@ def reject_unknown_options(options: Mapping[str, Any]) -> None:
         raise TypeError(
             f"@task got unknown option(s) {', '.join(sorted(unknown))}; "
             f"valid options: {', '.join(sorted(TASK_OPTIONS))}"
+        )
+
+
+def reject_atomic_coroutine(name: str, func: Callable[..., Any], given: Mapping[str, Any]) -> None:
+    """InvalidTaskError for ``@task(atomic=True)`` on an ``async def`` (docs/howto/async.md)."""
+    if given.get("atomic") and inspect.iscoroutinefunction(func):
+        raise InvalidTaskError(
+            f"@task(atomic=True) cannot wrap the async function {name!r}: a transaction "
+            "belongs to one thread, and an async task's ORM calls run in sync_to_async "
+            "threads; make it a plain def task, or keep async def without atomic and wrap "
+            "its writes in one sync_to_async function under transaction.atomic"
         )

@@ -163,6 +163,16 @@ class Cancellation:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class TaskFilter:
+    """Which jobs a claim may take by task name: only ``names`` (``include``),
+    or every task but them. The worker claims its async tasks (event loop)
+    and the others (threads or children) separately, each for its own free slots."""
+
+    names: tuple[str, ...]
+    include: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Renewal:
     """One heartbeat: leases renewed, and which of those jobs an operator cancelled."""
 

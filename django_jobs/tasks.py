@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar, 
 from django.apps import apps
 
 from django_jobs import clock
+from django_jobs import options as defined
 from django_jobs.backoff import BackoffSpec
 from django_jobs.codec import dumps, encode, reject_oversized, reject_unstorable
 from django_jobs.conf import jobs_settings
@@ -376,6 +377,7 @@ class Task(JobOptions, Generic[P, R]):
 
 def _make_task(func: Callable[P, R], options: dict[str, Any]) -> Task[P, R]:
     name = dotted_path(func)
+    defined.reject_atomic_coroutine(name, func, options)
     _signature(func)  # computed now, once, for check_binding at each enqueue
     created: Task[P, R] = Task(func=func, name=name, **options)
     registry[name] = created

@@ -67,6 +67,7 @@ DJANGO_JOBS = {
     "PREPARED_STATEMENTS": os.environ.get("DJANGO_JOBS_TEST_PREPARED", "1") == "1",
     # Task modules that are not an app's tasks.py (the worker runs registered tasks only).
     "TASK_MODULES": [
+        "tests.testapp.async_tasks",
         "tests.testapp.dtasks",
         "tests.testapp.subscribers",
         "tests.testapp.flow_tasks",

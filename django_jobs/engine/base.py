@@ -36,6 +36,7 @@ from django_jobs.rows import (
     RecoveryReport,
     Renewal,
     RetriedLetter,
+    TaskFilter,
     WorkerInfo,
 )
 from django_jobs.scheduling.plans import FireReport, Planner, ScheduleDefinition
@@ -91,11 +92,19 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def claim_jobs(
-        self, worker_id: uuid.UUID, queues: Sequence[str] | None, limit: int, lease_seconds: float
+        self,
+        worker_id: uuid.UUID,
+        queues: Sequence[str] | None,
+        limit: int,
+        lease_seconds: float,
+        *,
+        tasks: TaskFilter | None = None,
     ) -> list[ClaimedJob]:
         """Claim up to ``limit`` due READY jobs of ``queues`` (None: all), in claim
         order (priority, run_after, id). Each gets a fresh claim token and a lease
-        of ``lease_seconds``; no job is claimed by two workers. [] if none is due."""
+        of ``lease_seconds``; no job is claimed by two workers. [] if none is due.
+        ``tasks`` narrows the lane-free jobs to some tasks (jobs with a flow lane
+        are claimed whatever their task)."""
 
     @abc.abstractmethod
     def claim_jobs_at(
@@ -131,6 +140,8 @@ class Engine(abc.ABC):
         queues: Sequence[str] | None,
         limit: int,
         lease_seconds: float,
+        *,
+        tasks: TaskFilter | None = None,
     ) -> tuple[set[int], list[ClaimedJob]]:
         """``complete_jobs`` then ``claim_jobs`` (only if ``limit`` > 0), in one
         round trip where the database allows: the worker's steady state."""

@@ -49,6 +49,7 @@ from django_jobs.rows import (
     NewJob,
     RecoveryReport,
     RetriedLetter,
+    TaskFilter,
     WorkerInfo,
 )
 from django_jobs.status import JobStatus
@@ -172,25 +173,40 @@ class GenericEngine(
     # -- worker hot path -------------------------------------------------
 
     def claim_jobs(
-        self, worker_id: uuid.UUID, queues: Sequence[str] | None, limit: int, lease_seconds: float
+        self,
+        worker_id: uuid.UUID,
+        queues: Sequence[str] | None,
+        limit: int,
+        lease_seconds: float,
+        *,
+        tasks: TaskFilter | None = None,
     ) -> list[ClaimedJob]:
         # Gated jobs first: a flood of lane-free jobs must not starve them.
         with transaction.atomic(using=self.alias):
             claimed = self.claim_gated(worker_id, queues, limit, lease_seconds)
-            claimed += self._claim_free(worker_id, queues, limit - len(claimed), lease_seconds)
+            claimed += self._claim_free(
+                worker_id, queues, limit - len(claimed), lease_seconds, tasks
+            )
         claimed.sort(key=lambda job: (-job.priority, job.run_after, job.id))
         return claimed
 
     def _claim_free(
-        self, worker_id: uuid.UUID, queues: Sequence[str] | None, limit: int, lease_seconds: float
+        self,
+        worker_id: uuid.UUID,
+        queues: Sequence[str] | None,
+        limit: int,
+        lease_seconds: float,
+        tasks: TaskFilter | None = None,
     ) -> list[ClaimedJob]:
-        """Claim jobs without a lane, of queues not paused."""
+        """Claim jobs without a lane, of queues not paused (and of ``tasks``)."""
         if limit <= 0:
             return []
         now = timezone.now()
-        return self._claim(
-            worker_id, queues, limit, lease_seconds, Q(run_after__lte=now), now, lanes=False
-        )
+        due = Q(run_after__lte=now)
+        if tasks is not None:
+            named = Q(task_name__in=tasks.names)
+            due &= named if tasks.include else ~named
+        return self._claim(worker_id, queues, limit, lease_seconds, due, now, lanes=False)
 
     def complete_and_claim(
         self,
@@ -199,9 +215,15 @@ class GenericEngine(
         queues: Sequence[str] | None,
         limit: int,
         lease_seconds: float,
+        *,
+        tasks: TaskFilter | None = None,
     ) -> tuple[set[int], list[ClaimedJob]]:
         done = self.complete_jobs(completions) if completions else set()
-        claimed = self.claim_jobs(worker_id, queues, limit, lease_seconds) if limit > 0 else []
+        claimed = (
+            self.claim_jobs(worker_id, queues, limit, lease_seconds, tasks=tasks)
+            if limit > 0
+            else []
+        )
         return done, claimed
 
     def complete_jobs(self, completions: Sequence[Completion]) -> set[int]:

@@ -18,6 +18,7 @@ from typing import Any, Self
 import psycopg
 
 from django_jobs.conf import jobs_settings
+from django_jobs.rows import TaskFilter
 
 # Enqueues, releases and recoveries notify this channel with the job's queue
 # name as payload; workers LISTEN on it.
@@ -82,3 +83,10 @@ def notify_enabled() -> bool:
     """Whether statements send NOTIFY wake-ups (USE_NOTIFY; off behind PgBouncer
     in transaction mode)."""
     return bool(jobs_settings.USE_NOTIFY)
+
+
+def task_params(tasks: TaskFilter | None) -> dict[str, Any]:
+    """The claim statements' %(tasks)s / %(tasks_in)s (postgres_sql._TASK_FILTER)."""
+    if tasks is None:
+        return {"tasks": None, "tasks_in": True}
+    return {"tasks": list(tasks.names), "tasks_in": tasks.include}

@@ -28,7 +28,7 @@ from django_jobs.engine.claimed import (
 )
 from django_jobs.engine.generic import GenericEngine
 from django_jobs.engine.instances import builder, new_job_model
-from django_jobs.engine.pg import JOBS_CHANNEL, hot_cursor, notify_enabled
+from django_jobs.engine.pg import JOBS_CHANNEL, hot_cursor, notify_enabled, task_params
 from django_jobs.engine.postgres_sql import (
     CANCEL_JOBS,
     CLAIM_JOBS_ALL_QUEUES,
@@ -60,6 +60,7 @@ from django_jobs.rows import (
     NewJob,
     RecoveryReport,
     Renewal,
+    TaskFilter,
 )
 from django_jobs.status import JobStatus
 
@@ -190,18 +191,30 @@ class PostgresEngine(PostgresScheduleOperations, PostgresWorkflowOperations, Gen
     # -- worker hot path -------------------------------------------------
 
     def claim_jobs(
-        self, worker_id: uuid.UUID, queues: Sequence[str] | None, limit: int, lease_seconds: float
+        self,
+        worker_id: uuid.UUID,
+        queues: Sequence[str] | None,
+        limit: int,
+        lease_seconds: float,
+        *,
+        tasks: TaskFilter | None = None,
     ) -> list[ClaimedJob]:
         gated = self.claim_gated(worker_id, queues, limit, lease_seconds)
-        free = self._claim_free(worker_id, queues, limit - len(gated), lease_seconds)
+        free = self._claim_free(worker_id, queues, limit - len(gated), lease_seconds, tasks)
         return in_claim_order([*gated, *free])
 
     def _claim_free(
-        self, worker_id: uuid.UUID, queues: Sequence[str] | None, limit: int, lease_seconds: float
+        self,
+        worker_id: uuid.UUID,
+        queues: Sequence[str] | None,
+        limit: int,
+        lease_seconds: float,
+        tasks: TaskFilter | None = None,
     ) -> list[ClaimedJob]:
         if limit <= 0:
             return []
         params: dict[str, Any] = {"worker_id": worker_id, "lease": lease_seconds, "limit": limit}
+        params.update(task_params(tasks))
         if queues:
             statement, params["queues"] = CLAIM_JOBS_IN_QUEUES, list(queues)
         else:
@@ -263,6 +276,8 @@ class PostgresEngine(PostgresScheduleOperations, PostgresWorkflowOperations, Gen
         queues: Sequence[str] | None,
         limit: int,
         lease_seconds: float,
+        *,
+        tasks: TaskFilter | None = None,
     ) -> tuple[set[int], list[ClaimedJob]]:
         if limit <= 0:
             return self.complete_jobs(completions), []
@@ -270,7 +285,7 @@ class PostgresEngine(PostgresScheduleOperations, PostgresWorkflowOperations, Gen
             # Workflow steps: completion and advance in their own transaction,
             # before the claim (see engine.workflows: no lock held across both).
             return self.complete_jobs(completions), self.claim_jobs(
-                worker_id, queues, limit, lease_seconds
+                worker_id, queues, limit, lease_seconds, tasks=tasks
             )
         # While jobs with a lane wait, the fast claim gets half the slots, so
         # a flood of lane-free jobs cannot starve the lanes; the gated claim
@@ -284,6 +299,7 @@ class PostgresEngine(PostgresScheduleOperations, PostgresWorkflowOperations, Gen
             "done_ids": [c.job.id for c in completions],
             "done_tokens": [c.job.claim_token for c in completions],
             "done_results": [c.result_json for c in completions],
+            **task_params(tasks),
         }
         if queues:
             statement, params["queues"] = COMPLETE_AND_CLAIM_IN_QUEUES, list(queues)
@@ -305,7 +321,7 @@ class PostgresEngine(PostgresScheduleOperations, PostgresWorkflowOperations, Gen
         if len(claimed) == fast_limit < limit - len(gated):
             # The lanes left slots unused and lane-free jobs may be waiting.
             claimed += self._claim_free(
-                worker_id, queues, limit - len(gated) - len(claimed), lease_seconds
+                worker_id, queues, limit - len(gated) - len(claimed), lease_seconds, tasks
             )
         return done, in_claim_order([*gated, *claimed])
 

@@ -112,6 +112,10 @@ RETURNING {RETURNING_CLAIMED}
 # seen; a claim already running when the pause commits may still take that
 # queue's jobs, which then run (running jobs finish, as documented).
 _NOT_PAUSED = "queue_name <> ALL(ARRAY(SELECT name FROM django_jobs_queue WHERE paused))"
+# A claim of some tasks only (rows.TaskFilter, worker.async_pool): %(tasks)s NULL
+# takes every task; else only those named (%(tasks_in)s) or all but them. A
+# read-only condition on the candidate rows, re-checked like the others.
+_TASK_FILTER = "(%(tasks)s::text[] IS NULL OR (task_name = ANY(%(tasks)s::text[])) = %(tasks_in)s)"
 
 # Claim up to %(limit)s due jobs of every queue in one statement. FOR UPDATE
 # SKIP LOCKED inside a MATERIALIZED CTE: each worker locks a disjoint set of
@@ -126,6 +130,8 @@ WITH candidates AS MATERIALIZED (
     SELECT id FROM django_jobs_job
     WHERE status = 'READY' AND run_after <= now() AND flow_lane IS NULL AND """
     + _NOT_PAUSED
+    + " AND "
+    + _TASK_FILTER
     + """
     ORDER BY priority DESC, run_after, id
     LIMIT %(limit)s
@@ -143,6 +149,8 @@ WITH candidates AS MATERIALIZED (
     WHERE status = 'READY' AND run_after <= now() AND queue_name = ANY(%(queues)s)
         AND flow_lane IS NULL AND """
     + _NOT_PAUSED
+    + " AND "
+    + _TASK_FILTER
     + """
     ORDER BY priority DESC, run_after, id
     LIMIT %(limit)s
@@ -226,7 +234,7 @@ _CANDIDATES = """
 candidates AS MATERIALIZED (
     SELECT id FROM django_jobs_job
     WHERE status = 'READY' AND run_after <= now() AND flow_lane IS NULL
-        AND {not_paused} {queue_filter}
+        AND {not_paused} {queue_filter} AND {task_filter}
     ORDER BY priority DESC, run_after, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -258,14 +266,18 @@ COMPLETE_AND_CLAIM_ALL_QUEUES = (
     "WITH"
     + _COMPLETE_CTE
     + ","
-    + _CANDIDATES.format(not_paused=_NOT_PAUSED, queue_filter="")
+    + _CANDIDATES.format(not_paused=_NOT_PAUSED, queue_filter="", task_filter=_TASK_FILTER)
     + _CLAIMED_THEN_DONE
 )
 COMPLETE_AND_CLAIM_IN_QUEUES = (
     "WITH"
     + _COMPLETE_CTE
     + ","
-    + _CANDIDATES.format(not_paused=_NOT_PAUSED, queue_filter="AND queue_name = ANY(%(queues)s)")
+    + _CANDIDATES.format(
+        not_paused=_NOT_PAUSED,
+        queue_filter="AND queue_name = ANY(%(queues)s)",
+        task_filter=_TASK_FILTER,
+    )
     + _CLAIMED_THEN_DONE
 )
 

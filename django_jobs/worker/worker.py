@@ -29,6 +29,7 @@ from django_jobs.engine import get_engine
 from django_jobs.exceptions import exception_message
 from django_jobs.observability import tracing
 from django_jobs.rows import Cancellation, ClaimedJob, Completion, Failure, WorkerInfo
+from django_jobs.worker import async_pool
 from django_jobs.worker.executor import Executor, Finished, ThreadExecutor
 from django_jobs.worker.heartbeat import Heartbeat
 from django_jobs.worker.ledger import Ledger
@@ -98,9 +99,10 @@ class Service(Protocol):
 class WorkerOptions:
     queues: Sequence[str] | None = None  # None: every queue
     concurrency: int = 10
+    async_concurrency: int | None = None  # None: DJANGO_JOBS["ASYNC_CONCURRENCY"]
     pool: str = "thread"
     burst: bool = False
-    batch_size: int | None = None  # None: concurrency + prefetch
+    batch_size: int | None = None  # None: concurrency + prefetch + async concurrency
     prefetch: int | None = None  # None: DJANGO_JOBS["PREFETCH"]; 0 claims free slots only
     poll_interval: float | None = None  # None: DJANGO_JOBS["POLL_INTERVAL"]
     shutdown_timeout: float = 30.0
@@ -124,7 +126,8 @@ class Worker:
         self.poll_interval = float(options.poll_interval or jobs_settings.POLL_INTERVAL)
         prefetch = jobs_settings.PREFETCH if options.prefetch is None else options.prefetch
         self.prefetch = int(prefetch)
-        self.batch_size = options.batch_size or options.concurrency + self.prefetch
+        self.async_slots = int(options.async_concurrency or jobs_settings.ASYNC_CONCURRENCY)
+        self.batch_size = options.batch_size or options.concurrency + prefetch + self.async_slots
         self._prefetch_paused = False  # after a hand-back, until a slot frees up
         self._releasing: list[ClaimedJob] = []  # handed back, release not confirmed yet
         self._wake = threading.Event()
@@ -145,14 +148,15 @@ class Worker:
         return self.ledger.ran
 
     def _make_executor(self) -> Executor:
-        if self.options.pool == "process":
-            return ProcessExecutor(
+        pool: Executor = ThreadExecutor(self.options.concurrency, self._wake.set)
+        if self.options.pool == "process":  # a loop for async tasks beside either pool
+            pool = ProcessExecutor(
                 self.options.concurrency,
                 self._wake.set,
                 max_tasks_per_child=self.options.max_tasks_per_child,
                 max_memory_mb=self.options.max_memory_per_child,
             )
-        return ThreadExecutor(self.options.concurrency, self._wake.set)
+        return async_pool.with_loop(pool, self.async_slots, self._wake.set, self.prefetch)
 
     def held_jobs(self) -> list[ClaimedJob]:
         """Claims this worker still owns: running, or finished with the outcome unwritten."""
@@ -352,9 +356,7 @@ class Worker:
         if not completions and limit <= 0:
             self._found_nothing = False
             return 0
-        done, jobs = self.engine.complete_and_claim(
-            completions, self.id, self.options.queues, limit, self.lease_seconds
-        )
+        done, jobs = async_pool.complete_and_claim(self, completions, limit)
         # Only a claim that asked for jobs and got none says the queue is empty
         # (--burst); with no free slot we did not ask.
         self._found_nothing = limit > 0 and not jobs
@@ -367,7 +369,7 @@ class Worker:
         """How many jobs to claim now: free slots, plus prefetch while jobs are quick."""
         if self._stopping:
             return 0
-        limit = min(self.executor.free_slots() + self._prefetch_budget(), self.batch_size)
+        limit = min(async_pool.free_slots(self.executor) + self._prefetch_budget(), self.batch_size)
         if self.options.max_jobs:
             # held_jobs, not running_jobs: a job finishing right now is in one
             # snapshot either way (running, or an outcome not taken yet).

@@ -92,7 +92,7 @@ def test_prefetch_is_about_fifty_milliseconds_of_work(mean_runtime, expected):
     assert PREFETCH_WINDOW == 0.05
     assert worker._prefetch_budget() == expected
     assert worker._claim_limit() == 10 + expected  # every slot is free
-    assert worker.batch_size == 50
+    assert worker.batch_size == 50 + 100  # and the event loop's 100 slots (ASYNC_CONCURRENCY)
 
 
 def test_no_prefetch_after_a_hand_back_until_a_slot_frees_up():

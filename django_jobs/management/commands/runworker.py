@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from typing import Any
 
@@ -26,6 +27,7 @@ from django_jobs.worker.worker import Worker, WorkerOptions
 
 NUMBERS = {
     "concurrency": Number(int, 1, MAX_THREADS),
+    "async_concurrency": Number(int, 1, MAX_BATCH),
     "batch_size": Number(int, 1, MAX_BATCH),
     "prefetch": Number(int, 0, MAX_BATCH),
     "poll_interval": Number(float, 0, MAX_SECONDS, above_minimum=True),
@@ -59,6 +61,14 @@ class Command(BaseCommand):
             f"or 1 to {MAX_PROCESSES} child processes with --pool process.",
         )
         parser.add_argument(
+            "--async-concurrency",
+            type=NUMBERS["async_concurrency"],
+            default=None,
+            help=f"Coroutines (async def tasks) run at the same time on the worker's event loop, "
+            f"beside the threads or children: 1 to {MAX_BATCH} "
+            "(default: DJANGO_JOBS['ASYNC_CONCURRENCY'], 100).",
+        )
+        parser.add_argument(
             "--pool",
             choices=["thread", "process"],
             default="thread",
@@ -72,7 +82,7 @@ class Command(BaseCommand):
             type=NUMBERS["batch_size"],
             default=None,
             help=f"Most jobs claimed per statement, 1 to {MAX_BATCH} "
-            "(default: concurrency + prefetch).",
+            "(default: concurrency + prefetch + async concurrency).",
         )
         parser.add_argument(
             "--prefetch",
@@ -153,6 +163,12 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         check_options(options, NUMBERS)
+        if options.get("async_concurrency") is None:  # the setting, checked like the option
+            setting = jobs_settings.ASYNC_CONCURRENCY
+            try:
+                options["async_concurrency"] = NUMBERS["async_concurrency"](setting)
+            except argparse.ArgumentTypeError as exc:
+                raise CommandError(f"DJANGO_JOBS['ASYNC_CONCURRENCY'] {exc}") from None
         if options["burst"] and jobs_settings.EAGER:
             raise CommandError(
                 "DJANGO_JOBS['EAGER'] is on: jobs run in the process that enqueues them, on "
@@ -175,6 +191,7 @@ class Command(BaseCommand):
             WorkerOptions(
                 queues=options["queues"],
                 concurrency=options["concurrency"],
+                async_concurrency=options["async_concurrency"],
                 pool=options["pool"],
                 burst=options["burst"],
                 batch_size=options["batch_size"],
