@@ -56,7 +56,7 @@ def test_e307_mail_admins_must_be_a_bool():
     assert ids(ALERT_INTERVAL=None, ALERT_MAIL_ADMINS=False) == []
 
 
-@pytest.mark.django_db(databases=["default", "jobs"])
+@pytest.mark.django_db(databases=["default", "jobs"], transaction=True)
 def test_manage_py_check_fails_naming_the_rule():
     env = worker_env(
         DJANGO_JOBS_TEST_ALERTS='{"payments": {"kind": "failure_rate", "threshold": 0}}'
