@@ -192,14 +192,19 @@ class FlowOperations(CircuitOperations):
             }
             if probes:
                 self.circuit_probes_started(probes, circuits, now)
+            # Every lane that started jobs is written, its rate window or the
+            # row as it is: PostgreSQL's one-statement claim
+            # (engine.flow_postgres) relies on a claim making a new version.
             changed = []
             for lane in lanes:
                 started = len(per_lane.get(lane.key, ()))
-                if started and lane.rate_limit is not None and lane.rate_period:
+                if not started:
+                    continue
+                if lane.rate_limit is not None and lane.rate_period:
                     current = rates.bucket_of(now, lane.rate_period)
                     window = lane.rate_buckets or []
                     lane.rate_buckets = rates.record_starts(window, current, started)
-                    changed.append(lane)
+                changed.append(lane)
             if changed:
                 FlowLane.objects.using(self.alias).bulk_update(changed, ["rate_buckets"])
         return claimed

@@ -26,6 +26,7 @@ from django_jobs.engine.claimed import (
     claimed_mapper,
     in_claim_order,
 )
+from django_jobs.engine.flow_postgres import PostgresFlowOperations
 from django_jobs.engine.generic import GenericEngine
 from django_jobs.engine.instances import builder, new_job_model
 from django_jobs.engine.pg import JOBS_CHANNEL, hot_cursor, notify_enabled
@@ -71,7 +72,7 @@ ADVISORY_NAMESPACE = 0x6A6F6273
 claimed_after_lane = claimed_mapper(1)  # CLAIM_LANE_HEADS: the lane, then the columns
 
 
-class PostgresEngine(PostgresScheduleOperations, GenericEngine):
+class PostgresEngine(PostgresScheduleOperations, PostgresFlowOperations, GenericEngine):
     """Raw SQL for enqueue, the worker's hot path, recovery and pruning; the
     rest (workers, operator actions, dead-letter retries, admin name lists) is
     inherited from :class:`GenericEngine`, whose ORM queries are as good here."""
