@@ -36,15 +36,15 @@ _NOT_PAUSED = "queue_name <> ALL(ARRAY(SELECT name FROM django_jobs_queue WHERE 
 # * Every claim of a lane's jobs writes that lane's row (``bumped``: the rate
 #   window, or the row rewritten as it is), in the claim's own transaction,
 #   the ORM version included.
-# * ``seen`` reads each lane's row version (xmin) in our snapshot, ``locked``
-#   the newest version, under FOR UPDATE SKIP LOCKED (READ COMMITTED locks the
-#   newest committed version). A lane is used only where the two are equal:
-#   then no claim of that lane committed after our snapshot began (it would
-#   have made a new version), and none can commit before our statement ends
-#   (we hold the lock), so the snapshot's RUNNING count and rate window are
-#   exact, or conservative (a completion committed since only frees a slot
-#   we do not use). A lane locked by another claimer, or changed since our
-#   snapshot, is skipped ("skipped" row) and the engine tries again.
+# * ``gate`` reads each lane's row version (xmin) in our snapshot (``seen``)
+#   and locks the newest version (``held``, FOR UPDATE SKIP LOCKED: READ
+#   COMMITTED locks the newest committed version). A lane is used only where
+#   the two are equal: then no claim of that lane committed after our
+#   snapshot began (it would have made a new version), and none can commit
+#   before our statement ends (we hold the lock), so the snapshot's RUNNING
+#   count and rate window are exact, or conservative (a completion committed
+#   since only frees a slot we do not use). A lane locked by another claimer,
+#   or changed since our snapshot, is skipped, and the engine tries again.
 # * The head jobs are locked FOR UPDATE SKIP LOCKED and re-checked READY on
 #   the newest version (a job cancelled meanwhile is not taken); the fast
 #   claim never takes a job with a lane.
@@ -53,67 +53,63 @@ _NOT_PAUSED = "queue_name <> ALL(ARRAY(SELECT name FROM django_jobs_queue WHERE 
 #   our snapshot, so at an earlier time: windows only move forward. The
 #   attempt's recorded start is that same time.
 #
-# The skip scan (index jobs_job_ready_lane, one probe per lane) starts after
-# %(after)s, the last lane the previous claim visited, so with more than
-# %(lanes)s lanes every lane gets its turn. ``free`` is each lane's slots,
-# capped at %(limit)s; the heads of all lanes are then cut to %(limit)s in
-# claim order (a few heads beyond it may be locked and left READY until
-# commit; nothing is written to them). Rows returned: kind 'claim' (the lane,
-# then claimed.CLAIMED_COLUMNS), 'scan' (the last lane scanned, then how many),
-# 'skipped' and 'circuit' (NULL, then how many lanes).
+# Cost: PostgreSQL runs a CTE only as far as its reader pulls, so lanes are
+# scanned (index jobs_job_ready_lane, one probe per lane, from %(after)s on:
+# the engine's rotation), locked and counted one by one, in key order, only
+# until %(limit)s heads are found; the lanes after them are not touched.
+# Rows returned: kind 'claim' (the lane, then claimed.CLAIMED_COLUMNS). Only
+# when fewer than %(limit)s were claimed (then every scanned lane was
+# visited): 'scan' (the last lane scanned, then how many), 'skipped' and
+# 'circuit' (NULL, then how many lanes: locked or changed; with a circuit).
 _BUCKET = "floor(clock.t * %(buckets)s / {lane}.rate_period)::bigint"
+_SHORT = "WHERE (SELECT count(*) FROM claimed) < %(limit)s"
 CLAIM_GATED = f"""
 WITH RECURSIVE waiting(name) AS (
-    SELECT MIN(flow_lane) FROM django_jobs_job WHERE status = 'READY' AND flow_lane > %(after)s
+    SELECT MIN(flow_lane) FROM django_jobs_job WHERE status = 'READY' AND flow_lane >= %(after)s
     UNION ALL
     SELECT (SELECT MIN(flow_lane) FROM django_jobs_job
             WHERE status = 'READY' AND flow_lane > waiting.name)
     FROM waiting WHERE waiting.name IS NOT NULL
-), scanned AS MATERIALIZED (
-    SELECT name FROM waiting WHERE name IS NOT NULL LIMIT %(lanes)s
-), seen AS MATERIALIZED (
-    SELECT lane.key, lane.xmin::text AS version, lane.circuit IS NOT NULL AS has_circuit
-    FROM django_jobs_flowlane AS lane JOIN scanned ON lane.key = scanned.name
-), locked AS MATERIALIZED (
-    SELECT lane.key, lane.xmin::text AS version, lane.concurrency_limit, lane.rate_limit,
-        lane.rate_period, lane.rate_buckets
-    FROM django_jobs_flowlane AS lane
-    WHERE lane.key IN (SELECT key FROM seen WHERE NOT has_circuit)
-    ORDER BY lane.key
-    FOR UPDATE SKIP LOCKED
 ), clock AS MATERIALIZED (
     SELECT extract(epoch FROM clock_timestamp())::float8 AS t
-), usable AS MATERIALIZED (
-    SELECT locked.* FROM locked JOIN seen ON seen.key = locked.key
-    WHERE locked.version = seen.version
-), capacity AS MATERIALIZED (
-    SELECT usable.key, LEAST(
-        %(limit)s,
-        usable.concurrency_limit - (
-            SELECT count(*) FROM django_jobs_job AS running
-            WHERE running.status = 'RUNNING' AND running.flow_lane = usable.key
-        ),
-        usable.rate_limit - (
-            SELECT COALESCE(sum((pair->>1)::int), 0)
-            FROM jsonb_array_elements(usable.rate_buckets) AS pair
-            WHERE (pair->>0)::bigint BETWEEN {_BUCKET.format(lane="usable")} - %(buckets)s
-                AND {_BUCKET.format(lane="usable")}
-        )
-    ) AS free
-    FROM usable CROSS JOIN clock
-), heads AS MATERIALIZED (
-    SELECT head.id, head.priority, head.run_after FROM capacity CROSS JOIN LATERAL (
-        SELECT id, priority, run_after FROM django_jobs_job
-        WHERE status = 'READY' AND flow_lane = capacity.key AND run_after <= now()
+), gate AS MATERIALIZED (
+    SELECT seen.key, seen.circuit IS NOT NULL AS has_circuit,
+        held.version IS NOT DISTINCT FROM seen.xmin::text AS usable,
+        CASE WHEN held.version IS DISTINCT FROM seen.xmin::text THEN 0 ELSE LEAST(
+            %(limit)s,
+            held.concurrency_limit - (
+                SELECT count(*) FROM django_jobs_job AS running
+                WHERE running.status = 'RUNNING' AND running.flow_lane = held.key
+            ),
+            held.rate_limit - (
+                SELECT COALESCE(sum((pair->>1)::int), 0)
+                FROM jsonb_array_elements(held.rate_buckets) AS pair
+                WHERE (pair->>0)::bigint BETWEEN {_BUCKET.format(lane="held")} - %(buckets)s
+                    AND {_BUCKET.format(lane="held")}
+            )
+        ) END AS free
+    FROM (SELECT name FROM waiting WHERE name IS NOT NULL LIMIT %(lanes)s) AS scanned
+    JOIN django_jobs_flowlane AS seen ON seen.key = scanned.name
+    LEFT JOIN LATERAL (
+        SELECT lane.key, lane.xmin::text AS version, lane.concurrency_limit, lane.rate_limit,
+            lane.rate_period, lane.rate_buckets
+        FROM django_jobs_flowlane AS lane
+        WHERE lane.key = scanned.name AND lane.circuit IS NULL
+        FOR UPDATE SKIP LOCKED
+    ) AS held ON true
+    CROSS JOIN clock
+), candidates AS MATERIALIZED (
+    SELECT head.id FROM gate CROSS JOIN LATERAL (
+        SELECT id FROM django_jobs_job
+        WHERE status = 'READY' AND flow_lane = gate.key AND run_after <= now()
             AND (%(queues)s::text[] IS NULL OR queue_name = ANY(%(queues)s::text[]))
             AND {_NOT_PAUSED}
         ORDER BY priority DESC, run_after, id
-        LIMIT capacity.free
+        LIMIT gate.free
         FOR UPDATE SKIP LOCKED
     ) AS head
-    WHERE capacity.free > 0
-), candidates AS MATERIALIZED (
-    SELECT id FROM heads ORDER BY priority DESC, run_after, id LIMIT %(limit)s
+    WHERE gate.free > 0
+    LIMIT %(limit)s
 ), claimed AS (
     UPDATE django_jobs_job AS job
     SET status = 'RUNNING',
@@ -150,13 +146,15 @@ WITH RECURSIVE waiting(name) AS (
 )
 SELECT 'claim', claimed.* FROM claimed
 UNION ALL
-SELECT 'scan', (SELECT max(name) FROM scanned), (SELECT count(*) FROM scanned){NULL_PADDING}
+SELECT 'scan', (SELECT max(key) FROM gate), (SELECT count(*) FROM gate){NULL_PADDING}
+{_SHORT}
 UNION ALL
-SELECT 'skipped', NULL,
-    (SELECT count(*) FROM seen WHERE NOT has_circuit) - (SELECT count(*) FROM usable)
+SELECT 'skipped', NULL, (SELECT count(*) FROM gate WHERE NOT usable AND NOT has_circuit)
     {NULL_PADDING}
+{_SHORT}
 UNION ALL
-SELECT 'circuit', NULL, (SELECT count(*) FROM seen WHERE has_circuit){NULL_PADDING}
+SELECT 'circuit', NULL, (SELECT count(*) FROM gate WHERE has_circuit){NULL_PADDING}
+{_SHORT}
 """
 
 
@@ -210,12 +208,17 @@ class PostgresFlowOperations(FlowOperations):
                 },
             )
             rows = cursor.fetchall()
-        counts: dict[str, Any] = {row[0]: (row[1], row[2]) for row in rows if row[0] != "claim"}
-        last, scanned = counts["scan"]
-        # Continue after the last lane seen next time; from the first when
-        # this scan reached the end.
-        self._lane_cursor = last if scanned >= LANES_PER_CLAIM and last else ""
-        wrapped = bool(after) and scanned < LANES_PER_CLAIM
         claims = [row for row in rows if row[0] == "claim"]
         jobs = _claimed_after_kind_and_lane(claims, worker_id, self.alias)
+        counts: dict[str, Any] = {row[0]: (row[1], row[2]) for row in rows if row[0] != "claim"}
+        if "scan" not in counts:
+            # The limit was reached before every lane was visited: continue
+            # from the last lane that gave a job (it may have more).
+            self._lane_cursor = max(row[1] for row in claims)
+            return jobs, 0, False, False
+        last, scanned = counts["scan"]
+        # Every scanned lane was visited: continue from the last one when
+        # the scan stopped at its length, else from the first.
+        self._lane_cursor = last if scanned >= LANES_PER_CLAIM and last else ""
+        wrapped = bool(after) and scanned < LANES_PER_CLAIM
         return jobs, int(counts["skipped"][1]), bool(counts["circuit"][1]), wrapped
