@@ -19,7 +19,7 @@ from django_jobs.engine.claimed import NULL_PADDING, RETURNING_CLAIMED, claimed_
 from django_jobs.engine.flow import LANES_PER_CLAIM, FlowOperations
 from django_jobs.engine.pg import hot_cursor
 from django_jobs.flow.rates import RATE_BUCKETS
-from django_jobs.rows import ClaimedJob
+from django_jobs.rows import ClaimedJob, Completion
 
 # Tries of one gated claim while lanes were skipped (locked by another
 # claimer's statement, or claimed from since ours began) and slots remain:
@@ -61,25 +61,76 @@ _NOT_PAUSED = "queue_name <> ALL(ARRAY(SELECT name FROM django_jobs_queue WHERE 
 # when fewer than %(limit)s were claimed (then every scanned lane was
 # visited): 'scan' (the last lane scanned, then how many), 'skipped' and
 # 'circuit' (NULL, then how many lanes: locked or changed; with a circuit).
+#
+# With ``complete`` (COMPLETE_AND_CLAIM_GATED_*, the worker's steady state
+# while lanes wait): the finished jobs are acknowledged in the same
+# statement, fenced exactly like postgres_sql.COMPLETE_JOBS (``done``), and
+# up to %(fast_limit)s lane-free jobs are claimed exactly like
+# postgres_sql.CLAIM_JOBS_* (``fast``); the lanes get what is left of
+# %(limit)s. The RUNNING counts leave out the jobs ``done`` finished (its
+# RETURNING: only those whose completion matched their claim token), which
+# are RUNNING in our snapshot but not once we commit. All three touch
+# disjoint rows: RUNNING ones we own, READY lane-free ones, READY lane ones.
 _BUCKET = "floor(clock.t * %(buckets)s / {lane}.rate_period)::bigint"
-_SHORT = "WHERE (SELECT count(*) FROM claimed) < %(limit)s"
-CLAIM_GATED = f"""
+_DONE = """done AS (
+    UPDATE django_jobs_job AS job
+    SET status = 'SUCCESSFUL', result = d.result, finished_at = now(), lease_expires_at = NULL
+    FROM unnest(%(done_ids)s::bigint[], %(done_tokens)s::uuid[], %(done_results)s::jsonb[])
+        AS d(id, claim_token, result)
+    WHERE job.id = d.id AND job.claim_token = d.claim_token AND job.status = 'RUNNING'
+    RETURNING job.id
+), """
+_FAST = """fast AS MATERIALIZED (
+    SELECT id FROM django_jobs_job
+    WHERE status = 'READY' AND run_after <= now() AND flow_lane IS NULL
+        AND {not_paused} {queue_filter}
+    ORDER BY priority DESC, run_after, id
+    LIMIT %(fast_limit)s
+    FOR UPDATE SKIP LOCKED
+), """
+
+
+def _gated(complete: bool, queue_filter: str = "") -> str:
+    """CLAIM_GATED, or with ``complete`` COMPLETE_AND_CLAIM_GATED_*."""
+    lane_limit = "(%(limit)s - (SELECT count(*) FROM fast))" if complete else "%(limit)s"
+    not_done = "AND running.id NOT IN (SELECT id FROM done)" if complete else ""
+    short = f"WHERE (SELECT count(*) FROM claimed WHERE flow_lane IS NOT NULL) < {lane_limit}"
+    fast = _FAST.format(not_paused=_NOT_PAUSED, queue_filter=queue_filter) if complete else ""
+    picked = (
+        "SELECT id FROM fast UNION ALL SELECT id FROM candidates"
+        if complete
+        else ("SELECT id FROM candidates")
+    )
+    completed = (
+        f"UNION ALL\nSELECT 'done', NULL, done.id{NULL_PADDING} FROM done\n"
+        "UNION ALL\nSELECT 'waiting', NULL, NULL"
+        + NULL_PADDING
+        + """
+WHERE EXISTS (
+    SELECT 1 FROM django_jobs_job
+    WHERE status = 'READY' AND flow_lane IS NOT NULL AND run_after <= now()
+)
+"""
+        if complete
+        else ""
+    )
+    return f"""
 WITH RECURSIVE waiting(name) AS (
     SELECT MIN(flow_lane) FROM django_jobs_job WHERE status = 'READY' AND flow_lane >= %(after)s
     UNION ALL
     SELECT (SELECT MIN(flow_lane) FROM django_jobs_job
             WHERE status = 'READY' AND flow_lane > waiting.name)
     FROM waiting WHERE waiting.name IS NOT NULL
-), clock AS MATERIALIZED (
+), {_DONE if complete else ""}{fast}clock AS MATERIALIZED (
     SELECT extract(epoch FROM clock_timestamp())::float8 AS t
 ), gate AS MATERIALIZED (
     SELECT seen.key, seen.circuit IS NOT NULL AS has_circuit,
         held.version IS NOT DISTINCT FROM seen.xmin::text AS usable,
         CASE WHEN held.version IS DISTINCT FROM seen.xmin::text THEN 0 ELSE LEAST(
-            %(limit)s,
+            {lane_limit},
             held.concurrency_limit - (
                 SELECT count(*) FROM django_jobs_job AS running
-                WHERE running.status = 'RUNNING' AND running.flow_lane = held.key
+                WHERE running.status = 'RUNNING' AND running.flow_lane = held.key {not_done}
             ),
             held.rate_limit - (
                 SELECT COALESCE(sum((pair->>1)::int), 0)
@@ -89,7 +140,11 @@ WITH RECURSIVE waiting(name) AS (
             )
         ) END AS free
     FROM (SELECT name FROM waiting WHERE name IS NOT NULL LIMIT %(lanes)s) AS scanned
-    JOIN django_jobs_flowlane AS seen ON seen.key = scanned.name
+    CROSS JOIN LATERAL (
+        SELECT lane.key, lane.xmin, lane.circuit FROM django_jobs_flowlane AS lane
+        WHERE lane.key = scanned.name
+        LIMIT 1  -- the key is unique; kept from being flattened into a hash join
+    ) AS seen
     LEFT JOIN LATERAL (
         SELECT lane.key, lane.xmin::text AS version, lane.concurrency_limit, lane.rate_limit,
             lane.rate_period, lane.rate_buckets
@@ -109,7 +164,7 @@ WITH RECURSIVE waiting(name) AS (
         FOR UPDATE SKIP LOCKED
     ) AS head
     WHERE gate.free > 0
-    LIMIT %(limit)s
+    LIMIT {lane_limit}
 ), claimed AS (
     UPDATE django_jobs_job AS job
     SET status = 'RUNNING',
@@ -119,8 +174,8 @@ WITH RECURSIVE waiting(name) AS (
         worker_id = %(worker_id)s,
         claim_token = gen_random_uuid(),
         lease_expires_at = now() + %(lease)s * interval '1 second'
-    FROM candidates CROSS JOIN clock
-    WHERE job.id = candidates.id
+    FROM ({picked}) AS picked CROSS JOIN clock
+    WHERE job.id = picked.id
     RETURNING job.flow_lane, {RETURNING_CLAIMED}
 ), bumped AS (
     UPDATE django_jobs_flowlane AS lane
@@ -139,27 +194,37 @@ WITH RECURSIVE waiting(name) AS (
                 GROUP BY bucket
             ) AS kept
         ) END
-    FROM (SELECT flow_lane, count(*) AS n FROM claimed GROUP BY flow_lane) AS started
-        CROSS JOIN clock
+    FROM (
+        SELECT flow_lane, count(*) AS n FROM claimed
+        WHERE flow_lane IS NOT NULL GROUP BY flow_lane
+    ) AS started CROSS JOIN clock
     WHERE lane.key = started.flow_lane
     RETURNING lane.key
 )
 SELECT 'claim', claimed.* FROM claimed
-UNION ALL
+{completed}UNION ALL
 SELECT 'scan', (SELECT max(key) FROM gate), (SELECT count(*) FROM gate){NULL_PADDING}
-{_SHORT}
+{short}
 UNION ALL
 SELECT 'skipped', NULL, (SELECT count(*) FROM gate WHERE NOT usable AND NOT has_circuit)
     {NULL_PADDING}
-{_SHORT}
+{short}
 UNION ALL
 SELECT 'circuit', NULL, (SELECT count(*) FROM gate WHERE has_circuit){NULL_PADDING}
-{_SHORT}
+{short}
 """
 
 
+CLAIM_GATED = _gated(complete=False)
+COMPLETE_AND_CLAIM_GATED_ALL_QUEUES = _gated(complete=True)
+COMPLETE_AND_CLAIM_GATED_IN_QUEUES = _gated(
+    complete=True, queue_filter="AND queue_name = ANY(%(queues)s)"
+)
+
+
 class PostgresFlowOperations(FlowOperations):
-    """``claim_gated`` by CLAIM_GATED; the ORM version for lanes with a circuit."""
+    """``claim_gated`` by CLAIM_GATED, and the worker's complete-and-claim
+    while lanes wait; the ORM version for lanes with a circuit."""
 
     # Statements of the last gated claim (bench/flow_control.py reports it).
     last_gated_statements = 0
@@ -169,56 +234,113 @@ class PostgresFlowOperations(FlowOperations):
     ) -> list[ClaimedJob]:
         if limit <= 0:
             return []
-        claimed: list[ClaimedJob] = []
+        params = self._gated_params(worker_id, queues, limit, lease_seconds)
+        return self._claim_gated_rounds(CLAIM_GATED, params, [], limit, rounds=TRIES)[1]
+
+    def complete_and_claim_gated(
+        self,
+        completions: Sequence[Completion],
+        worker_id: uuid.UUID,
+        queues: Sequence[str] | None,
+        limit: int,
+        lease_seconds: float,
+    ) -> tuple[set[int], list[ClaimedJob], bool]:
+        """Acknowledge ``completions`` and claim up to ``limit`` jobs, half of
+        them at most lane-free, in one statement; also whether due jobs with
+        a lane are still waiting."""
+        params = self._gated_params(worker_id, queues, limit, lease_seconds)
+        params["fast_limit"] = limit - limit // 2
+        params["done_ids"] = [c.job.id for c in completions]
+        params["done_tokens"] = [c.job.claim_token for c in completions]
+        params["done_results"] = [c.result_json for c in completions]
+        statement = (
+            COMPLETE_AND_CLAIM_GATED_IN_QUEUES if queues else COMPLETE_AND_CLAIM_GATED_ALL_QUEUES
+        )
+        rows, claimed = self._claim_gated_rounds(statement, params, [], limit, rounds=1)
+        done = {row[2] for row in rows if row[0] == "done"}
+        waiting = any(row[0] == "waiting" for row in rows)
+        fast = sum(1 for row in rows if row[0] == "claim" and row[1] is None)
+        if len(claimed) < limit and self._retry_wanted:
+            # Lanes were skipped (locked, changed), had circuits, or the scan
+            # wrapped: the plain gated claim tries again.
+            claimed += self.claim_gated(worker_id, queues, limit - len(claimed), lease_seconds)
+        if fast == params["fast_limit"] and len(claimed) < limit:
+            # The lanes left slots unused and lane-free jobs may be waiting.
+            claimed += self._claim_free(worker_id, queues, limit - len(claimed), lease_seconds)
+        return done, claimed, waiting
+
+    def _claim_free(
+        self, worker_id: uuid.UUID, queues: Sequence[str] | None, limit: int, lease_seconds: float
+    ) -> list[ClaimedJob]:
+        raise NotImplementedError  # PostgresEngine's
+
+    _retry_wanted = False  # the last statement skipped lanes, saw circuits or wrapped
+
+    def _gated_params(
+        self, worker_id: uuid.UUID, queues: Sequence[str] | None, limit: int, lease_seconds: float
+    ) -> dict[str, Any]:
+        return {
+            "lanes": LANES_PER_CLAIM,
+            "limit": limit,
+            "buckets": RATE_BUCKETS,
+            "queues": list(queues) if queues else None,
+            "worker_id": worker_id,
+            "lease": lease_seconds,
+        }
+
+    def _claim_gated_rounds(
+        self,
+        statement: str,
+        params: dict[str, Any],
+        claimed: list[ClaimedJob],
+        limit: int,
+        rounds: int,
+    ) -> tuple[list[Any], list[ClaimedJob]]:
+        """Run ``statement`` up to ``rounds`` times while it claims fewer than
+        ``limit`` and lanes were skipped (or the scan wrapped); then the ORM
+        version when lanes with a circuit were seen. Returns the last
+        statement's rows and every claim."""
         circuits = False
         statements = 0
-        for _ in range(TRIES):
-            jobs, skipped, circuits, wrapped = self._claim_gated_once(
-                worker_id, queues, limit - len(claimed), lease_seconds
-            )
+        rows: list[Any] = []
+        self._retry_wanted = False
+        for _ in range(rounds):
+            after = self._lane_cursor
+            params = dict(params, after=after, limit=limit - len(claimed))
+            with hot_cursor(self.connection) as cursor:
+                cursor.execute(statement, params)
+                rows = cursor.fetchall()
             statements += 1
-            claimed += jobs
+            claims = [row for row in rows if row[0] == "claim"]
+            claimed += _claimed_after_kind_and_lane(claims, params["worker_id"], self.alias)
+            skipped, circuits, wrapped = self._after_scan(rows, claims, after)
+            self._retry_wanted = bool(skipped or wrapped or circuits)
             if len(claimed) >= limit or not (skipped or wrapped):
                 break
-        if circuits and len(claimed) < limit:
+        if circuits and len(claimed) < limit and rounds > 1:
             # The ORM version claims every lane, circuits included (its own
             # transaction, lanes locked then counted: see engine.flow).
-            claimed += super().claim_gated(worker_id, queues, limit - len(claimed), lease_seconds)
+            claimed += FlowOperations.claim_gated(
+                self, params["worker_id"], params["queues"], limit - len(claimed), params["lease"]
+            )
             statements += 1
         self.last_gated_statements = statements
-        return claimed
+        return rows, claimed
 
-    def _claim_gated_once(
-        self, worker_id: uuid.UUID, queues: Sequence[str] | None, limit: int, lease_seconds: float
-    ) -> tuple[list[ClaimedJob], int, bool, bool]:
-        """One CLAIM_GATED: (claims, lanes skipped, circuit lanes seen,
-        whether lanes before the scan's start were left out)."""
-        after = self._lane_cursor
-        with hot_cursor(self.connection) as cursor:
-            cursor.execute(
-                CLAIM_GATED,
-                {
-                    "after": after,
-                    "lanes": LANES_PER_CLAIM,
-                    "limit": limit,
-                    "buckets": RATE_BUCKETS,
-                    "queues": list(queues) if queues else None,
-                    "worker_id": worker_id,
-                    "lease": lease_seconds,
-                },
-            )
-            rows = cursor.fetchall()
-        claims = [row for row in rows if row[0] == "claim"]
-        jobs = _claimed_after_kind_and_lane(claims, worker_id, self.alias)
-        counts: dict[str, Any] = {row[0]: (row[1], row[2]) for row in rows if row[0] != "claim"}
+    def _after_scan(self, rows: list[Any], claims: list[Any], after: str) -> tuple[int, bool, bool]:
+        """Move the lane cursor; (lanes skipped, circuit lanes seen, whether
+        lanes before the scan's start were left out)."""
+        counts: dict[str, Any] = {row[0]: (row[1], row[2]) for row in rows}
         if "scan" not in counts:
             # The limit was reached before every lane was visited: continue
             # from the last lane that gave a job (it may have more).
-            self._lane_cursor = max(row[1] for row in claims)
-            return jobs, 0, False, False
+            lanes = [row[1] for row in claims if row[1] is not None]
+            if lanes:
+                self._lane_cursor = max(lanes)
+            return 0, False, False
         last, scanned = counts["scan"]
         # Every scanned lane was visited: continue from the last one when
         # the scan stopped at its length, else from the first.
         self._lane_cursor = last if scanned >= LANES_PER_CLAIM and last else ""
         wrapped = bool(after) and scanned < LANES_PER_CLAIM
-        return jobs, int(counts["skipped"][1]), bool(counts["circuit"][1]), wrapped
+        return int(counts["skipped"][1]), bool(counts["circuit"][1]), wrapped

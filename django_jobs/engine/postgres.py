@@ -273,15 +273,22 @@ class PostgresEngine(PostgresScheduleOperations, PostgresFlowOperations, Generic
             return self.complete_jobs(completions), self.claim_jobs(
                 worker_id, queues, limit, lease_seconds
             )
-        # While jobs with a lane wait, the fast claim gets half the slots, so
-        # a flood of lane-free jobs cannot starve the lanes; the gated claim
-        # runs after it, once the completions (which may free lane slots) are
-        # committed.
-        fast_limit = limit - limit // 2 if self._lanes_waiting else limit
+        if self._lanes_waiting:
+            # Jobs with a lane wait: completions, lane-free claims (half the
+            # slots at most, so a flood of them cannot starve the lanes) and
+            # the gated claim in one statement (engine.flow_postgres).
+            done, claimed, self._lanes_waiting = self.complete_and_claim_gated(
+                completions, worker_id, queues, limit, lease_seconds
+            )
+            if done:
+                self.record_circuit_successes(
+                    {c.job.id: c.job.task_name for c in completions if c.job.id in done}
+                )
+            return done, in_claim_order(claimed)
         params: dict[str, Any] = {
             "worker_id": worker_id,
             "lease": lease_seconds,
-            "limit": fast_limit,
+            "limit": limit,
             "done_ids": [c.job.id for c in completions],
             "done_tokens": [c.job.claim_token for c in completions],
             "done_results": [c.result_json for c in completions],
@@ -302,12 +309,9 @@ class PostgresEngine(PostgresScheduleOperations, PostgresFlowOperations, Generic
         self._lanes_waiting = waiting = any(row[0] is None for row in rows)
         if not waiting or len(claimed) >= limit:
             return done, claimed
+        # Lane jobs wait and slots are left: the gated claim now (the next
+        # cycle claims both in one statement, above).
         gated = self.claim_gated(worker_id, queues, limit - len(claimed), lease_seconds)
-        if len(claimed) == fast_limit < limit - len(gated):
-            # The lanes left slots unused and lane-free jobs may be waiting.
-            claimed += self._claim_free(
-                worker_id, queues, limit - len(gated) - len(claimed), lease_seconds
-            )
         return done, in_claim_order([*gated, *claimed])
 
     def complete_jobs(self, completions: Sequence[Completion]) -> set[int]:
