@@ -131,9 +131,13 @@ class Engine(abc.ABC):
         queues: Sequence[str] | None,
         limit: int,
         lease_seconds: float,
+        *,
+        lane_limit: int | None = None,
     ) -> tuple[set[int], list[ClaimedJob]]:
         """``complete_jobs`` then ``claim_jobs`` (only if ``limit`` > 0), in one
-        round trip where the database allows: the worker's steady state."""
+        round trip where the database allows: the worker's steady state. At
+        most ``lane_limit`` of the claims have a lane (the worker's free
+        slots: a job claimed ahead would hold its lane's slot while waiting)."""
 
     @abc.abstractmethod
     def fail_job(self, failure: Failure) -> bool:

@@ -140,6 +140,17 @@ class FlowOperations(CircuitOperations):
         self._lane_cursor = found[-1] if len(found) >= LANES_PER_CLAIM else ""
         return found
 
+    def held_back(self, queues: Sequence[str] | None) -> tuple[int, int]:
+        """Due READY jobs of ``queues`` that a claim leaves: (behind a lane,
+        in a paused queue). Read-only (``runworker --burst``, worker.burst)."""
+        due = Job.objects.using(self.alias).filter(
+            status=JobStatus.READY, run_after__lte=datetime.now(tz=UTC)
+        )
+        due = due.for_queues(queues)
+        paused = due.filter(queue_name__in=self._paused()).count()
+        behind = self._unpaused(due.filter(flow_lane__isnull=False)).count()
+        return behind, paused
+
     def _flow_clock(self) -> float:
         """Epoch seconds for the rate windows (the database's clock on PostgreSQL)."""
         return time.time()

@@ -67,7 +67,7 @@ _NOT_PAUSED = "queue_name <> ALL(ARRAY(SELECT name FROM django_jobs_queue WHERE 
 # statement, fenced exactly like postgres_sql.COMPLETE_JOBS (``done``), and
 # up to %(fast_limit)s lane-free jobs are claimed exactly like
 # postgres_sql.CLAIM_JOBS_* (``fast``); the lanes get what is left of
-# %(limit)s. The RUNNING counts leave out the jobs ``done`` finished (its
+# %(limit)s, %(lane_limit)s at most. The RUNNING counts leave out the jobs ``done`` finished (its
 # RETURNING: only those whose completion matched their claim token), which
 # are RUNNING in our snapshot but not once we commit. All three touch
 # disjoint rows: RUNNING ones we own, READY lane-free ones, READY lane ones.
@@ -92,7 +92,11 @@ _FAST = """fast AS MATERIALIZED (
 
 def _gated(complete: bool, queue_filter: str = "") -> str:
     """CLAIM_GATED, or with ``complete`` COMPLETE_AND_CLAIM_GATED_*."""
-    lane_limit = "(%(limit)s - (SELECT count(*) FROM fast))" if complete else "%(limit)s"
+    lane_limit = (
+        "LEAST(%(lane_limit)s, %(limit)s - (SELECT count(*) FROM fast))"
+        if complete
+        else "%(limit)s"
+    )
     not_done = "AND running.id NOT IN (SELECT id FROM done)" if complete else ""
     short = f"WHERE (SELECT count(*) FROM claimed WHERE flow_lane IS NOT NULL) < {lane_limit}"
     fast = _FAST.format(not_paused=_NOT_PAUSED, queue_filter=queue_filter) if complete else ""
@@ -244,12 +248,15 @@ class PostgresFlowOperations(FlowOperations):
         queues: Sequence[str] | None,
         limit: int,
         lease_seconds: float,
+        lane_limit: int,
     ) -> tuple[set[int], list[ClaimedJob], bool]:
-        """Acknowledge ``completions`` and claim up to ``limit`` jobs, half of
-        them at most lane-free, in one statement; also whether due jobs with
-        a lane are still waiting."""
+        """Acknowledge ``completions`` and claim up to ``limit`` jobs, at
+        most ``lane_limit`` with a lane, and lane-free ones leaving the lanes
+        half at least (or ``lane_limit``), in one statement; also whether due
+        jobs with a lane are still waiting."""
         params = self._gated_params(worker_id, queues, limit, lease_seconds)
-        params["fast_limit"] = limit - limit // 2
+        params["fast_limit"] = limit - min(limit // 2, lane_limit)
+        params["lane_limit"] = lane_limit
         params["done_ids"] = [c.job.id for c in completions]
         params["done_tokens"] = [c.job.claim_token for c in completions]
         params["done_results"] = [c.result_json for c in completions]
@@ -260,10 +267,11 @@ class PostgresFlowOperations(FlowOperations):
         done = {row[2] for row in rows if row[0] == "done"}
         waiting = any(row[0] == "waiting" for row in rows)
         fast = sum(1 for row in rows if row[0] == "claim" and row[1] is None)
-        if len(claimed) < limit and self._retry_wanted:
+        lanes_left = min(limit - len(claimed), lane_limit - (len(claimed) - fast))
+        if lanes_left > 0 and self._retry_wanted:
             # Lanes were skipped (locked, changed), had circuits, or the scan
             # wrapped: the plain gated claim tries again.
-            claimed += self.claim_gated(worker_id, queues, limit - len(claimed), lease_seconds)
+            claimed += self.claim_gated(worker_id, queues, lanes_left, lease_seconds)
         if fast == params["fast_limit"] and len(claimed) < limit:
             # The lanes left slots unused and lane-free jobs may be waiting.
             claimed += self._claim_free(worker_id, queues, limit - len(claimed), lease_seconds)

@@ -174,9 +174,19 @@ class GenericEngine(
     def claim_jobs(
         self, worker_id: uuid.UUID, queues: Sequence[str] | None, limit: int, lease_seconds: float
     ) -> list[ClaimedJob]:
+        return self._claim_both(worker_id, queues, limit, lease_seconds, limit)
+
+    def _claim_both(
+        self,
+        worker_id: uuid.UUID,
+        queues: Sequence[str] | None,
+        limit: int,
+        lease_seconds: float,
+        lane_limit: int,
+    ) -> list[ClaimedJob]:
         # Gated jobs first: a flood of lane-free jobs must not starve them.
         with transaction.atomic(using=self.alias):
-            claimed = self.claim_gated(worker_id, queues, limit, lease_seconds)
+            claimed = self.claim_gated(worker_id, queues, min(limit, lane_limit), lease_seconds)
             claimed += self._claim_free(worker_id, queues, limit - len(claimed), lease_seconds)
         claimed.sort(key=lambda job: (-job.priority, job.run_after, job.id))
         return claimed
@@ -199,9 +209,14 @@ class GenericEngine(
         queues: Sequence[str] | None,
         limit: int,
         lease_seconds: float,
+        *,
+        lane_limit: int | None = None,
     ) -> tuple[set[int], list[ClaimedJob]]:
         done = self.complete_jobs(completions) if completions else set()
-        claimed = self.claim_jobs(worker_id, queues, limit, lease_seconds) if limit > 0 else []
+        lanes = limit if lane_limit is None else lane_limit
+        claimed = (
+            self._claim_both(worker_id, queues, limit, lease_seconds, lanes) if limit > 0 else []
+        )
         return done, claimed
 
     def complete_jobs(self, completions: Sequence[Completion]) -> set[int]:

@@ -264,9 +264,12 @@ class PostgresEngine(PostgresScheduleOperations, PostgresFlowOperations, Generic
         queues: Sequence[str] | None,
         limit: int,
         lease_seconds: float,
+        *,
+        lane_limit: int | None = None,
     ) -> tuple[set[int], list[ClaimedJob]]:
         if limit <= 0:
             return self.complete_jobs(completions), []
+        lanes = limit if lane_limit is None else min(lane_limit, limit)
         if any(c.job.workflow_id is not None for c in completions):
             # Workflow steps: completion and advance in their own transaction,
             # before the claim (see engine.workflows: no lock held across both).
@@ -278,7 +281,7 @@ class PostgresEngine(PostgresScheduleOperations, PostgresFlowOperations, Generic
             # slots at most, so a flood of them cannot starve the lanes) and
             # the gated claim in one statement (engine.flow_postgres).
             done, claimed, self._lanes_waiting = self.complete_and_claim_gated(
-                completions, worker_id, queues, limit, lease_seconds
+                completions, worker_id, queues, limit, lease_seconds, lanes
             )
             if done:
                 self.record_circuit_successes(
@@ -311,7 +314,7 @@ class PostgresEngine(PostgresScheduleOperations, PostgresFlowOperations, Generic
             return done, claimed
         # Lane jobs wait and slots are left: the gated claim now (the next
         # cycle claims both in one statement, above).
-        gated = self.claim_gated(worker_id, queues, limit - len(claimed), lease_seconds)
+        gated = self.claim_gated(worker_id, queues, min(limit - len(claimed), lanes), lease_seconds)
         return done, in_claim_order([*gated, *claimed])
 
     def complete_jobs(self, completions: Sequence[Completion]) -> set[int]:
