@@ -136,8 +136,9 @@ class Engine(abc.ABC):
     ) -> tuple[set[int], list[ClaimedJob]]:
         """``complete_jobs`` then ``claim_jobs`` (only if ``limit`` > 0), in one
         round trip where the database allows: the worker's steady state. At
-        most ``lane_limit`` of the claims have a lane (the worker's free
-        slots: a job claimed ahead would hold its lane's slot while waiting)."""
+        most ``lane_limit`` of the claims come from lanes with a concurrency
+        limit (the worker's free slots: a job claimed ahead would hold its
+        lane's slot while it waits; the ORM engine applies it to every lane)."""
 
     @abc.abstractmethod
     def fail_job(self, failure: Failure) -> bool:

@@ -57,6 +57,11 @@ _NOT_PAUSED = "queue_name <> ALL(ARRAY(SELECT name FROM django_jobs_queue WHERE 
 # scanned (index jobs_job_ready_lane, one probe per lane, from %(after)s on:
 # the engine's rotation), locked and counted one by one, in key order, only
 # until %(limit)s heads are found; the lanes after them are not touched.
+# Lanes with a concurrency limit get %(lane_limit)s jobs at most, all
+# together (``shares``, a running sum in scan order; the worker's free
+# slots): a job claimed ahead of a free slot would hold its lane's slot while
+# it waits in the worker's backlog, and keep other workers from the lane.
+# Rate-only lanes can be claimed ahead: their starts count either way.
 # Rows returned: kind 'claim' (the lane, then claimed.CLAIMED_COLUMNS). Only
 # when fewer than %(limit)s were claimed (then every scanned lane was
 # visited): 'scan' (the last lane scanned, then how many), 'skipped' and
@@ -67,7 +72,7 @@ _NOT_PAUSED = "queue_name <> ALL(ARRAY(SELECT name FROM django_jobs_queue WHERE 
 # statement, fenced exactly like postgres_sql.COMPLETE_JOBS (``done``), and
 # up to %(fast_limit)s lane-free jobs are claimed exactly like
 # postgres_sql.CLAIM_JOBS_* (``fast``); the lanes get what is left of
-# %(limit)s, %(lane_limit)s at most. The RUNNING counts leave out the jobs ``done`` finished (its
+# %(limit)s. The RUNNING counts leave out the jobs ``done`` finished (its
 # RETURNING: only those whose completion matched their claim token), which
 # are RUNNING in our snapshot but not once we commit. All three touch
 # disjoint rows: RUNNING ones we own, READY lane-free ones, READY lane ones.
@@ -92,11 +97,7 @@ _FAST = """fast AS MATERIALIZED (
 
 def _gated(complete: bool, queue_filter: str = "") -> str:
     """CLAIM_GATED, or with ``complete`` COMPLETE_AND_CLAIM_GATED_*."""
-    lane_limit = (
-        "LEAST(%(lane_limit)s, %(limit)s - (SELECT count(*) FROM fast))"
-        if complete
-        else "%(limit)s"
-    )
+    lane_limit = "(%(limit)s - (SELECT count(*) FROM fast))" if complete else "%(limit)s"
     not_done = "AND running.id NOT IN (SELECT id FROM done)" if complete else ""
     short = f"WHERE (SELECT count(*) FROM claimed WHERE flow_lane IS NOT NULL) < {lane_limit}"
     fast = _FAST.format(not_paused=_NOT_PAUSED, queue_filter=queue_filter) if complete else ""
@@ -129,6 +130,7 @@ WITH RECURSIVE waiting(name) AS (
     SELECT extract(epoch FROM clock_timestamp())::float8 AS t
 ), gate AS MATERIALIZED (
     SELECT seen.key, seen.circuit IS NOT NULL AS has_circuit,
+        held.concurrency_limit IS NOT NULL AS counted,
         held.version IS NOT DISTINCT FROM seen.xmin::text AS usable,
         CASE WHEN held.version IS DISTINCT FROM seen.xmin::text THEN 0 ELSE LEAST(
             {lane_limit},
@@ -157,17 +159,27 @@ WITH RECURSIVE waiting(name) AS (
         FOR UPDATE SKIP LOCKED
     ) AS held ON true
     CROSS JOIN clock
+), shares AS (
+    SELECT open.key, CASE WHEN open.counted
+        THEN LEAST(open.free, %(lane_limit)s - (open.counted_so_far - open.free))
+        ELSE open.free END AS take
+    FROM (
+        SELECT gate.key, gate.free, gate.counted,
+            sum(CASE WHEN gate.counted THEN gate.free ELSE 0 END)
+                OVER (ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS counted_so_far
+        FROM gate WHERE gate.free > 0
+    ) AS open
 ), candidates AS MATERIALIZED (
-    SELECT head.id FROM gate CROSS JOIN LATERAL (
+    SELECT head.id FROM shares CROSS JOIN LATERAL (
         SELECT id FROM django_jobs_job
-        WHERE status = 'READY' AND flow_lane = gate.key AND run_after <= now()
+        WHERE status = 'READY' AND flow_lane = shares.key AND run_after <= now()
             AND (%(queues)s::text[] IS NULL OR queue_name = ANY(%(queues)s::text[]))
             AND {_NOT_PAUSED}
         ORDER BY priority DESC, run_after, id
-        LIMIT gate.free
+        LIMIT shares.take
         FOR UPDATE SKIP LOCKED
     ) AS head
-    WHERE gate.free > 0
+    WHERE shares.take > 0
     LIMIT {lane_limit}
 ), claimed AS (
     UPDATE django_jobs_job AS job
@@ -250,12 +262,12 @@ class PostgresFlowOperations(FlowOperations):
         lease_seconds: float,
         lane_limit: int,
     ) -> tuple[set[int], list[ClaimedJob], bool]:
-        """Acknowledge ``completions`` and claim up to ``limit`` jobs, at
-        most ``lane_limit`` with a lane, and lane-free ones leaving the lanes
-        half at least (or ``lane_limit``), in one statement; also whether due
-        jobs with a lane are still waiting."""
+        """Acknowledge ``completions`` and claim up to ``limit`` jobs, half
+        at most lane-free and ``lane_limit`` at most of lanes with a
+        concurrency limit, in one statement; also whether due jobs with a
+        lane are still waiting."""
         params = self._gated_params(worker_id, queues, limit, lease_seconds)
-        params["fast_limit"] = limit - min(limit // 2, lane_limit)
+        params["fast_limit"] = limit - limit // 2
         params["lane_limit"] = lane_limit
         params["done_ids"] = [c.job.id for c in completions]
         params["done_tokens"] = [c.job.claim_token for c in completions]
@@ -267,10 +279,10 @@ class PostgresFlowOperations(FlowOperations):
         done = {row[2] for row in rows if row[0] == "done"}
         waiting = any(row[0] == "waiting" for row in rows)
         fast = sum(1 for row in rows if row[0] == "claim" and row[1] is None)
-        lanes_left = min(limit - len(claimed), lane_limit - (len(claimed) - fast))
+        lanes_left = min(limit - len(claimed), lane_limit)
         if lanes_left > 0 and self._retry_wanted:
             # Lanes were skipped (locked, changed), had circuits, or the scan
-            # wrapped: the plain gated claim tries again.
+            # wrapped: the plain gated claim tries again (free slots only).
             claimed += self.claim_gated(worker_id, queues, lanes_left, lease_seconds)
         if fast == params["fast_limit"] and len(claimed) < limit:
             # The lanes left slots unused and lane-free jobs may be waiting.
@@ -290,6 +302,7 @@ class PostgresFlowOperations(FlowOperations):
         return {
             "lanes": LANES_PER_CLAIM,
             "limit": limit,
+            "lane_limit": limit,
             "buckets": RATE_BUCKETS,
             "queues": list(queues) if queues else None,
             "worker_id": worker_id,
