@@ -11,9 +11,13 @@ circuit's state machine lives there); the statement says when it saw some.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import uuid
 from collections.abc import Sequence
 from typing import Any
+
+from django.db import OperationalError, transaction
 
 from django_jobs.engine.claimed import NULL_PADDING, RETURNING_CLAIMED, claimed_mapper
 from django_jobs.engine.flow import LANES_PER_CLAIM, FlowOperations
@@ -21,11 +25,11 @@ from django_jobs.engine.pg import hot_cursor
 from django_jobs.flow.rates import RATE_BUCKETS
 from django_jobs.rows import ClaimedJob, Completion
 
-# Tries of one gated claim while lanes were skipped (locked by another
-# claimer's statement, or claimed from since ours began) and slots remain:
-# those statements last about a millisecond, so trying again at once is
-# cheaper than leaving the slots empty until the next poll.
-TRIES = 3
+# Lanes another claimer held (locked, or claimed from since our snapshot) are
+# skipped; when that left slots empty, the claim waits for those lanes' locks
+# (LOCK_LANES, held for one statement by a claimer) and tries once more,
+# rather than leaving the slots empty until the next poll.
+logger = logging.getLogger("django_jobs.engine")
 
 _claimed_after_kind_and_lane = claimed_mapper(2)
 
@@ -36,15 +40,16 @@ _NOT_PAUSED = "queue_name <> ALL(ARRAY(SELECT name FROM django_jobs_queue WHERE 
 # * Every claim of a lane's jobs writes that lane's row (``bumped``: the rate
 #   window, or the row rewritten as it is), in the claim's own transaction,
 #   the ORM version included.
-# * ``gate`` reads each lane's row version (xmin) in our snapshot (``seen``)
-#   and locks the newest version (``held``, FOR UPDATE SKIP LOCKED: READ
-#   COMMITTED locks the newest committed version). A lane is used only where
-#   the two are equal: then no claim of that lane committed after our
-#   snapshot began (it would have made a new version), and none can commit
-#   before our statement ends (we hold the lock), so the snapshot's RUNNING
-#   count and rate window are exact, or conservative (a completion committed
-#   since only frees a slot we do not use). A lane locked by another claimer,
-#   or changed since our snapshot, is skipped, and the engine tries again.
+# * ``gate`` decides each lane's free slots from our snapshot: the lane's row
+#   (``seen``, with its version, xmin), its RUNNING jobs, its rate window.
+#   ``locked`` then locks the lanes that get a share, FOR UPDATE SKIP LOCKED,
+#   which under READ COMMITTED locks the newest committed version. A lane is
+#   used only if that version is the one our snapshot saw: then no claim of
+#   the lane committed after our snapshot began (it would have made a new
+#   version), and none can commit before our statement ends (we hold the
+#   lock), so the snapshot's count and window are exact, or conservative (a
+#   completion committed since only frees a slot we leave). A lane locked by
+#   another claimer, or changed since our snapshot, is skipped ('skipped').
 # * The head jobs are locked FOR UPDATE SKIP LOCKED and re-checked READY on
 #   the newest version (a job cancelled meanwhile is not taken); the fast
 #   claim never takes a job with a lane.
@@ -55,17 +60,19 @@ _NOT_PAUSED = "queue_name <> ALL(ARRAY(SELECT name FROM django_jobs_queue WHERE 
 #
 # Cost: PostgreSQL runs a CTE only as far as its reader pulls, so lanes are
 # scanned (index jobs_job_ready_lane, one probe per lane, from %(after)s on:
-# the engine's rotation), locked and counted one by one, in key order, only
+# the engine's rotation), counted and locked one by one, in key order, only
 # until %(limit)s heads are found; the lanes after them are not touched.
 # Lanes with a concurrency limit get %(lane_limit)s jobs at most, all
 # together (``shares``, a running sum in scan order; the worker's free
 # slots): a job claimed ahead of a free slot would hold its lane's slot while
 # it waits in the worker's backlog, and keep other workers from the lane.
-# Rate-only lanes can be claimed ahead: their starts count either way.
+# Rate-only lanes can be claimed ahead: their starts count either way. Lanes
+# without a share are read, never locked.
 # Rows returned: kind 'claim' (the lane, then claimed.CLAIMED_COLUMNS). Only
-# when fewer than %(limit)s were claimed (then every scanned lane was
-# visited): 'scan' (the last lane scanned, then how many), 'skipped' and
-# 'circuit' (NULL, then how many lanes: locked or changed; with a circuit).
+# when fewer than the lanes' share were claimed (then every scanned lane was
+# visited): 'scan' (the last lane scanned, then how many), 'skipped' (one
+# row per lane skipped: its key) and 'circuit' (NULL, then how many lanes
+# with a circuit were seen).
 #
 # With ``complete`` (COMPLETE_AND_CLAIM_GATED_*, the worker's steady state
 # while lanes wait): the finished jobs are acknowledged in the same
@@ -99,7 +106,8 @@ def _gated(complete: bool, queue_filter: str = "") -> str:
     """CLAIM_GATED, or with ``complete`` COMPLETE_AND_CLAIM_GATED_*."""
     lane_limit = "(%(limit)s - (SELECT count(*) FROM fast))" if complete else "%(limit)s"
     not_done = "AND running.id NOT IN (SELECT id FROM done)" if complete else ""
-    short = f"WHERE (SELECT count(*) FROM claimed WHERE flow_lane IS NOT NULL) < {lane_limit}"
+    shortfall = f"(SELECT count(*) FROM claimed WHERE flow_lane IS NOT NULL) < {lane_limit}"
+    short = f"WHERE {shortfall}"
     fast = _FAST.format(not_paused=_NOT_PAUSED, queue_filter=queue_filter) if complete else ""
     picked = (
         "SELECT id FROM fast UNION ALL SELECT id FROM candidates"
@@ -129,57 +137,59 @@ WITH RECURSIVE waiting(name) AS (
 ), {_DONE if complete else ""}{fast}clock AS MATERIALIZED (
     SELECT extract(epoch FROM clock_timestamp())::float8 AS t
 ), gate AS MATERIALIZED (
-    SELECT seen.key, seen.circuit IS NOT NULL AS has_circuit,
-        held.concurrency_limit IS NOT NULL AS counted,
-        held.version IS NOT DISTINCT FROM seen.xmin::text AS usable,
-        CASE WHEN held.version IS DISTINCT FROM seen.xmin::text THEN 0 ELSE LEAST(
+    SELECT seen.key, seen.version, seen.circuit IS NOT NULL AS has_circuit,
+        seen.concurrency_limit IS NOT NULL AS counted,
+        LEAST(
             {lane_limit},
-            held.concurrency_limit - (
+            seen.concurrency_limit - (
                 SELECT count(*) FROM django_jobs_job AS running
-                WHERE running.status = 'RUNNING' AND running.flow_lane = held.key {not_done}
+                WHERE running.status = 'RUNNING' AND running.flow_lane = seen.key {not_done}
             ),
-            held.rate_limit - (
+            seen.rate_limit - (
                 SELECT COALESCE(sum((pair->>1)::int), 0)
-                FROM jsonb_array_elements(held.rate_buckets) AS pair
-                WHERE (pair->>0)::bigint BETWEEN {_BUCKET.format(lane="held")} - %(buckets)s
-                    AND {_BUCKET.format(lane="held")}
+                FROM jsonb_array_elements(seen.rate_buckets) AS pair
+                WHERE (pair->>0)::bigint BETWEEN {_BUCKET.format(lane="seen")} - %(buckets)s
+                    AND {_BUCKET.format(lane="seen")}
             )
-        ) END AS free
+        ) AS free
     FROM (SELECT name FROM waiting WHERE name IS NOT NULL LIMIT %(lanes)s) AS scanned
     CROSS JOIN LATERAL (
-        SELECT lane.key, lane.xmin, lane.circuit FROM django_jobs_flowlane AS lane
+        SELECT lane.key, lane.xmin::text AS version, lane.circuit, lane.concurrency_limit,
+            lane.rate_limit, lane.rate_period, lane.rate_buckets
+        FROM django_jobs_flowlane AS lane
         WHERE lane.key = scanned.name
         LIMIT 1  -- the key is unique; kept from being flattened into a hash join
     ) AS seen
-    LEFT JOIN LATERAL (
-        SELECT lane.key, lane.xmin::text AS version, lane.concurrency_limit, lane.rate_limit,
-            lane.rate_period, lane.rate_buckets
-        FROM django_jobs_flowlane AS lane
-        WHERE lane.key = scanned.name AND lane.circuit IS NULL
-        FOR UPDATE SKIP LOCKED
-    ) AS held ON true
     CROSS JOIN clock
 ), shares AS (
-    SELECT open.key, CASE WHEN open.counted
+    SELECT open.key, open.version, CASE WHEN open.counted
         THEN LEAST(open.free, %(lane_limit)s - (open.counted_so_far - open.free))
         ELSE open.free END AS take
     FROM (
-        SELECT gate.key, gate.free, gate.counted,
+        SELECT gate.key, gate.version, gate.free, gate.counted,
             sum(CASE WHEN gate.counted THEN gate.free ELSE 0 END)
                 OVER (ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS counted_so_far
-        FROM gate WHERE gate.free > 0
+        FROM gate WHERE gate.free > 0 AND NOT gate.has_circuit
     ) AS open
+), locked AS MATERIALIZED (
+    SELECT shares.key, shares.take, held.version IS NOT DISTINCT FROM shares.version AS usable
+    FROM shares LEFT JOIN LATERAL (
+        SELECT lane.xmin::text AS version FROM django_jobs_flowlane AS lane
+        WHERE lane.key = shares.key AND lane.circuit IS NULL
+        FOR UPDATE SKIP LOCKED
+    ) AS held ON true
+    WHERE shares.take > 0
 ), candidates AS MATERIALIZED (
-    SELECT head.id FROM shares CROSS JOIN LATERAL (
+    SELECT head.id FROM locked CROSS JOIN LATERAL (
         SELECT id FROM django_jobs_job
-        WHERE status = 'READY' AND flow_lane = shares.key AND run_after <= now()
+        WHERE status = 'READY' AND flow_lane = locked.key AND run_after <= now()
             AND (%(queues)s::text[] IS NULL OR queue_name = ANY(%(queues)s::text[]))
             AND {_NOT_PAUSED}
         ORDER BY priority DESC, run_after, id
-        LIMIT shares.take
+        LIMIT locked.take
         FOR UPDATE SKIP LOCKED
     ) AS head
-    WHERE shares.take > 0
+    WHERE locked.usable
     LIMIT {lane_limit}
 ), claimed AS (
     UPDATE django_jobs_job AS job
@@ -222,9 +232,8 @@ SELECT 'claim', claimed.* FROM claimed
 SELECT 'scan', (SELECT max(key) FROM gate), (SELECT count(*) FROM gate){NULL_PADDING}
 {short}
 UNION ALL
-SELECT 'skipped', NULL, (SELECT count(*) FROM gate WHERE NOT usable AND NOT has_circuit)
-    {NULL_PADDING}
-{short}
+SELECT 'skipped', locked.key, NULL{NULL_PADDING} FROM locked WHERE NOT locked.usable
+AND {shortfall}
 UNION ALL
 SELECT 'circuit', NULL, (SELECT count(*) FROM gate WHERE has_circuit){NULL_PADDING}
 {short}
@@ -232,10 +241,33 @@ SELECT 'circuit', NULL, (SELECT count(*) FROM gate WHERE has_circuit){NULL_PADDI
 
 
 CLAIM_GATED = _gated(complete=False)
+
+# Wait for the locks of lanes a gated claim skipped, in key order (two
+# waiters never deadlock; claimers never wait, SKIP LOCKED), in a
+# transaction whose next statement, CLAIM_GATED, takes its snapshot after
+# these locks are ours: the versions it reads are the newest, its SKIP LOCKED
+# finds our own locks, so these lanes are usable. lock_timeout bounds the
+# wait should a holder be slow (the claim then gives up this round).
+LOCK_LANES = """
+SELECT key FROM django_jobs_flowlane WHERE key = ANY(%s) ORDER BY key FOR UPDATE
+"""
+LANE_LOCK_TIMEOUT = "SET LOCAL lock_timeout = '200ms'"
 COMPLETE_AND_CLAIM_GATED_ALL_QUEUES = _gated(complete=True)
 COMPLETE_AND_CLAIM_GATED_IN_QUEUES = _gated(
     complete=True, queue_filter="AND queue_name = ANY(%(queues)s)"
 )
+
+
+@dataclasses.dataclass
+class _Gated:
+    """What one gated statement did."""
+
+    rows: list[Any]
+    claimed: list[ClaimedJob]
+    lane_free: int  # claims without a lane (the combined statement's fast share)
+    skipped: list[str]  # lanes another claimer held
+    circuits: bool  # lanes with a circuit were seen (the ORM version claims them)
+    wrapped: bool  # the scan started past the first lanes and did not reach them
 
 
 class PostgresFlowOperations(FlowOperations):
@@ -246,12 +278,21 @@ class PostgresFlowOperations(FlowOperations):
     last_gated_statements = 0
 
     def claim_gated(
-        self, worker_id: uuid.UUID, queues: Sequence[str] | None, limit: int, lease_seconds: float
+        self,
+        worker_id: uuid.UUID,
+        queues: Sequence[str] | None,
+        limit: int,
+        lease_seconds: float,
+        lane_limit: int | None = None,
     ) -> list[ClaimedJob]:
         if limit <= 0:
             return []
         params = self._gated_params(worker_id, queues, limit, lease_seconds)
-        return self._claim_gated_rounds(CLAIM_GATED, params, [], limit, rounds=TRIES)[1]
+        if lane_limit is not None:
+            params["lane_limit"] = lane_limit
+        self.last_gated_statements = 0
+        first = self._run_gated(CLAIM_GATED, params)
+        return first.claimed + self._follow_up(first, params, limit - len(first.claimed))
 
     def complete_and_claim_gated(
         self,
@@ -275,15 +316,15 @@ class PostgresFlowOperations(FlowOperations):
         statement = (
             COMPLETE_AND_CLAIM_GATED_IN_QUEUES if queues else COMPLETE_AND_CLAIM_GATED_ALL_QUEUES
         )
-        rows, claimed = self._claim_gated_rounds(statement, params, [], limit, rounds=1)
-        done = {row[2] for row in rows if row[0] == "done"}
-        waiting = any(row[0] == "waiting" for row in rows)
-        fast = sum(1 for row in rows if row[0] == "claim" and row[1] is None)
-        lanes_left = min(limit - len(claimed), lane_limit)
-        if lanes_left > 0 and self._retry_wanted:
-            # Lanes were skipped (locked, changed), had circuits, or the scan
-            # wrapped: the plain gated claim tries again (free slots only).
-            claimed += self.claim_gated(worker_id, queues, lanes_left, lease_seconds)
+        self.last_gated_statements = 0
+        first = self._run_gated(statement, params)
+        done = {row[2] for row in first.rows if row[0] == "done"}
+        waiting = any(row[0] == "waiting" for row in first.rows)
+        claimed = first.claimed
+        fast = first.lane_free
+        lanes = len(claimed) - fast
+        more = dict(params, limit=limit - len(claimed), lane_limit=max(lane_limit - lanes, 0))
+        claimed = claimed + self._follow_up(first, more, limit - len(claimed))
         if fast == params["fast_limit"] and len(claimed) < limit:
             # The lanes left slots unused and lane-free jobs may be waiting.
             claimed += self._claim_free(worker_id, queues, limit - len(claimed), lease_seconds)
@@ -293,8 +334,6 @@ class PostgresFlowOperations(FlowOperations):
         self, worker_id: uuid.UUID, queues: Sequence[str] | None, limit: int, lease_seconds: float
     ) -> list[ClaimedJob]:
         raise NotImplementedError  # PostgresEngine's
-
-    _retry_wanted = False  # the last statement skipped lanes, saw circuits or wrapped
 
     def _gated_params(
         self, worker_id: uuid.UUID, queues: Sequence[str] | None, limit: int, lease_seconds: float
@@ -309,59 +348,60 @@ class PostgresFlowOperations(FlowOperations):
             "lease": lease_seconds,
         }
 
-    def _claim_gated_rounds(
-        self,
-        statement: str,
-        params: dict[str, Any],
-        claimed: list[ClaimedJob],
-        limit: int,
-        rounds: int,
-    ) -> tuple[list[Any], list[ClaimedJob]]:
-        """Run ``statement`` up to ``rounds`` times while it claims fewer than
-        ``limit`` and lanes were skipped (or the scan wrapped); then the ORM
-        version when lanes with a circuit were seen. Returns the last
-        statement's rows and every claim."""
-        circuits = False
-        statements = 0
-        rows: list[Any] = []
-        self._retry_wanted = False
-        for _ in range(rounds):
-            after = self._lane_cursor
-            params = dict(params, after=after, limit=limit - len(claimed))
-            with hot_cursor(self.connection) as cursor:
-                cursor.execute(statement, params)
-                rows = cursor.fetchall()
-            statements += 1
-            claims = [row for row in rows if row[0] == "claim"]
-            claimed += _claimed_after_kind_and_lane(claims, params["worker_id"], self.alias)
-            skipped, circuits, wrapped = self._after_scan(rows, claims, after)
-            self._retry_wanted = bool(skipped or wrapped or circuits)
-            if len(claimed) >= limit or not (skipped or wrapped):
-                break
-        if circuits and len(claimed) < limit and rounds > 1:
+    def _follow_up(self, first: _Gated, params: dict[str, Any], room: int) -> list[ClaimedJob]:
+        """After a gated statement that left ``room`` slots: wait for the
+        lanes it skipped and try once more, or scan the lanes it did not reach;
+        then the ORM version for lanes with a circuit."""
+        claimed: list[ClaimedJob] = []
+        if room > 0 and first.skipped:
+            claimed = self._claim_after_waiting(first.skipped, dict(params, limit=room))
+        elif room > 0 and first.wrapped:
+            claimed = self._run_gated(CLAIM_GATED, dict(params, limit=room)).claimed
+        room -= len(claimed)
+        if first.circuits and room > 0:
             # The ORM version claims every lane, circuits included (its own
             # transaction, lanes locked then counted: see engine.flow).
             claimed += FlowOperations.claim_gated(
-                self, params["worker_id"], params["queues"], limit - len(claimed), params["lease"]
+                self, params["worker_id"], params["queues"], room, params["lease"]
             )
-            statements += 1
-        self.last_gated_statements = statements
-        return rows, claimed
+            self.last_gated_statements += 1
+        return claimed
 
-    def _after_scan(self, rows: list[Any], claims: list[Any], after: str) -> tuple[int, bool, bool]:
-        """Move the lane cursor; (lanes skipped, circuit lanes seen, whether
-        lanes before the scan's start were left out)."""
+    def _claim_after_waiting(self, lanes: list[str], params: dict[str, Any]) -> list[ClaimedJob]:
+        try:
+            with transaction.atomic(using=self.alias):
+                with self.connection.cursor() as cursor:
+                    cursor.execute(LANE_LOCK_TIMEOUT)
+                    cursor.execute(LOCK_LANES, [sorted(lanes)])
+                return self._run_gated(CLAIM_GATED, params).claimed
+        except OperationalError:  # lock_timeout: the lanes stay busy; the next claim tries
+            logger.debug("gated claim: lanes %s still locked after waiting", lanes[:5])
+            return []
+
+    def _run_gated(self, statement: str, params: dict[str, Any]) -> _Gated:
+        """One gated statement; moves the lane cursor."""
+        after = self._lane_cursor
+        with hot_cursor(self.connection) as cursor:
+            cursor.execute(statement, dict(params, after=after))
+            rows = cursor.fetchall()
+        self.last_gated_statements += 1
+        claims = [row for row in rows if row[0] == "claim"]
+        claimed = _claimed_after_kind_and_lane(claims, params["worker_id"], self.alias)
+        lane_free = sum(1 for row in claims if row[1] is None)
+        result = _Gated(rows, claimed, lane_free, [], False, False)
         counts: dict[str, Any] = {row[0]: (row[1], row[2]) for row in rows}
         if "scan" not in counts:
-            # The limit was reached before every lane was visited: continue
+            # The share was filled before every lane was visited: continue
             # from the last lane that gave a job (it may have more).
             lanes = [row[1] for row in claims if row[1] is not None]
             if lanes:
                 self._lane_cursor = max(lanes)
-            return 0, False, False
+            return result
         last, scanned = counts["scan"]
         # Every scanned lane was visited: continue from the last one when
         # the scan stopped at its length, else from the first.
         self._lane_cursor = last if scanned >= LANES_PER_CLAIM and last else ""
-        wrapped = bool(after) and scanned < LANES_PER_CLAIM
-        return int(counts["skipped"][1]), bool(counts["circuit"][1]), wrapped
+        result.skipped = [row[1] for row in rows if row[0] == "skipped"]
+        result.circuits = bool(counts["circuit"][1])
+        result.wrapped = bool(after) and scanned < LANES_PER_CLAIM
+        return result
