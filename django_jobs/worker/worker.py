@@ -353,9 +353,9 @@ class Worker:
         if not completions and limit <= 0:
             self._found_nothing = False
             return 0
-        free = max(self.executor.free_slots(), 0)  # lane jobs: no lane slot held by prefetch
+        # Lane jobs are prefetched too (lane_limit not given): bench/RESULTS.md.
         done, jobs = self.engine.complete_and_claim(
-            completions, self.id, self.options.queues, limit, self.lease_seconds, lane_limit=free
+            completions, self.id, self.options.queues, limit, self.lease_seconds
         )
         # Only a claim that asked for jobs and got none says "empty" (--burst; worker.burst).
         self._found_nothing = limit > 0 and not jobs
