@@ -137,8 +137,9 @@ class Engine(abc.ABC):
         """``complete_jobs`` then ``claim_jobs`` (only if ``limit`` > 0), in one
         round trip where the database allows: the worker's steady state. At
         most ``lane_limit`` of the claims come from lanes with a concurrency
-        limit (the worker's free slots: a job claimed ahead would hold its
-        lane's slot while it waits; the ORM engine applies it to every lane)."""
+        limit (e.g. a caller's free slots, since a job claimed ahead holds its
+        lane's slot while it waits; the ORM engine applies it to every lane).
+        The worker gives none: its prefetch is short (bench/RESULTS.md)."""
 
     @abc.abstractmethod
     def fail_job(self, failure: Failure) -> bool:

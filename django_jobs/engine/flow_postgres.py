@@ -63,10 +63,10 @@ _NOT_PAUSED = "queue_name <> ALL(ARRAY(SELECT name FROM django_jobs_queue WHERE 
 # the engine's rotation), counted and locked one by one, in key order, only
 # until %(limit)s heads are found; the lanes after them are not touched.
 # Lanes with a concurrency limit get %(lane_limit)s jobs at most, all
-# together (``shares``, a running sum in scan order; the worker's free
-# slots): a job claimed ahead of a free slot would hold its lane's slot while
-# it waits in the worker's backlog, and keep other workers from the lane.
-# Rate-only lanes can be claimed ahead: their starts count either way. Lanes
+# together (``shares``, a running sum in scan order): a caller that claims
+# ahead of its free slots can keep those for free slots (a job waiting in a
+# backlog holds its lane's slot); rate-only lanes' starts count either way.
+# The worker gives no lane_limit (%(limit)s): see worker.worker. Lanes
 # without a share are read, never locked.
 # Rows returned: kind 'claim' (the lane, then claimed.CLAIMED_COLUMNS). Only
 # when fewer than the lanes' share were claimed (then every scanned lane was
