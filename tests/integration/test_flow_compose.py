@@ -129,3 +129,15 @@ def test_a_completion_frees_its_lane_slot_for_the_claim_of_the_same_call():
         [Completion(job, "null") for job in held], WORKER, None, 5, 30
     )
     assert (len(done), held) == (1, [])
+
+
+def test_lane_limit_keeps_concurrency_lanes_to_a_callers_free_slots():
+    for key in ("red", "blue", "green"):
+        flow_tasks.one_per_key.enqueue(key, 0)
+    free = flow_tasks.unlimited.enqueue(0)
+    engine = get_engine()
+    for lane_limit, expected in ((1, 2), (1, 1), (5, 1)):  # the lane-free job comes first
+        _, claimed = engine.complete_and_claim([], WORKER, None, 10, 30, lane_limit=lane_limit)
+        assert len(claimed) == expected
+    assert Job.objects.filter(status=JobStatus.RUNNING).count() == 4
+    assert Job.objects.get(pk=free.pk).status == JobStatus.RUNNING
