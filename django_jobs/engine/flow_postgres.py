@@ -274,9 +274,6 @@ class PostgresFlowOperations(FlowOperations):
     """``claim_gated`` by CLAIM_GATED, and the worker's complete-and-claim
     while lanes wait; the ORM version for lanes with a circuit."""
 
-    # Statements of the last gated claim (bench/flow_control.py reports it).
-    last_gated_statements = 0
-
     def claim_gated(
         self,
         worker_id: uuid.UUID,
@@ -290,7 +287,6 @@ class PostgresFlowOperations(FlowOperations):
         params = self._gated_params(worker_id, queues, limit, lease_seconds)
         if lane_limit is not None:
             params["lane_limit"] = lane_limit
-        self.last_gated_statements = 0
         first = self._run_gated(CLAIM_GATED, params)
         return first.claimed + self._follow_up(first, params, limit - len(first.claimed))
 
@@ -316,7 +312,6 @@ class PostgresFlowOperations(FlowOperations):
         statement = (
             COMPLETE_AND_CLAIM_GATED_IN_QUEUES if queues else COMPLETE_AND_CLAIM_GATED_ALL_QUEUES
         )
-        self.last_gated_statements = 0
         first = self._run_gated(statement, params)
         done = {row[2] for row in first.rows if row[0] == "done"}
         waiting = any(row[0] == "waiting" for row in first.rows)
@@ -364,7 +359,6 @@ class PostgresFlowOperations(FlowOperations):
             claimed += FlowOperations.claim_gated(
                 self, params["worker_id"], params["queues"], room, params["lease"]
             )
-            self.last_gated_statements += 1
         return claimed
 
     def _claim_after_waiting(self, lanes: list[str], params: dict[str, Any]) -> list[ClaimedJob]:
@@ -384,7 +378,6 @@ class PostgresFlowOperations(FlowOperations):
         with hot_cursor(self.connection) as cursor:
             cursor.execute(statement, dict(params, after=after))
             rows = cursor.fetchall()
-        self.last_gated_statements += 1
         claims = [row for row in rows if row[0] == "claim"]
         claimed = _claimed_after_kind_and_lane(claims, params["worker_id"], self.alias)
         lane_free = sum(1 for row in claims if row[1] is None)
