@@ -31,6 +31,11 @@ from django_jobs.rows import ClaimedJob, Completion
 # rather than leaving the slots empty until the next poll.
 logger = logging.getLogger("django_jobs.engine")
 
+# Heads of a lane looked at beyond those it takes, for jobs of other queues
+# (or paused ones, or locked right now) at the head of a lane that spans
+# queues: past that many, the lane gives this claim nothing.
+HEAD_SPARE = 10
+
 _claimed_after_kind_and_lane = claimed_mapper(2)
 
 _NOT_PAUSED = "queue_name <> ALL(ARRAY(SELECT name FROM django_jobs_queue WHERE paused))"
@@ -134,6 +139,12 @@ WITH RECURSIVE waiting(name) AS (
     SELECT (SELECT MIN(flow_lane) FROM django_jobs_job
             WHERE status = 'READY' AND flow_lane > waiting.name)
     FROM waiting WHERE waiting.name IS NOT NULL
+), wrapped(name) AS (
+    SELECT MIN(flow_lane) FROM django_jobs_job WHERE status = 'READY' AND flow_lane >= ''
+    UNION ALL
+    SELECT (SELECT MIN(flow_lane) FROM django_jobs_job
+            WHERE status = 'READY' AND flow_lane > wrapped.name)
+    FROM wrapped WHERE wrapped.name < %(after)s
 ), {_DONE if complete else ""}{fast}clock AS MATERIALIZED (
     SELECT extract(epoch FROM clock_timestamp())::float8 AS t
 ), gate AS MATERIALIZED (
@@ -152,7 +163,14 @@ WITH RECURSIVE waiting(name) AS (
                     AND {_BUCKET.format(lane="seen")}
             )
         ) AS free
-    FROM (SELECT name FROM waiting WHERE name IS NOT NULL LIMIT %(lanes)s) AS scanned
+    FROM (
+        -- From the cursor to the last lane, then from the first up to the
+        -- cursor (an Append runs its parts in order, as far as pulled).
+        SELECT name FROM waiting WHERE name IS NOT NULL
+        UNION ALL
+        SELECT name FROM wrapped WHERE name < %(after)s
+        LIMIT %(lanes)s
+    ) AS scanned
     CROSS JOIN LATERAL (
         SELECT lane.key, lane.xmin::text AS version, lane.circuit, lane.concurrency_limit,
             lane.rate_limit, lane.rate_period, lane.rate_buckets
@@ -182,7 +200,16 @@ WITH RECURSIVE waiting(name) AS (
 ), candidates AS MATERIALIZED (
     SELECT head.id FROM locked CROSS JOIN LATERAL (
         SELECT id FROM django_jobs_job
-        WHERE status = 'READY' AND flow_lane = locked.key AND run_after <= now()
+        WHERE id IN (
+            -- The lane's first due jobs in index order (jobs_job_ready_lane),
+            -- a few more than it takes: without this, the planner, seeing
+            -- the queue conditions below, reads and sorts every READY job
+            -- of the lane to take one.
+            SELECT id FROM django_jobs_job
+            WHERE status = 'READY' AND flow_lane = locked.key AND run_after <= now()
+            ORDER BY priority DESC, run_after, id
+            LIMIT locked.take + %(spare)s
+        ) AND status = 'READY'
             AND (%(queues)s::text[] IS NULL OR queue_name = ANY(%(queues)s::text[]))
             AND {_NOT_PAUSED}
         ORDER BY priority DESC, run_after, id
@@ -229,7 +256,8 @@ WITH RECURSIVE waiting(name) AS (
 )
 SELECT 'claim', claimed.* FROM claimed
 {completed}UNION ALL
-SELECT 'scan', (SELECT max(key) FROM gate), (SELECT count(*) FROM gate){NULL_PADDING}
+SELECT 'scan', (SELECT COALESCE(max(key) FILTER (WHERE key < %(after)s), max(key)) FROM gate),
+    (SELECT count(*) FROM gate){NULL_PADDING}
 {short}
 UNION ALL
 SELECT 'skipped', locked.key, NULL{NULL_PADDING} FROM locked WHERE NOT locked.usable
@@ -267,7 +295,6 @@ class _Gated:
     lane_free: int  # claims without a lane (the combined statement's fast share)
     skipped: list[str]  # lanes another claimer held
     circuits: bool  # lanes with a circuit were seen (the ORM version claims them)
-    wrapped: bool  # the scan started past the first lanes and did not reach them
 
 
 class PostgresFlowOperations(FlowOperations):
@@ -338,6 +365,7 @@ class PostgresFlowOperations(FlowOperations):
             "limit": limit,
             "lane_limit": limit,
             "buckets": RATE_BUCKETS,
+            "spare": HEAD_SPARE,
             "queues": list(queues) if queues else None,
             "worker_id": worker_id,
             "lease": lease_seconds,
@@ -345,13 +373,11 @@ class PostgresFlowOperations(FlowOperations):
 
     def _follow_up(self, first: _Gated, params: dict[str, Any], room: int) -> list[ClaimedJob]:
         """After a gated statement that left ``room`` slots: wait for the
-        lanes it skipped and try once more, or scan the lanes it did not reach;
-        then the ORM version for lanes with a circuit."""
+        lanes it skipped and try once more; then the ORM version for lanes
+        with a circuit."""
         claimed: list[ClaimedJob] = []
         if room > 0 and first.skipped:
             claimed = self._claim_after_waiting(first.skipped, dict(params, limit=room))
-        elif room > 0 and first.wrapped:
-            claimed = self._run_gated(CLAIM_GATED, dict(params, limit=room)).claimed
         room -= len(claimed)
         if first.circuits and room > 0:
             # The ORM version claims every lane, circuits included (its own
@@ -381,14 +407,17 @@ class PostgresFlowOperations(FlowOperations):
         claims = [row for row in rows if row[0] == "claim"]
         claimed = _claimed_after_kind_and_lane(claims, params["worker_id"], self.alias)
         lane_free = sum(1 for row in claims if row[1] is None)
-        result = _Gated(rows, claimed, lane_free, [], False, False)
+        result = _Gated(rows, claimed, lane_free, [], False)
         counts: dict[str, Any] = {row[0]: (row[1], row[2]) for row in rows}
         if "scan" not in counts:
             # The share was filled before every lane was visited: continue
-            # from the last lane that gave a job (it may have more).
+            # from the last lane that gave a job, in scan order (it may have
+            # more); the scan wrapped past the last lane if it took one
+            # before the cursor.
             lanes = [row[1] for row in claims if row[1] is not None]
             if lanes:
-                self._lane_cursor = max(lanes)
+                before = [lane for lane in lanes if lane < after]
+                self._lane_cursor = max(before or lanes)
             return result
         last, scanned = counts["scan"]
         # Every scanned lane was visited: continue from the last one when
@@ -396,5 +425,4 @@ class PostgresFlowOperations(FlowOperations):
         self._lane_cursor = last if scanned >= LANES_PER_CLAIM and last else ""
         result.skipped = [row[1] for row in rows if row[0] == "skipped"]
         result.circuits = bool(counts["circuit"][1])
-        result.wrapped = bool(after) and scanned < LANES_PER_CLAIM
         return result
