@@ -399,9 +399,13 @@ class PostgresFlowOperations(FlowOperations):
             return []
 
     def _run_gated(self, statement: str, params: dict[str, Any]) -> _Gated:
-        """One gated statement; moves the lane cursor."""
+        """One gated statement; moves the lane cursor. Only the worker's
+        steady-state statement is prepared (pg.hot_cursor): CLAIM_GATED runs
+        on the first claim, after a skip and for claim_jobs, and is planned
+        each time like any other statement."""
         after = self._lane_cursor
-        with hot_cursor(self.connection) as cursor:
+        steady = statement is not CLAIM_GATED
+        with hot_cursor(self.connection) if steady else self.connection.cursor() as cursor:
             cursor.execute(statement, dict(params, after=after))
             rows = cursor.fetchall()
         claims = [row for row in rows if row[0] == "claim"]
