@@ -25,10 +25,6 @@ from django_jobs.engine.pg import hot_cursor
 from django_jobs.flow.rates import RATE_BUCKETS
 from django_jobs.rows import ClaimedJob, Completion
 
-# Lanes another claimer held (locked, or claimed from since our snapshot) are
-# skipped; when that left slots empty, the claim waits for those lanes' locks
-# (LOCK_LANES, held for one statement by a claimer) and tries once more,
-# rather than leaving the slots empty until the next poll.
 logger = logging.getLogger("django_jobs.engine")
 
 # Heads of a lane looked at beyond those it takes, for jobs of other queues
