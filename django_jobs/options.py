@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
@@ -217,6 +218,26 @@ def validate_rate_limit(value: Any) -> str | None:
 # -- the options -------------------------------------------------------------------
 
 
+def queue_limits_problem(options: Any, queue_name: str) -> str | None:
+    """Why a task's own limits cannot run in ``queue_name``, or None: a job
+    waits in one lane, its task's or its queue's (DJANGO_JOBS["QUEUES"])."""
+    own = [
+        name
+        for name in ("concurrency_limit", "rate_limit", "circuit")
+        if getattr(options, name, None) is not None
+    ]
+    if not own or not settings.configured:
+        return None
+    queues = jobs_settings.QUEUES
+    if not isinstance(queues, dict) or not queues.get(queue_name):
+        return None
+    return (
+        f"{' and '.join(own)} cannot be used in queue {queue_name!r}, which has limits in "
+        "DJANGO_JOBS['QUEUES']: a job waits in one lane, its task's or its queue's; "
+        "put the task in another queue or drop one of the limits"
+    )
+
+
 def option(
     default: T,
     validate: Callable[[Any], Any] | None,
@@ -296,6 +317,21 @@ class JobOptions:
             raise InvalidJobOptions(
                 "concurrency_key / rate_limit_key need a concurrency_limit or a rate_limit"
             )
+        # A job waits in one lane (docs/howto/flow-control.md, "Limits that
+        # compose"): both limits of a task share its key.
+        if (
+            self.concurrency_limit is not None
+            and self.rate_limit is not None
+            and self.concurrency_key != self.rate_limit_key
+        ):
+            raise InvalidJobOptions(
+                "concurrency_limit and rate_limit apply to one lane per job, so they need the "
+                "same key: give neither concurrency_key nor rate_limit_key (both limits per "
+                "task), or the same one to both"
+            )
+        problem = queue_limits_problem(self, self.effective_queue)
+        if problem is not None:
+            raise InvalidJobOptions(problem)
 
     @property
     def effective_queue(self) -> str:

@@ -74,7 +74,7 @@ DJANGO_JOBS = {
     ],
     # Queue-wide flow control (tests/e2e/test_flow_control.py); no other test uses it.
     "QUEUES": {"capped": {"CONCURRENCY": 2}},
-    "CIRCUITS": {"test-circuit": {"FAILURES": 3, "WINDOW": 60, "COOLDOWN": 2}},
+    "CIRCUITS": {"test-circuit": {"FAILURES": 5, "WINDOW": 60, "COOLDOWN": 2}},
 }
 TASKS = {
     "default": {

@@ -142,9 +142,14 @@ class Engine(abc.ABC):
         lease_seconds: float,
         *,
         tasks: TaskFilter | None = None,
+        lane_limit: int | None = None,
     ) -> tuple[set[int], list[ClaimedJob]]:
         """``complete_jobs`` then ``claim_jobs`` (only if ``limit`` > 0), in one
-        round trip where the database allows: the worker's steady state."""
+        round trip where the database allows: the worker's steady state. At
+        most ``lane_limit`` of the claims come from lanes with a concurrency
+        limit (e.g. a caller's free slots, since a job claimed ahead holds its
+        lane's slot while it waits; the ORM engine applies it to every lane).
+        The worker gives none: its prefetch is short (bench/RESULTS.md)."""
 
     @abc.abstractmethod
     def fail_job(self, failure: Failure) -> bool:

@@ -140,6 +140,17 @@ class FlowOperations(CircuitOperations):
         self._lane_cursor = found[-1] if len(found) >= LANES_PER_CLAIM else ""
         return found
 
+    def held_back(self, queues: Sequence[str] | None) -> tuple[int, int]:
+        """Due READY jobs of ``queues`` that a claim leaves: (behind a lane,
+        in a paused queue). Read-only (``runworker --burst``, worker.burst)."""
+        due = Job.objects.using(self.alias).filter(
+            status=JobStatus.READY, run_after__lte=datetime.now(tz=UTC)
+        )
+        due = due.for_queues(queues)
+        paused = due.filter(queue_name__in=self._paused()).count()
+        behind = self._unpaused(due.filter(flow_lane__isnull=False)).count()
+        return behind, paused
+
     def _flow_clock(self) -> float:
         """Epoch seconds for the rate windows (the database's clock on PostgreSQL)."""
         return time.time()
@@ -192,14 +203,19 @@ class FlowOperations(CircuitOperations):
             }
             if probes:
                 self.circuit_probes_started(probes, circuits, now)
+            # Every lane that started jobs is written, its rate window or the
+            # row as it is: PostgreSQL's one-statement claim
+            # (engine.flow_postgres) relies on a claim making a new version.
             changed = []
             for lane in lanes:
                 started = len(per_lane.get(lane.key, ()))
-                if started and lane.rate_limit is not None and lane.rate_period:
+                if not started:
+                    continue
+                if lane.rate_limit is not None and lane.rate_period:
                     current = rates.bucket_of(now, lane.rate_period)
                     window = lane.rate_buckets or []
                     lane.rate_buckets = rates.record_starts(window, current, started)
-                    changed.append(lane)
+                changed.append(lane)
             if changed:
                 FlowLane.objects.using(self.alias).bulk_update(changed, ["rate_buckets"])
         return claimed

@@ -181,9 +181,20 @@ class GenericEngine(
         *,
         tasks: TaskFilter | None = None,
     ) -> list[ClaimedJob]:
+        return self._claim_both(worker_id, queues, limit, lease_seconds, limit, tasks)
+
+    def _claim_both(
+        self,
+        worker_id: uuid.UUID,
+        queues: Sequence[str] | None,
+        limit: int,
+        lease_seconds: float,
+        lane_limit: int,
+        tasks: TaskFilter | None,
+    ) -> list[ClaimedJob]:
         # Gated jobs first: a flood of lane-free jobs must not starve them.
         with transaction.atomic(using=self.alias):
-            claimed = self.claim_gated(worker_id, queues, limit, lease_seconds)
+            claimed = self.claim_gated(worker_id, queues, min(limit, lane_limit), lease_seconds)
             claimed += self._claim_free(
                 worker_id, queues, limit - len(claimed), lease_seconds, tasks
             )
@@ -217,10 +228,12 @@ class GenericEngine(
         lease_seconds: float,
         *,
         tasks: TaskFilter | None = None,
+        lane_limit: int | None = None,
     ) -> tuple[set[int], list[ClaimedJob]]:
         done = self.complete_jobs(completions) if completions else set()
+        lanes = limit if lane_limit is None else lane_limit
         claimed = (
-            self.claim_jobs(worker_id, queues, limit, lease_seconds, tasks=tasks)
+            self._claim_both(worker_id, queues, limit, lease_seconds, lanes, tasks)
             if limit > 0
             else []
         )

@@ -86,7 +86,7 @@ def notify_enabled() -> bool:
 
 
 def task_params(tasks: TaskFilter | None) -> dict[str, Any]:
-    """The claim statements' %(tasks)s / %(tasks_in)s (postgres_sql._TASK_FILTER)."""
+    """The claim statements' %(tasks)s / %(tasks_in)s (postgres_sql.TASK_FILTER)."""
     if tasks is None:
         return {"tasks": None, "tasks_in": True}
     return {"tasks": list(tasks.names), "tasks_in": tasks.include}

@@ -26,6 +26,7 @@ from django_jobs.engine.claimed import (
     claimed_mapper,
     in_claim_order,
 )
+from django_jobs.engine.flow_postgres import PostgresFlowOperations
 from django_jobs.engine.generic import GenericEngine
 from django_jobs.engine.instances import builder, new_job_model
 from django_jobs.engine.pg import JOBS_CHANNEL, hot_cursor, notify_enabled, task_params
@@ -72,7 +73,9 @@ ADVISORY_NAMESPACE = 0x6A6F6273
 claimed_after_lane = claimed_mapper(1)  # CLAIM_LANE_HEADS: the lane, then the columns
 
 
-class PostgresEngine(PostgresScheduleOperations, PostgresWorkflowOperations, GenericEngine):
+class PostgresEngine(
+    PostgresScheduleOperations, PostgresWorkflowOperations, PostgresFlowOperations, GenericEngine
+):
     """Raw SQL for enqueue, the worker's hot path, recovery and pruning; the
     rest (workers, operator actions, dead-letter retries, admin name lists) is
     inherited from :class:`GenericEngine`, whose ORM queries are as good here."""
@@ -278,24 +281,33 @@ class PostgresEngine(PostgresScheduleOperations, PostgresWorkflowOperations, Gen
         lease_seconds: float,
         *,
         tasks: TaskFilter | None = None,
+        lane_limit: int | None = None,
     ) -> tuple[set[int], list[ClaimedJob]]:
         if limit <= 0:
             return self.complete_jobs(completions), []
+        lanes = limit if lane_limit is None else min(lane_limit, limit)
         if any(c.job.workflow_id is not None for c in completions):
             # Workflow steps: completion and advance in their own transaction,
             # before the claim (see engine.workflows: no lock held across both).
             return self.complete_jobs(completions), self.claim_jobs(
                 worker_id, queues, limit, lease_seconds, tasks=tasks
             )
-        # While jobs with a lane wait, the fast claim gets half the slots, so
-        # a flood of lane-free jobs cannot starve the lanes; the gated claim
-        # runs after it, once the completions (which may free lane slots) are
-        # committed.
-        fast_limit = limit - limit // 2 if self._lanes_waiting else limit
+        if self._lanes_waiting:
+            # Jobs with a lane wait: completions, lane-free claims (half the
+            # slots at most, so a flood of them cannot starve the lanes) and
+            # the gated claim in one statement (engine.flow_postgres).
+            done, claimed, self._lanes_waiting = self.complete_and_claim_gated(
+                completions, worker_id, queues, limit, lease_seconds, lanes, tasks
+            )
+            if done:
+                self.record_circuit_successes(
+                    {c.job.id: c.job.task_name for c in completions if c.job.id in done}
+                )
+            return done, in_claim_order(claimed)
         params: dict[str, Any] = {
             "worker_id": worker_id,
             "lease": lease_seconds,
-            "limit": fast_limit,
+            "limit": limit,
             "done_ids": [c.job.id for c in completions],
             "done_tokens": [c.job.claim_token for c in completions],
             "done_results": [c.result_json for c in completions],
@@ -317,12 +329,9 @@ class PostgresEngine(PostgresScheduleOperations, PostgresWorkflowOperations, Gen
         self._lanes_waiting = waiting = any(row[0] is None for row in rows)
         if not waiting or len(claimed) >= limit:
             return done, claimed
-        gated = self.claim_gated(worker_id, queues, limit - len(claimed), lease_seconds)
-        if len(claimed) == fast_limit < limit - len(gated):
-            # The lanes left slots unused and lane-free jobs may be waiting.
-            claimed += self._claim_free(
-                worker_id, queues, limit - len(gated) - len(claimed), lease_seconds, tasks
-            )
+        # Lane jobs wait and slots are left: the gated claim now (the next
+        # cycle claims both in one statement, above).
+        gated = self.claim_gated(worker_id, queues, min(limit - len(claimed), lanes), lease_seconds)
         return done, in_claim_order([*gated, *claimed])
 
     def complete_jobs(self, completions: Sequence[Completion]) -> set[int]:

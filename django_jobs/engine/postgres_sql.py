@@ -115,7 +115,7 @@ _NOT_PAUSED = "queue_name <> ALL(ARRAY(SELECT name FROM django_jobs_queue WHERE 
 # A claim of some tasks only (rows.TaskFilter, worker.async_pool): %(tasks)s NULL
 # takes every task; else only those named (%(tasks_in)s) or all but them. A
 # read-only condition on the candidate rows, re-checked like the others.
-_TASK_FILTER = "(%(tasks)s::text[] IS NULL OR (task_name = ANY(%(tasks)s::text[])) = %(tasks_in)s)"
+TASK_FILTER = "(%(tasks)s::text[] IS NULL OR (task_name = ANY(%(tasks)s::text[])) = %(tasks_in)s)"
 
 # Claim up to %(limit)s due jobs of every queue in one statement. FOR UPDATE
 # SKIP LOCKED inside a MATERIALIZED CTE: each worker locks a disjoint set of
@@ -131,7 +131,7 @@ WITH candidates AS MATERIALIZED (
     WHERE status = 'READY' AND run_after <= now() AND flow_lane IS NULL AND """
     + _NOT_PAUSED
     + " AND "
-    + _TASK_FILTER
+    + TASK_FILTER
     + """
     ORDER BY priority DESC, run_after, id
     LIMIT %(limit)s
@@ -150,7 +150,7 @@ WITH candidates AS MATERIALIZED (
         AND flow_lane IS NULL AND """
     + _NOT_PAUSED
     + " AND "
-    + _TASK_FILTER
+    + TASK_FILTER
     + """
     ORDER BY priority DESC, run_after, id
     LIMIT %(limit)s
@@ -266,7 +266,7 @@ COMPLETE_AND_CLAIM_ALL_QUEUES = (
     "WITH"
     + _COMPLETE_CTE
     + ","
-    + _CANDIDATES.format(not_paused=_NOT_PAUSED, queue_filter="", task_filter=_TASK_FILTER)
+    + _CANDIDATES.format(not_paused=_NOT_PAUSED, queue_filter="", task_filter=TASK_FILTER)
     + _CLAIMED_THEN_DONE
 )
 COMPLETE_AND_CLAIM_IN_QUEUES = (
@@ -276,7 +276,7 @@ COMPLETE_AND_CLAIM_IN_QUEUES = (
     + _CANDIDATES.format(
         not_paused=_NOT_PAUSED,
         queue_filter="AND queue_name = ANY(%(queues)s)",
-        task_filter=_TASK_FILTER,
+        task_filter=TASK_FILTER,
     )
     + _CLAIMED_THEN_DONE
 )

@@ -9,7 +9,7 @@ from django.core.checks import CheckMessage, Error, Tags, register
 
 from django_jobs.conf import jobs_settings
 from django_jobs.flow.rates import rate_problem
-from django_jobs.options import positive_number_problem, validate_queue_name
+from django_jobs.options import positive_number_problem, queue_limits_problem, validate_queue_name
 
 QUEUE_KEYS = frozenset({"CONCURRENCY", "RATE_LIMIT"})
 CIRCUIT_KEYS = frozenset({"FAILURES", "WINDOW", "COOLDOWN"})
@@ -88,6 +88,19 @@ def unknown_circuit_problems() -> list[str]:
     ]
 
 
+def queue_limit_conflicts() -> list[str]:
+    """Tasks with limits of their own in a queue with QUEUES limits."""
+    # The registry is filled by AppConfig.ready before checks run.
+    from django_jobs.tasks import registry
+
+    problems = []
+    for name, t in sorted(registry.items()):
+        problem = queue_limits_problem(t, t.effective_queue)
+        if problem is not None:
+            problems.append(f"task {name}: {problem}")
+    return problems
+
+
 @register(Tags.compatibility)
 def check_flow_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     messages: list[CheckMessage] = [
@@ -97,4 +110,5 @@ def check_flow_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
         Error(p + ".", id="django_jobs.E402") for p in circuit_problems(jobs_settings.CIRCUITS)
     ]
     messages += [Error(p + ".", id="django_jobs.E403") for p in unknown_circuit_problems()]
+    messages += [Error(p + ".", id="django_jobs.E404") for p in queue_limit_conflicts()]
     return messages

@@ -8,6 +8,12 @@ its own, in a queue with ``DJANGO_JOBS["QUEUES"]`` limits, joins the lane
 ``queue:<name>``; one with only a ``circuit``, the lane ``task:<dotted name>``
 (the lane row names the circuit the claim checks). Every other job has no
 lane and takes the fast claim path.
+
+One lane per job, so limits compose only within it: a task's
+``concurrency_limit`` and ``rate_limit`` share its key (the options refuse
+different keys), and a task with limits or a circuit of its own is refused
+in a queue that has ``QUEUES`` limits (when the task is defined, at enqueue
+for ``using(queue_name=...)``, and by the check ``django_jobs.E404``).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from django_jobs.codec import unstorable_text
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import InvalidJobOptions
 from django_jobs.flow.rates import parse_rate
+from django_jobs.options import queue_limits_problem
 from django_jobs.rows import LaneSpec
 
 if TYPE_CHECKING:
@@ -60,6 +67,9 @@ def lane_for(
         raise InvalidJobOptions(
             f"{name}: circuit {circuit!r} is not in DJANGO_JOBS['CIRCUITS']; nothing was enqueued"
         )
+    problem = queue_limits_problem(options, queue_name)
+    if problem is not None:
+        raise InvalidJobOptions(f"{name}: {problem}; nothing was enqueued")
     if options.concurrency_limit is None and options.rate_limit is None:
         if circuit is not None:
             return LaneSpec(f"task:{name}", None, None, None, circuit)

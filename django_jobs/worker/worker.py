@@ -30,6 +30,7 @@ from django_jobs.exceptions import exception_message
 from django_jobs.observability import tracing
 from django_jobs.rows import Cancellation, ClaimedJob, Completion, Failure, WorkerInfo
 from django_jobs.worker import async_pool
+from django_jobs.worker.burst import BurstExit
 from django_jobs.worker.executor import Executor, Finished, ThreadExecutor
 from django_jobs.worker.heartbeat import Heartbeat
 from django_jobs.worker.ledger import Ledger
@@ -102,6 +103,7 @@ class WorkerOptions:
     async_concurrency: int | None = None  # None: DJANGO_JOBS["ASYNC_CONCURRENCY"]
     pool: str = "thread"
     burst: bool = False
+    burst_wait: float = 60.0  # seconds burst waits for jobs held back by lanes (worker.burst)
     batch_size: int | None = None  # None: concurrency + prefetch + async concurrency
     prefetch: int | None = None  # None: DJANGO_JOBS["PREFETCH"]; 0 claims free slots only
     poll_interval: float | None = None  # None: DJANGO_JOBS["POLL_INTERVAL"]
@@ -137,6 +139,7 @@ class Worker:
         self.executor: Executor = executor or self._make_executor()
         self._pending: list[Finished] = []  # outcomes not yet written
         self._found_nothing = False  # the last claim asked for jobs and found none
+        self._burst = BurstExit(self.engine, options.queues, options.burst_wait)
         self.services: list[Service] = []
         self.ledger = Ledger()  # every job's end: --max-jobs and the exit message
         self.exit_code = 0
@@ -326,15 +329,15 @@ class Worker:
                 self.request_stop()
                 break
             if claimed:
+                self._burst.claimed()
                 continue  # more may be waiting: claim again as soon as slots free up
             if (
                 self.options.burst
                 and self._found_nothing
-                # held, not running: an outcome not written yet may start a workflow step
-                and not self.executor.held_jobs()
+                and not self.executor.held_jobs()  # held: an unwritten outcome may add a step
                 and not self._pending
+                and self._burst.may_exit()
             ):
-                logger.info("burst: nothing left to run")
                 break
             if self._pending:
                 continue
@@ -345,10 +348,8 @@ class Worker:
 
     def _flush_and_claim(self) -> int:
         """Write finished jobs' outcomes and claim for the free slots (and prefetch).
-
         Failures are written one by one first; the successes and the claim go
-        in ONE round trip and one commit (``engine.complete_and_claim``).
-        """
+        in ONE round trip and one commit (``engine.complete_and_claim``)."""
         self._pending.extend(self.executor.take_outcomes())
         self._write_failures()
         completions = [o for _, o in self._pending if isinstance(o, Completion)]
@@ -357,8 +358,7 @@ class Worker:
             self._found_nothing = False
             return 0
         done, jobs = async_pool.complete_and_claim(self, completions, limit)
-        # Only a claim that asked for jobs and got none says the queue is empty
-        # (--burst); with no free slot we did not ask.
+        # Only a claim that asked for jobs and got none says "empty" (--burst; worker.burst).
         self._found_nothing = limit > 0 and not jobs
         self._acknowledged(completions, done)
         if jobs:

@@ -120,13 +120,13 @@ def test_rate_limit_five_per_second_across_three_workers(start_worker):
 
 
 def test_circuit_opens_after_failures_then_one_probe_closes_it(start_worker):
-    failing = [flow_tasks.partner_call.enqueue(n).pk for n in range(3)]
+    failing = [flow_tasks.partner_call.enqueue(n).pk for n in range(5)]  # FAILURES: 5
     for _ in range(3):
         start_worker("--concurrency", "4")
     wait_until(
-        lambda: Job.objects.filter(pk__in=failing, status=JobStatus.FAILED).count() == 3,
+        lambda: Job.objects.filter(pk__in=failing, status=JobStatus.FAILED).count() == 5,
         30,
-        message="three failures",
+        message="five failures",
     )
     wait_until(
         lambda: Circuit.objects.filter(name="test-circuit", state=CircuitState.OPEN).exists(),

@@ -163,7 +163,7 @@ def test_circuit_probe_failure_reopens_it_and_only_one_probe_is_claimed(admin_cl
 
     signals.circuit_state_changed.connect(receiver)
     try:
-        for n in range(3):
+        for n in range(5):  # FAILURES: 5 (tests/settings.py)
             flow_tasks.partner_call.enqueue(n)
         for job in engine.claim_jobs(WORKER, None, 10, 30):
             _fail(engine, job)

@@ -69,3 +69,9 @@ def bench_keyed(n: int) -> None:
 @task(rate_limit="100000/s")
 def bench_rated(n: int) -> None:
     return None
+
+
+@task(rate_limit="1/h")
+def once_an_hour(n: int) -> None:
+    """runworker --burst: its second job waits longer than any burst does."""
+    _run("once_an_hour", "", 0)

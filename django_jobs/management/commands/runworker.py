@@ -32,6 +32,7 @@ NUMBERS = {
     "prefetch": Number(int, 0, MAX_BATCH),
     "poll_interval": Number(float, 0, MAX_SECONDS, above_minimum=True),
     "shutdown_timeout": Number(float, 0, MAX_SECONDS),
+    "burst_wait": Number(float, 0, MAX_SECONDS),
     "max_jobs": Number(int, 1),
     "max_tasks_per_child": Number(int, 1),
     "max_memory_per_child": Number(float, 0, above_minimum=True, unit="MiB"),
@@ -76,6 +77,13 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--burst", action="store_true", help="Run what is runnable now, then exit 0."
+        )
+        parser.add_argument(
+            "--burst-wait",
+            type=NUMBERS["burst_wait"],
+            default=60.0,
+            help="With --burst: seconds to keep waiting, without a claim, for due jobs held "
+            "back by a concurrency limit, a rate limit or a circuit (default 60).",
         )
         parser.add_argument(
             "--batch-size",
@@ -194,6 +202,7 @@ class Command(BaseCommand):
                 async_concurrency=options["async_concurrency"],
                 pool=options["pool"],
                 burst=options["burst"],
+                burst_wait=options["burst_wait"],
                 batch_size=options["batch_size"],
                 prefetch=options["prefetch"],
                 poll_interval=options["poll_interval"],
