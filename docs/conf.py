@@ -1,7 +1,7 @@
 """Sphinx configuration: MyST Markdown pages, API reference from the docstrings.
 
 Built by ``make docs`` with warnings as errors (``-W --keep-going -n``). Why Sphinx
-and not MkDocs: see README "Dependencies, and why".
+and not MkDocs: docs/index.md, "About these docs".
 """
 
 from __future__ import annotations
