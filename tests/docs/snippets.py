@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import textwrap
 from pathlib import Path
 
 from tests.conftest import ROOT
@@ -17,7 +18,15 @@ SHELL = {"sh", "bash", "console", "shell"}
 
 # A fenced block at the start of a line: ```lang ... ``` (MyST directives such as
 # ```{toctree} are not code and are left alone).
-FENCE = re.compile(r"^```(?P<lang>[\w-]*)[^\n]*\n(?P<body>.*?)^```[ \t]*$", re.S | re.M)
+# A fence may be indented (in a list item): its body is dedented.
+FENCE = re.compile(
+    r"^(?P<indent>[ ]*)```(?P<lang>[\w-]*)[^\n]*\n(?P<body>.*?)^(?P=indent)```[ \t]*$", re.S | re.M
+)
+# Anything that looks like the start of a Python code block, however written:
+# each must be one of the blocks found above (test_snippets.py checks).
+PYTHON_OPENING = re.compile(
+    r"^[ ]*(?:```|~~~)[ ]*(?:python|py|\{code-block\}[ ]*python|\{code\}[ ]*python)\b", re.M
+)
 # A marker: an HTML comment right before the block (blank lines allowed between).
 MARKER = re.compile(r"<!--\s*snippet:\s*(?P<kind>[\w-]+)(?P<rest>.*?)-->\s*\Z", re.S)
 REASON = re.compile(r'^\s*reason="(?P<reason>[^"]+)"\s*$', re.S)
@@ -69,9 +78,9 @@ def marker_before(text: str, start: int) -> tuple[str | None, str]:
     return match.group("kind"), match.group("rest")
 
 
-def blocks(path: Path) -> list[Block]:
+def blocks(path: Path, root: Path = ROOT) -> list[Block]:
     text = path.read_text()
-    page = str(path.relative_to(ROOT))
+    page = str(path.relative_to(root))
     found: list[Block] = []
     for match in FENCE.finditer(text):
         lang = match.group("lang").lower()
@@ -89,7 +98,8 @@ def blocks(path: Path) -> list[Block]:
             reason = reason_match.group("reason")
         if kind == "setup":
             setup, kind = rest.strip("\n"), None
-        found.append(Block(page, line, lang, match.group("body"), kind, reason=reason, setup=setup))
+        body = textwrap.dedent(match.group("body"))
+        found.append(Block(page, line, lang, body, kind, reason=reason, setup=setup))
     return found
 
 

@@ -54,7 +54,16 @@ from django.core.management import CommandError, get_commands, load_command_clas
 from django.test.utils import override_settings
 
 from tests.conftest import ROOT
-from tests.docs.snippets import Block, Part, blocks, module_name, pages, parts, shell_commands
+from tests.docs.snippets import (
+    PYTHON_OPENING,
+    Block,
+    Part,
+    blocks,
+    module_name,
+    pages,
+    parts,
+    shell_commands,
+)
 
 # Environment variables that settings fragments read (os.environ["..."]).
 PLACEHOLDER_ENV = {"BILLING_HOOK_SECRET": "a-secret-shared-with-billing"}
@@ -379,6 +388,25 @@ def test_every_page_with_code_is_covered():
     with_code = {p for p in pages() if blocks(p)}
     assert with_code == covered
     assert len(blocks(ROOT / "README.md")) >= 5
+
+
+@pytest.mark.parametrize("path", page_ids())
+def test_no_python_block_is_missed(path):
+    """Every opening of a python block (indented, ~~~, {code-block}) is one the harness runs."""
+    text = path.read_text()
+    openings = [text.count("\n", 0, m.start()) + 1 for m in PYTHON_OPENING.finditer(text)]
+    found = [b.line for b in blocks(path) if b.lang in {"python", "py"}]
+    missed = sorted(set(openings) - set(found))
+    assert not missed, (
+        f"{path.relative_to(ROOT)}: python blocks the harness cannot read at {missed}"
+    )
+
+
+def test_an_indented_block_is_found_and_dedented(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("- item\n\n  ```python\n  x = 1\n  ```\n")
+    (block,) = blocks(page, root=tmp_path)
+    assert (block.line, block.source) == (3, "x = 1\n")
 
 
 def test_a_renamed_option_fails():
