@@ -11,6 +11,9 @@
   the transition committed (``send_robust``). ``rule`` is a
   ``django_jobs.alerts.rules.Rule`` (name, kind, threshold, severity...),
   ``value`` the measured value (None: no data), ``message`` one line for humans.
+- ``circuit_state_changed(sender=None, circuit=str, old_state=str, new_state=str,
+  reason=str)``: a circuit breaker of ``DJANGO_JOBS["CIRCUITS"]`` changed
+  state, sent once the change is committed.
 """
 
 from __future__ import annotations

@@ -123,7 +123,8 @@ def check_names(block: Block, part: Part, known: set[str]) -> None:
     if missing:
         pytest.fail(
             f"{block.page}:{part.line}: the block uses {missing} without importing or defining "
-            "them (define stand-ins in a <!-- snippet: setup ... --> comment before the block)",
+            "them (import them, or define stand-ins in a <!-- snippet: setup ... --> comment "
+            "before the block; the rules: tests/docs/test_snippets.py)",
             pytrace=False,
         )
 
@@ -214,7 +215,8 @@ def run_part(block: Block, part: Part, namespace: dict[str, Any]) -> None:
         shown = [f for f in frames if f.filename == block.page]
         shown += [f for f in frames[-3:] if f.filename != block.page]
         pytest.fail(
-            f"{block.page}:{part.line}: the block raised {type(exc).__name__}: {exc}\n"
+            f"{block.page}:{part.line}: the block raised {type(exc).__name__}: {exc} (fix the "
+            "snippet; the rules: tests/docs/test_snippets.py)\n"
             + "".join(traceback.format_list(shown)),
             pytrace=False,
         )
