@@ -118,8 +118,8 @@ def parts(block: Block) -> list[Part]:
 
 
 def module_name(path: str) -> str:
-    """ "myapp/tasks.py" -> "myapp.tasks"."""
-    return path.removesuffix(".py").replace("/", ".")
+    """The module of a file: myapp/tasks.py is myapp.tasks, myapp/__init__.py is myapp."""
+    return path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
 
 
 def shell_commands(block: Block) -> list[tuple[int, str]]:

@@ -68,6 +68,8 @@ from tests.docs.snippets import (
 # Environment variables that settings fragments read (os.environ["..."]).
 PLACEHOLDER_ENV = {"BILLING_HOOK_SECRET": "a-secret-shared-with-billing"}
 READERS_PACKAGE = "myapp"
+# Modules made for the page being run (myapp, myapp.models, "# path.py" parts).
+CREATED_MODULES: set[str] = set()
 
 
 def page_ids() -> list[Any]:
@@ -161,13 +163,15 @@ def isolated() -> Iterator[None]:
     saved_django = dict(django_registry.django_task_registry)
     saved_after = set(tasks.defined_after_setup)
     saved_subscriptions = list(subscribers._subscriptions)
-    saved_modules = set(sys.modules)
     saved_sections = list(sections.SECTIONS)
     try:
         yield
     finally:
-        for name in set(sys.modules) - saved_modules:
-            del sys.modules[name]
+        # Only the modules the harness made (real ones a page imported stay: a
+        # second copy of a library module would break isinstance checks).
+        for name in CREATED_MODULES:
+            sys.modules.pop(name, None)
+        CREATED_MODULES.clear()
         tasks.registry.clear()
         tasks.registry.update(saved_tasks)
         django_registry.django_task_registry.clear()
@@ -188,19 +192,24 @@ def provide_readers_package() -> None:
     models = types.ModuleType(f"{READERS_PACKAGE}.models")
     models.Order = Order  # type: ignore[attr-defined]
     package.models = models  # type: ignore[attr-defined]
-    sys.modules[READERS_PACKAGE] = package
-    sys.modules[models.__name__] = models
+    for module in (package, models):
+        sys.modules[module.__name__] = module
+        CREATED_MODULES.add(module.__name__)
 
 
 def module_for(path: str) -> types.ModuleType:
     """The module a ``# path.py`` part runs in (created with its parent packages)."""
     name = module_name(path)
-    if name in sys.modules:
+    if name in CREATED_MODULES:
         return sys.modules[name]
+    if name in sys.modules:
+        raise AssertionError(f"# {path}: {name} is a real module; name a file of your own app")
     parent, _, leaf = name.rpartition(".")
     module = types.ModuleType(name)
     module.__file__ = str(ROOT / path)
+    module.__path__ = []  # type: ignore[attr-defined]  # a package too: it may have submodules
     sys.modules[name] = module
+    CREATED_MODULES.add(name)
     if parent:
         setattr(module_for(parent.replace(".", "/") + "/__init__.py"), leaf, module)
     return module
@@ -409,6 +418,15 @@ def test_an_indented_block_is_found_and_dedented(tmp_path):
     page.write_text("- item\n\n  ```python\n  x = 1\n  ```\n")
     (block,) = blocks(page, root=tmp_path)
     assert (block.line, block.source) == (3, "x = 1\n")
+
+
+def test_a_file_part_runs_as_its_module(isolated):
+    source = "# shop/tasks.py\nX = 1\n\n# shop/views.py\nfrom shop.tasks import X\n"
+    block = Block("page.md", 1, "python", source)
+    for part in parts(block):
+        assert part.path is not None
+        run_part(block, part, vars(module_for(part.path)))
+    assert sys.modules["shop.views"].X == 1 and sys.modules["shop"].tasks.X == 1
 
 
 def test_a_renamed_option_fails():
