@@ -2,7 +2,8 @@
 
 The rules (also in docs/index.md, "About these docs"):
 
-- A ```python block runs, in the test project (tests/settings.py, tests/testapp),
+- A ```python block runs (top-level ``await`` included: the block then runs
+  under ``asyncio.run``), in the test project (tests/settings.py, tests/testapp),
   on SQLite and on PostgreSQL, inside a test transaction. The blocks of one page
   run in order and share one namespace, so a page may define a task in one block
   and enqueue it in the next. Names a block uses must be imported or defined by
@@ -34,10 +35,12 @@ A failure names the page and line of the block.
 from __future__ import annotations
 
 import ast
+import asyncio
 import builtins
 import contextlib
 import importlib
 import importlib.util
+import inspect
 import re
 import shlex
 import sys
@@ -116,7 +119,10 @@ def used_names(tree: ast.AST) -> set[str]:
 
 def compile_part(page: str, part: Part) -> types.CodeType:
     # Padding with newlines makes tracebacks and syntax errors show the page's line numbers.
-    return compile("\n" * (part.line - 1) + part.source, page, "exec")
+    # Top-level ``await`` is allowed (a page about async tasks); run_part runs such a
+    # block with asyncio.run.
+    flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    return compile("\n" * (part.line - 1) + part.source, page, "exec", flags=flags)
 
 
 def check_names(block: Block, part: Part, known: set[str]) -> None:
@@ -217,7 +223,11 @@ def module_for(path: str) -> types.ModuleType:
 
 def run_part(block: Block, part: Part, namespace: dict[str, Any]) -> None:
     try:
-        exec(compile_part(block.page, part), namespace)
+        code = compile_part(block.page, part)
+        if code.co_flags & inspect.CO_COROUTINE:
+            asyncio.run(eval(code, namespace))
+        else:
+            exec(code, namespace)
     except Exception as exc:
         # The page's lines first, then the innermost library frames.
         frames = traceback.extract_tb(exc.__traceback__)[1:]
@@ -238,6 +248,9 @@ def check_settings(block: Block, part: Part, stack: contextlib.ExitStack) -> Non
         for name, value in PLACEHOLDER_ENV.items():
             patch.setenv(name, value)
         run_part(block, part, namespace)
+    for app in namespace.get("INSTALLED_APPS", ()):
+        if isinstance(app, str):
+            assert importlib.util.find_spec(app), f"{block.page}:{part.line}: no app {app!r}"
     overrides: dict[str, Any] = {}
     if "DJANGO_JOBS" in namespace:
         overrides["DJANGO_JOBS"] = {**settings.DJANGO_JOBS, **namespace["DJANGO_JOBS"]}
@@ -427,6 +440,13 @@ def test_a_file_part_runs_as_its_module(isolated):
         assert part.path is not None
         run_part(block, part, vars(module_for(part.path)))
     assert sys.modules["shop.views"].X == 1 and sys.modules["shop"].tasks.X == 1
+
+
+def test_a_block_may_await_at_top_level():
+    block = Block("page.md", 1, "python", "import asyncio\nawait asyncio.sleep(0)\ndone = True\n")
+    namespace: dict[str, Any] = {}
+    run_part(block, parts(block)[0], namespace)
+    assert namespace["done"] is True
 
 
 def test_a_renamed_option_fails():
