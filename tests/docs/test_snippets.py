@@ -17,7 +17,9 @@ The rules (also in docs/index.md, "About these docs"):
 - A settings fragment (``# settings.py``, or the marker ``<!-- snippet: settings -->``
   right before the block) is executed; its ``DJANGO_JOBS`` (merged over the test
   settings) and ``TASKS`` go through Django's system checks, so an unknown key
-  or a bad value fails. The page's later blocks run with those settings.
+  or a bad value fails; each app its ``INSTALLED_APPS`` names must exist; other
+  names (``DATABASES``...) are only executed. The page's later blocks run with
+  those settings.
 - ``<!-- snippet: setup CODE -->`` right before a block runs CODE (hidden from
   readers) before it: stand-ins for the reader's own code.
 - ``<!-- snippet: skip reason="..." -->``: not run (the reason is required); the
