@@ -10,7 +10,7 @@ worker process; enqueue-to-start latency on an idle worker; and a crash check
 
     python bench/django_tasks_bench.py [--quick] [--skip-crash]
 
-Writes its own section of bench/RESULTS.md (and of README.md when it has the
+Writes its own section of bench/RESULTS.md (and of docs/howto/django-tasks.md, between its
 markers) on a full run; bench/out/django_tasks.md on --quick runs.
 """
 
@@ -412,8 +412,8 @@ def write_reports(run: dict[str, Any], full: bool) -> str:
         results.write_text("# Benchmark results\n")
     replace_section(results, text)
     log("wrote the django.tasks section of bench/RESULTS.md")
-    if replace_section(ROOT / "README.md", summary(run), SUMMARY):
-        log("updated the django.tasks summary in README.md")
+    if replace_section(ROOT / "docs" / "howto" / "django-tasks.md", summary(run), SUMMARY):
+        log("updated the django.tasks summary in docs/howto/django-tasks.md")
     return text
 
 

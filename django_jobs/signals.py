@@ -9,8 +9,11 @@
   message=str, event=AlertEvent)``: once per transition of a rule of
   ``DJANGO_JOBS["ALERTS"]``, cluster-wide, in the worker that made it, after
   the transition committed (``send_robust``). ``rule`` is a
-  :class:`django_jobs.alerts.rules.Rule` (name, kind, threshold, severity...),
+  ``django_jobs.alerts.rules.Rule`` (name, kind, threshold, severity...),
   ``value`` the measured value (None: no data), ``message`` one line for humans.
+- ``circuit_state_changed(sender=None, circuit=str, old_state=str, new_state=str,
+  reason=str)``: a circuit breaker of ``DJANGO_JOBS["CIRCUITS"]`` changed
+  state, sent once the change is committed.
 """
 
 from __future__ import annotations

@@ -242,8 +242,8 @@ class Job(models.Model):
 
     @property
     def cancel_requested(self) -> bool:
-        """True once this job's cancel was requested (inside the task: once its
-        worker heard of it, within a heartbeat interval)."""
+        """Whether this job's cancel was requested; inside the task, once its
+        worker heard of it (within a heartbeat interval)."""
         return self.cancel_requested_at is not None or (
             self.pk is not None and is_cancel_requested(self.pk)
         )

@@ -5,12 +5,12 @@
   and returns one :class:`~django_jobs.worker.inline.JobRun` per attempt.
 - :func:`assert_enqueued`, :func:`assert_not_enqueued`, :func:`enqueued_jobs`,
   :func:`assert_published`, :func:`published_events`.
-- :data:`clock`: freeze or advance "now" for run_after and retries.
+- ``clock``: freeze or advance "now" for run_after and retries.
 
 They run on the calling thread's connection, so inside a ``TestCase`` jobs
 enqueued by the test (not committed) are runnable, like on_commit callbacks
 under ``captureOnCommitCallbacks``. The pytest fixtures ``jobs`` and ``outbox``
-(:mod:`django_jobs.pytest_plugin`) and
+(``django_jobs.pytest_plugin``) and
 :class:`~django_jobs.testing.mixins.JobsTestMixin` wrap them.
 """
 

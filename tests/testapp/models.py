@@ -16,3 +16,11 @@ class Event(models.Model):
     name = models.CharField(max_length=100)
     value = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
+
+
+class Order(models.Model):
+    """The reader's model in the docs' examples (``myapp.models.Order``, tests/docs)."""
+
+    customer = models.CharField(max_length=100, default="")
+    total = models.DecimalField(max_digits=10, decimal_places=2, default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
