@@ -4,7 +4,6 @@ that live in your Django database.
 Public API (a contract: these names do not change)::
 
     from django_jobs import task, current_job, Retry, Discard, JobCancelled, outbox, subscriber
-    from django_jobs import task, current_job, Retry, Discard, outbox, subscriber
     from django_jobs import chain, group, chord, saga
 
 Nothing here touches models at import time: ``tasks.py`` modules import this
@@ -30,9 +29,9 @@ if TYPE_CHECKING:
     from django_jobs.workflows.canvas import group as group
     from django_jobs.workflows.canvas import saga as saga
 
-__all__ = ["Discard", "JobCancelled", "Retry", "current_job", "outbox", "subscriber", "task"]
 __all__ = [
     "Discard",
+    "JobCancelled",
     "Retry",
     "chain",
     "chord",

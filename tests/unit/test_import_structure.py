@@ -150,3 +150,12 @@ def test_leaf_modules_import_nothing_of_django_jobs():
 def test_no_module_is_too_long():
     long = {module: n for module, n in LENGTHS.items() if n > MAX_MODULE_LINES}
     assert long == {}, f"over {MAX_MODULE_LINES} lines: split by concern"
+
+
+def test_the_package_exports_exactly_its_lazy_public_names():
+    import django_jobs  # here, not at the top: the other tests read files, not modules
+
+    assert set(django_jobs.__all__) == set(django_jobs._LAZY)
+    assert len(django_jobs.__all__) == len(set(django_jobs.__all__))
+    for name in django_jobs.__all__:
+        assert getattr(django_jobs, name) is not None
