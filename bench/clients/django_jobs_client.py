@@ -23,6 +23,11 @@ if os.environ.get("BENCH_BULK_PATH") == "array":
     from django_jobs.engine import postgres as _postgres
 
     _postgres.COPY_THRESHOLD = 2**62  # type: ignore[misc]
+if os.environ.get("BENCH_NOTIFY_IN_STATEMENT") == "1":
+    # bench/notify_scale.py: NOTIFY inside the enqueue transaction (the behaviour before).
+    from django_jobs.engine import postgres_notify as _notify
+
+    _notify.NOTIFY_IN_STATEMENT = True
 
 # Finished history: SUCCESSFUL rows finished a month ago (older than the
 # default retention, so pruning has work to do).

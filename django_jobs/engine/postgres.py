@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from django_jobs.codec import from_jsonb
+from django_jobs.engine import postgres_notify
 from django_jobs.engine.base import LOST_WORKER_MESSAGE, LOST_WORKER_REASON
 from django_jobs.engine.claimed import (
     claimed_from_flagged_rows,
@@ -30,6 +31,7 @@ from django_jobs.engine.generic import GenericEngine
 from django_jobs.engine.instances import builder, new_job_model
 from django_jobs.engine.pg import JOBS_CHANNEL, hot_cursor, notify_enabled
 from django_jobs.engine.postgres_bulk import COPY_THRESHOLD, copy_insert
+from django_jobs.engine.postgres_notify import notify_on_commit
 from django_jobs.engine.postgres_sql import (
     CANCEL_JOBS,
     CLAIM_JOBS_ALL_QUEUES,
@@ -99,8 +101,8 @@ class PostgresEngine(PostgresScheduleOperations, GenericEngine):
                 )
             if len(rows) >= COPY_THRESHOLD:
                 # A plain cursor: nothing to prepare, and the staging table is new each time.
-                with self.connection.cursor() as plain:
-                    inserted, now = copy_insert(plain, rows, self.notify_enabled)
+                with self.connection.cursor() as plain, self.connection.wrap_database_errors:
+                    inserted, now = copy_insert(plain, rows)
             else:
                 inserted, now = self._insert_bound(cursor, rows, unique), None
             build = builder(Job, database=self.alias)
@@ -147,6 +149,10 @@ class PostgresEngine(PostgresScheduleOperations, GenericEngine):
                             if found is not None
                             else self.insert_jobs([row])[0]
                         )
+        if self.notify_enabled:
+            notify_on_commit(
+                self.alias, {j.queue_name for j in created if j.run_after <= j.enqueued_at}
+            )
         self._after_enqueue(created)
         return [result for result in results if result is not None]
 
@@ -167,7 +173,7 @@ class PostgresEngine(PostgresScheduleOperations, GenericEngine):
             "idempotency_key": [r.idempotency_key for r in rows],
             "meta": [r.meta_json for r in rows],
             "flow_lane": [r.lane.key if r.lane else None for r in rows],
-            "notify": self.notify_enabled,
+            "notify": self.notify_enabled and postgres_notify.NOTIFY_IN_STATEMENT,
             "channel": JOBS_CHANNEL,
         }
         if unique:
@@ -193,11 +199,13 @@ class PostgresEngine(PostgresScheduleOperations, GenericEngine):
                     "timeout": row.timeout,
                     "meta": row.meta_json,
                     "flow_lane": None,
-                    "notify": self.notify_enabled,
+                    "notify": self.notify_enabled and postgres_notify.NOTIFY_IN_STATEMENT,
                     "channel": JOBS_CHANNEL,
                 },
             )
             job_id, run_after, enqueued_at, _ = cursor.fetchone()
+        if self.notify_enabled and run_after <= enqueued_at:
+            notify_on_commit(self.alias, [row.queue_name])
         job = new_job_model(
             row, self.alias, id=job_id, run_after=run_after, enqueued_at=enqueued_at
         )

@@ -19,8 +19,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from django_jobs.engine.pg import JOBS_CHANNEL
-from django_jobs.engine.workflows_postgres_sql import NOTIFY_QUEUES
 from django_jobs.rows import NewJob
 
 # Rows from which enqueue_many uses COPY instead of the array-bound INSERT.
@@ -97,7 +95,7 @@ RETURNING id, idempotency_key
 INSERT_FROM_STAGING_NO_KEYS = _INSERT_SELECT + "RETURNING id, idempotency_key\n"
 
 
-def copy_insert(cursor: Any, rows: Sequence[NewJob], notify: bool) -> tuple[list[Any], datetime]:
+def copy_insert(cursor: Any, rows: Sequence[NewJob]) -> tuple[list[Any], datetime]:
     """Insert ``rows`` through the staging table with ``cursor`` (inside a
     transaction, after any advisory locks). Returns the inserted rows' (id,
     key) in input order and the transaction's now()."""
@@ -131,10 +129,4 @@ def copy_insert(cursor: Any, rows: Sequence[NewJob], notify: bool) -> tuple[list
     cursor.execute(DROP_STAGING_AND_NOW)
     cursor.nextset()
     now = cursor.fetchone()[0]
-    if notify and inserted:
-        # One NOTIFY per queue with a due job (folded at commit anyway); the
-        # array path's per-row pg_notify would call it 100,000 times.
-        due = sorted({r.queue_name for r in rows if r.run_after is None or r.run_after <= now})
-        if due:
-            cursor.execute(NOTIFY_QUEUES, [JOBS_CHANNEL, due])
     return inserted, now
