@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import workloads
 from bench.harness import load, log, write_results_section
-from bench.systems import DJANGO_JOBS
+from bench.systems import DJANGO_JOBS, PGQUEUER, ensure_peers_venv
 
 DB = os.environ.get("BENCH_DB", "wt_bulk_bench")
 TITLE = "## NOTIFY at scale"
@@ -44,21 +44,24 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--latency-n", type=int, default=200)
     args = parser.parse_args()
+    ensure_peers_venv()
     on = dataclasses.replace(DJANGO_JOBS, db=DB)
     off = dataclasses.replace(
         on, extra_env={**on.extra_env, "BENCH_DJANGO_JOBS": json.dumps({"USE_NOTIFY": False})}
     )
     before = dataclasses.replace(on, extra_env={**on.extra_env, "BENCH_NOTIFY_IN_STATEMENT": "1"})
+    pgq = dataclasses.replace(PGQUEUER, db=DB + "_pgq")
     workloads.setup(on)
+    workloads.setup(pgq)
     runs: dict[str, list[float]] = {"before": [], "on": [], "off": []}
     for round_ in range(args.rounds):
         for name, system in (("before", before), ("on", on), ("off", off)):
             result = workloads.enqueue_one(system, args.n, clients=args.clients)
             runs[name].append(float(result["value"]))
             log(f"round {round_ + 1} NOTIFY {name}: {result['value']:,.0f}/s {result['note']}")
-    lats: dict[str, list[Result]] = {"before": [], "on": []}
+    lats: dict[str, list[Result]] = {"before": [], "on": [], "pgqueuer": []}
     for _ in range(args.rounds):
-        for name, system in (("before", before), ("on", on)):
+        for name, system in (("before", before), ("on", on), ("pgqueuer", pgq)):
             lats[name].append(workloads.latency(system, n=args.latency_n))
     lat = {
         k: (
@@ -96,7 +99,10 @@ def main() -> None:
             ),
             "",
             f"Latency: enqueue-to-start to an idle worker, {args.latency_n} jobs 20 ms apart, "
-            f"{args.rounds} runs each, interleaved; medians.",
+            f"{args.rounds} runs each, interleaved; medians. pgqueuer (its defaults, "
+            f"LISTEN/NOTIFY) in the same rounds: p50 {statistics.median(lat['pgqueuer'][0]):.1f} "
+            f"ms (runs {', '.join(f'{v:.1f}' for v in lat['pgqueuer'][0])}), "
+            f"p95 {lat['pgqueuer'][1]:.1f} ms.",
             "",
         ]
     )
