@@ -18,6 +18,17 @@ from django.db import connection  # noqa: E402
 from bench.clients.base import System, main  # noqa: E402
 from bench.clients.jobs_tasks import latency, noop  # noqa: E402
 
+if os.environ.get("BENCH_BULK_PATH") == "array":
+    # bench/bulk_copy.py: the array-bound insert for every batch size (the path before COPY).
+    from django_jobs.engine import postgres as _postgres
+
+    _postgres.COPY_THRESHOLD = 2**62  # type: ignore[misc]
+if os.environ.get("BENCH_NOTIFY_IN_STATEMENT") == "1":
+    # bench/notify_scale.py: NOTIFY inside the enqueue transaction (the behaviour before).
+    from django_jobs.engine import postgres_notify as _notify
+
+    _notify.NOTIFY_IN_STATEMENT = True
+
 # Finished history: SUCCESSFUL rows finished a month ago (older than the
 # default retention, so pruning has work to do).
 INSERT_FINISHED = """

@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from django_jobs.codec import from_jsonb
+from django_jobs.engine import postgres_notify
 from django_jobs.engine.base import LOST_WORKER_MESSAGE, LOST_WORKER_REASON
 from django_jobs.engine.claimed import (
     claimed_from_flagged_rows,
@@ -30,6 +31,8 @@ from django_jobs.engine.flow_postgres import PostgresFlowOperations
 from django_jobs.engine.generic import GenericEngine
 from django_jobs.engine.instances import builder, new_job_model
 from django_jobs.engine.pg import JOBS_CHANNEL, hot_cursor, notify_enabled, task_params
+from django_jobs.engine.postgres_bulk import COPY_THRESHOLD, copy_insert
+from django_jobs.engine.postgres_notify import notify_on_commit
 from django_jobs.engine.postgres_sql import (
     CANCEL_JOBS,
     CLAIM_JOBS_ALL_QUEUES,
@@ -100,29 +103,12 @@ class PostgresEngine(
                 cursor.execute(
                     LOCK_IDEMPOTENCY_KEYS, {"namespace": ADVISORY_NAMESPACE, "keys": keys}
                 )
-            params: dict[str, Any] = {
-                "task_name": [r.task_name for r in rows],
-                "queue_name": [r.queue_name for r in rows],
-                "priority": [r.priority for r in rows],
-                "args": [r.args_json for r in rows],
-                "kwargs": [r.kwargs_json for r in rows],
-                "run_after": [r.run_after for r in rows],
-                "max_attempts": [r.max_attempts for r in rows],
-                "timeout": [r.timeout for r in rows],
-                "idempotency_key": [r.idempotency_key for r in rows],
-                "meta": [r.meta_json for r in rows],
-                "flow_lane": [r.lane.key if r.lane else None for r in rows],
-                "notify": self.notify_enabled,
-                "channel": JOBS_CHANNEL,
-            }
-            if unique:
-                params["unique_for"] = [r.unique_for for r in rows]
-            cursor.execute(INSERT_JOBS_UNIQUE_FOR if unique else INSERT_JOBS, params)
-
-            # RETURNING yields exactly the rows this statement inserted: ON
-            # CONFLICT DO NOTHING returns nothing for a skipped one. So a row
-            # is "created" by what the database did, not by an earlier read.
-            inserted = sorted(cursor.fetchall())  # by id == input order
+            if len(rows) >= COPY_THRESHOLD:
+                # A plain cursor: nothing to prepare, and the staging table is new each time.
+                with self.connection.cursor() as plain, self.connection.wrap_database_errors:
+                    inserted, now = copy_insert(plain, rows)
+            else:
+                inserted, now = self._insert_bound(cursor, rows, unique), None
             build = builder(Job, database=self.alias)
             results: list[Inserted | None] = [None] * len(rows)
             created: list[Job] = []
@@ -133,9 +119,14 @@ class PostgresEngine(
                 if key is not None and key in taken:
                     results[index] = Inserted(taken[key], created=False)  # same key twice
                     continue
-                if position < len(inserted) and (key is None or inserted[position][3] == key):
-                    job_id, run_after, enqueued_at, _, _ = inserted[position]
+                if position < len(inserted) and (key is None or inserted[position][1] == key):
+                    found = inserted[position]
                     position += 1
+                    job_id = found[0]
+                    if now is None:
+                        run_after, enqueued_at = found[2], found[3]
+                    else:  # COPY: what the insert stored, from now()
+                        run_after, enqueued_at = row.run_after or now, now
                     job = build(
                         row.model_fields(id=job_id, run_after=run_after, enqueued_at=enqueued_at)
                     )
@@ -162,8 +153,40 @@ class PostgresEngine(
                             if found is not None
                             else self.insert_jobs([row])[0]
                         )
+        if self.notify_enabled:
+            notify_on_commit(
+                self.alias, {j.queue_name for j in created if j.run_after <= j.enqueued_at}
+            )
         self._after_enqueue(created)
         return [result for result in results if result is not None]
+
+    def _insert_bound(
+        self, cursor: Any, rows: Sequence[NewJob], unique: bool
+    ) -> list[tuple[int, str | None, datetime, datetime]]:
+        """INSERT_JOBS(_UNIQUE_FOR) with the rows bound as arrays: the
+        inserted rows' (id, key, run_after, enqueued_at) in input order."""
+        params: dict[str, Any] = {
+            "task_name": [r.task_name for r in rows],
+            "queue_name": [r.queue_name for r in rows],
+            "priority": [r.priority for r in rows],
+            "args": [r.args_json for r in rows],
+            "kwargs": [r.kwargs_json for r in rows],
+            "run_after": [r.run_after for r in rows],
+            "max_attempts": [r.max_attempts for r in rows],
+            "timeout": [r.timeout for r in rows],
+            "idempotency_key": [r.idempotency_key for r in rows],
+            "meta": [r.meta_json for r in rows],
+            "flow_lane": [r.lane.key if r.lane else None for r in rows],
+            "notify": self.notify_enabled and postgres_notify.NOTIFY_IN_STATEMENT,
+            "channel": JOBS_CHANNEL,
+        }
+        if unique:
+            params["unique_for"] = [r.unique_for for r in rows]
+        cursor.execute(INSERT_JOBS_UNIQUE_FOR if unique else INSERT_JOBS, params)
+        # RETURNING yields exactly the rows this statement inserted: ON
+        # CONFLICT DO NOTHING returns nothing for a skipped one. So a row
+        # is "created" by what the database did, not by an earlier read.
+        return sorted((i, key, ra, ea) for i, ra, ea, key, _ in cursor.fetchall())
 
     def _insert_one(self, row: NewJob) -> Job:
         with hot_cursor(self.connection) as cursor:
@@ -180,11 +203,13 @@ class PostgresEngine(
                     "timeout": row.timeout,
                     "meta": row.meta_json,
                     "flow_lane": None,
-                    "notify": self.notify_enabled,
+                    "notify": self.notify_enabled and postgres_notify.NOTIFY_IN_STATEMENT,
                     "channel": JOBS_CHANNEL,
                 },
             )
             job_id, run_after, enqueued_at, _ = cursor.fetchone()
+        if self.notify_enabled and run_after <= enqueued_at:
+            notify_on_commit(self.alias, [row.queue_name])
         job = new_job_model(
             row, self.alias, id=job_id, run_after=run_after, enqueued_at=enqueued_at
         )
