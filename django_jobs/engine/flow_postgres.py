@@ -22,7 +22,7 @@ from django.db import OperationalError, transaction
 from django_jobs.engine.claimed import NULL_PADDING, RETURNING_CLAIMED, claimed_mapper
 from django_jobs.engine.flow import LANES_PER_CLAIM, FlowOperations
 from django_jobs.engine.pg import hot_cursor, task_params
-from django_jobs.engine.postgres_sql import TASK_FILTER
+from django_jobs.engine.postgres_sql import CLAIM_LANE_HEADS, FLOW_CLOCK, TASK_FILTER
 from django_jobs.flow.rates import RATE_BUCKETS
 from django_jobs.rows import ClaimedJob, Completion, TaskFilter
 
@@ -34,6 +34,7 @@ logger = logging.getLogger("django_jobs.engine")
 HEAD_SPARE = 10
 
 _claimed_after_kind_and_lane = claimed_mapper(2)
+_claimed_after_lane = claimed_mapper(1)  # CLAIM_LANE_HEADS: the lane, then the columns
 
 _NOT_PAUSED = "queue_name <> ALL(ARRAY(SELECT name FROM django_jobs_queue WHERE paused))"
 
@@ -302,6 +303,37 @@ class _Gated:
 class PostgresFlowOperations(FlowOperations):
     """``claim_gated`` by CLAIM_GATED, and the worker's complete-and-claim
     while lanes wait; the ORM version for lanes with a circuit."""
+
+    def _flow_clock(self) -> float:
+        with self.connection.cursor() as cursor:
+            cursor.execute(FLOW_CLOCK)
+            return float(cursor.fetchone()[0])
+
+    def _take_lane_heads(
+        self,
+        want: dict[str, int],
+        queues: Sequence[str] | None,
+        worker_id: uuid.UUID,
+        lease_seconds: float,
+        clock: float,
+    ) -> tuple[list[ClaimedJob], dict[str, list[int]]]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                CLAIM_LANE_HEADS,
+                {
+                    "lanes": list(want),
+                    "counts": list(want.values()),
+                    "queues": list(queues) if queues else None,
+                    "worker_id": worker_id,
+                    "lease": lease_seconds,
+                    "clock": clock,
+                },
+            )
+            rows = cursor.fetchall()
+        per_lane: dict[str, list[int]] = {}
+        for row in rows:
+            per_lane.setdefault(row[0], []).append(row[1])
+        return _claimed_after_lane(rows, worker_id, self.alias), per_lane
 
     def claim_gated(
         self,

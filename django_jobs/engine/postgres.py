@@ -24,7 +24,6 @@ from django_jobs.engine.base import LOST_WORKER_MESSAGE, LOST_WORKER_REASON
 from django_jobs.engine.claimed import (
     claimed_from_flagged_rows,
     claimed_from_rows,
-    claimed_mapper,
     in_claim_order,
 )
 from django_jobs.engine.flow_postgres import PostgresFlowOperations
@@ -37,12 +36,10 @@ from django_jobs.engine.postgres_sql import (
     CANCEL_JOBS,
     CLAIM_JOBS_ALL_QUEUES,
     CLAIM_JOBS_IN_QUEUES,
-    CLAIM_LANE_HEADS,
     COMPLETE_AND_CLAIM_ALL_QUEUES,
     COMPLETE_AND_CLAIM_IN_QUEUES,
     COMPLETE_JOBS,
     EXPLAIN_ROWS_PREFIX,
-    FLOW_CLOCK,
     INSERT_JOBS,
     INSERT_JOBS_UNIQUE_FOR,
     INSERT_ONE_JOB,
@@ -72,8 +69,6 @@ logger = logging.getLogger("django_jobs.engine")
 
 # The first key of our advisory locks (LOCK_IDEMPOTENCY_KEYS): "jobs" in ASCII.
 ADVISORY_NAMESPACE = 0x6A6F6273
-
-claimed_after_lane = claimed_mapper(1)  # CLAIM_LANE_HEADS: the lane, then the columns
 
 
 class PostgresEngine(
@@ -256,37 +251,6 @@ class PostgresEngine(
     # next one leaves them half the slots). A hint only (what is claimed is
     # decided under the lanes' locks), racy between threads at no cost.
     _lanes_waiting = False
-
-    def _flow_clock(self) -> float:
-        with self.connection.cursor() as cursor:
-            cursor.execute(FLOW_CLOCK)
-            return float(cursor.fetchone()[0])
-
-    def _take_lane_heads(
-        self,
-        want: dict[str, int],
-        queues: Sequence[str] | None,
-        worker_id: uuid.UUID,
-        lease_seconds: float,
-        clock: float,
-    ) -> tuple[list[ClaimedJob], dict[str, list[int]]]:
-        with self.connection.cursor() as cursor:
-            cursor.execute(
-                CLAIM_LANE_HEADS,
-                {
-                    "lanes": list(want),
-                    "counts": list(want.values()),
-                    "queues": list(queues) if queues else None,
-                    "worker_id": worker_id,
-                    "lease": lease_seconds,
-                    "clock": clock,
-                },
-            )
-            rows = cursor.fetchall()
-        per_lane: dict[str, list[int]] = {}
-        for row in rows:
-            per_lane.setdefault(row[0], []).append(row[1])
-        return claimed_after_lane(rows, worker_id, self.alias), per_lane
 
     def _claimed(self, rows: Sequence[Sequence[Any]], worker_id: uuid.UUID) -> list[ClaimedJob]:
         return in_claim_order(claimed_from_rows(rows, worker_id, self.alias))
