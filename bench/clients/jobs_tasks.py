@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from bench.clients.base import record_latency
 from django_jobs import task
 
@@ -20,3 +22,9 @@ def latency(t0: float) -> None:
 def count(results: list[object]) -> int:
     """A chord's callback: how many results it got."""
     return len(results)
+
+
+@task
+def pause(ms: float) -> None:
+    """Sleeps ``ms`` milliseconds: the soak's 5 ms and 50 ms jobs."""
+    time.sleep(ms / 1000)
