@@ -70,7 +70,7 @@ def test_tiny_soak_runs_the_whole_harness() -> None:
     windows = result["windows"]
     assert [w["window"] for w in windows] == [0, 1, 2, 3]
     for w in windows:
-        assert w["started"] > 0, w
+        assert w["started"] > 0 and w["enqueued"] > 0, w
         assert 0 <= w["p50_ms"] <= w["p99_ms"], w
         assert w["table"] > 0 and w["indexes"] > 0 and w["dead"] >= 0, w
     assert set(result["verdict"]) >= {"flat", "why"}
