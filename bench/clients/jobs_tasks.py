@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from bench.clients.base import record_latency
 from django_jobs import task
 
@@ -29,3 +31,9 @@ def query() -> None:
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
+
+
+@task
+def pause(ms: float) -> None:
+    """Sleeps ``ms`` milliseconds: the soak's 5 ms and 50 ms jobs."""
+    time.sleep(ms / 1000)

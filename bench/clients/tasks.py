@@ -5,6 +5,6 @@ worker, which runs registered tasks only, imports this module at start-up
 (older revisions import a task by its name; this works for both).
 """
 
-from bench.clients.jobs_tasks import latency, noop
+from bench.clients.jobs_tasks import latency, noop, pause
 
-__all__ = ["latency", "noop"]
+__all__ = ["latency", "noop", "pause"]

@@ -258,6 +258,11 @@ class Engine(abc.ABC):
     def count_finished(self, finished_before: datetime) -> int:
         """How many finished jobs are older than ``finished_before`` (for dry runs)."""
 
+    def vacuum_jobs(self) -> bool:
+        """Reclaim the space of pruned rows now (``prunejobs --vacuum``); False
+        where the database has nothing of the kind worth running."""
+        return False
+
     # -- admin reads (read-only) ------------------------------------------
 
     @abc.abstractmethod

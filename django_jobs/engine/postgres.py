@@ -49,6 +49,7 @@ from django_jobs.engine.postgres_sql import (
     RELEASE_JOBS,
     RENEW_LEASES,
     SELECT_HOLDERS_BY_KEYS,
+    VACUUM_JOBS,
 )
 from django_jobs.engine.schedules_postgres import PostgresScheduleOperations
 from django_jobs.engine.workflows_postgres import PostgresWorkflowOperations
@@ -443,6 +444,13 @@ class PostgresEngine(
         with self.connection.cursor() as cursor:
             cursor.execute(PRUNE_FINISHED, {"before": finished_before, "limit": batch_size})
             return int(cursor.rowcount)
+
+    def vacuum_jobs(self) -> bool:
+        if self.connection.in_atomic_block:
+            raise RuntimeError("VACUUM cannot run inside a transaction (atomic block)")
+        with self.connection.cursor() as cursor:
+            cursor.execute(VACUUM_JOBS)
+        return True
 
     def drop_stale_connection(self) -> None:
         # A backend terminated while idle (pg_terminate_backend, server restart)

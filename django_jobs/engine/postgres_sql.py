@@ -447,6 +447,15 @@ WHERE job.id = doomed.id
 """
 
 
+# After a big prune: make the dead rows' space reusable and refresh the
+# planner's statistics now rather than when autovacuum gets to the table (or
+# never, on a server with autovacuum off). Plain VACUUM, not FULL: it takes a
+# SHARE UPDATE EXCLUSIVE lock, which conflicts with no INSERT, UPDATE, DELETE
+# or SELECT ... FOR UPDATE SKIP LOCKED, so workers claim and finish jobs
+# throughout. It cannot run inside a transaction block (autocommit only).
+VACUUM_JOBS = "VACUUM (ANALYZE) django_jobs_job"
+
+
 # The planner's estimate of the rows an ORM query returns, without running it:
 # EXPLAIN before the ORM's own SELECT, whose parameters stay bound. Read-only
 # and takes no row locks (no ANALYZE), so safe beside any writer.

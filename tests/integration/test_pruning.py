@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection, transaction
 from django.test import override_settings
 from django.utils import timezone
 
@@ -57,6 +58,34 @@ def test_prunejobs_deletes_old_finished_jobs_in_batches_with_progress(population
     assert "in batches of 50" in text
     assert text.count(" deleted (") == 4  # 50 + 50 + 50 + 20, one progress line each
     assert f"Deleted {len(old)} job(s) in 4 batch(es)" in text
+
+
+def vacuum_count() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'django_jobs_job'"
+        )
+        return int(cursor.fetchone()[0])
+
+
+def test_prunejobs_vacuum_after_deleting(population):
+    db_vendor = connection.vendor
+    _old, kept = population
+    before = vacuum_count() if db_vendor == "postgresql" else 0
+    out = io.StringIO()
+    call_command("prunejobs", "--older-than", "7d", "--vacuum", stdout=out)
+    assert remaining() == kept
+    if db_vendor == "postgresql":
+        assert "Vacuumed the jobs table in" in out.getvalue()
+        assert vacuum_count() == before + 1
+    else:
+        assert "Nothing to vacuum on this database" in out.getvalue()
+
+
+@pytest.mark.postgres
+def test_vacuum_refuses_to_run_inside_a_transaction():
+    with transaction.atomic(), pytest.raises(RuntimeError, match="inside a transaction"):
+        JobPruner().vacuum()
 
 
 def test_prunejobs_dry_run_counts_and_deletes_nothing(population):
