@@ -45,16 +45,18 @@ def assert_one_per_tick(ticks: list[datetime], step: timedelta) -> None:
 def test_three_workers_one_job_per_tick_through_sigkill_and_restart(start_worker):
     env = schedule_env(EVERY_SECOND_ALL)
     workers = [start_worker("--concurrency", "2", env=env) for _ in range(3)]
-    wait_until(lambda: len(ticks_of("tick")) >= 6, 30, 0.2, "6 ticks with 3 workers")
+    # 4 + 4 ticks (one second each): every tick is contended by all live
+    # workers, before and after the SIGKILL / restart; more ticks prove no more.
+    wait_until(lambda: len(ticks_of("tick")) >= 4, 30, 0.2, "4 ticks with 3 workers")
     workers[0].kill()  # SIGKILL: mid-pass or asleep, its transaction never commits
     workers[1].terminate()
     workers.append(start_worker("--concurrency", "2", env=env))  # restart one
     start = len(ticks_of("tick"))
-    wait_until(lambda: len(ticks_of("tick")) >= start + 6, 30, 0.2, "6 more ticks")
+    wait_until(lambda: len(ticks_of("tick")) >= start + 4, 30, 0.2, "4 more ticks")
     for proc in workers[2:]:
         assert proc.terminate() == 0, proc.output()[-2000:]
     ticks = ticks_of("tick")
-    assert len(ticks) >= 12
+    assert len(ticks) >= 8
     assert all(t.microsecond == 0 for t in ticks), "interval ticks are whole seconds"
     assert_one_per_tick(ticks, timedelta(seconds=1))
     jobs = Job.objects.filter(meta__schedule="tick")
