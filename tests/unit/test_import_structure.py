@@ -152,6 +152,21 @@ def test_no_module_is_too_long():
     assert long == {}, f"over {MAX_MODULE_LINES} lines: split by concern"
 
 
+def test_only_the_admin_imports_the_admin():
+    """jobs status, the metrics, the alerts and the worker run without
+    django.contrib.admin (tests/e2e/test_without_admin.py)."""
+
+    def in_admin(name: str) -> bool:
+        return name == "django_jobs.admin" or name.startswith("django_jobs.admin.")
+
+    outside = {
+        module: sorted(t for t in targets if in_admin(t))
+        for module, targets in GRAPH.items()
+        if not in_admin(module)
+    }
+    assert {module: t for module, t in outside.items() if t} == {}
+
+
 def test_the_package_exports_exactly_its_lazy_public_names():
     import django_jobs  # here, not at the top: the other tests read files, not modules
 
