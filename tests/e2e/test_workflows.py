@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from django_jobs import chain, chord, group, saga
-from django_jobs.models import Job, WorkflowStep
+from django_jobs.models import Job, Worker, WorkflowStep
 from django_jobs.status import JobStatus, StepStatus, WorkflowStatus
 from tests.conftest import wait_until
 from tests.testapp import tasks
@@ -33,9 +33,12 @@ def test_si_does_not_get_the_previous_result(run_burst):
 
 
 def test_chord_of_200_on_3_workers_calls_back_once_in_order(start_worker):
-    members = group(tasks.wf_square.s(n) for n in range(200))
+    # All three are up before the members exist, and none prefetches, so one
+    # fast worker cannot take every member before the others poll.
+    workers = [start_worker("--concurrency", "4", "--prefetch", "0") for _ in range(3)]
+    wait_until(lambda: Worker.objects.count() == 3, 60, message="three live workers")
+    members = group(tasks.wf_square.s(n, 0.005) for n in range(200))
     workflow = chord(members, tasks.wf_collect.s()).enqueue()
-    workers = [start_worker("--concurrency", "4") for _ in range(3)]
     workflow.wait(120)
     assert workflow.status == WorkflowStatus.SUCCESSFUL
     (callback,) = Event.objects.filter(name="wf_collect")
