@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from django_jobs.codec import from_jsonb
+from django_jobs.conf import jobs_settings
 from django_jobs.engine import postgres_notify
 from django_jobs.engine.base import LOST_WORKER_MESSAGE, LOST_WORKER_REASON
 from django_jobs.engine.claimed import (
@@ -86,6 +87,12 @@ class PostgresEngine(
     def notify_enabled(self) -> bool:
         return notify_enabled()
 
+    @property
+    def _enqueue_wakes(self) -> bool:
+        """Whether an enqueue wakes workers: not in eager mode, where the
+        enqueuing process runs the job on commit itself."""
+        return notify_enabled() and not jobs_settings.EAGER
+
     # -- enqueue ---------------------------------------------------------
 
     def insert_jobs(self, rows: Sequence[NewJob]) -> list[Inserted]:
@@ -149,7 +156,7 @@ class PostgresEngine(
                             if found is not None
                             else self.insert_jobs([row])[0]
                         )
-        if self.notify_enabled:
+        if self._enqueue_wakes:
             notify_on_commit(
                 self.alias, {j.queue_name for j in created if j.run_after <= j.enqueued_at}
             )
@@ -173,7 +180,7 @@ class PostgresEngine(
             "idempotency_key": [r.idempotency_key for r in rows],
             "meta": [r.meta_json for r in rows],
             "flow_lane": [r.lane.key if r.lane else None for r in rows],
-            "notify": self.notify_enabled and postgres_notify.NOTIFY_IN_STATEMENT,
+            "notify": self._enqueue_wakes and postgres_notify.NOTIFY_IN_STATEMENT,
             "channel": JOBS_CHANNEL,
         }
         if unique:
@@ -199,12 +206,12 @@ class PostgresEngine(
                     "timeout": row.timeout,
                     "meta": row.meta_json,
                     "flow_lane": None,
-                    "notify": self.notify_enabled and postgres_notify.NOTIFY_IN_STATEMENT,
+                    "notify": self._enqueue_wakes and postgres_notify.NOTIFY_IN_STATEMENT,
                     "channel": JOBS_CHANNEL,
                 },
             )
             job_id, run_after, enqueued_at, _ = cursor.fetchone()
-        if self.notify_enabled and run_after <= enqueued_at:
+        if self._enqueue_wakes and run_after <= enqueued_at:
             notify_on_commit(self.alias, [row.queue_name])
         job = new_job_model(
             row, self.alias, id=job_id, run_after=run_after, enqueued_at=enqueued_at
