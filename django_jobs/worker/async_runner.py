@@ -38,6 +38,7 @@ from django_jobs.worker.runner import (
     _reset_connections,
     _send_finished,
     cancellation,
+    cancelled_while_running,
     decide,
 )
 
@@ -90,14 +91,7 @@ async def run_async_job(job: ClaimedJob) -> Outcome:
         finally:
             forget_cancel(job.id)
     except JobCancelled as exc:
-        stopped = cancellation(job, exc)
-        logger.info(
-            "job %s (%s) cancelled while running (attempt %s)",
-            job.id,
-            job.task_name,
-            job.attempts,
-            extra=log_extra,
-        )
+        stopped = cancelled_while_running(job, exc, log_extra)
         await _send_finished_async(task_obj, job, stopped)
         return stopped
     except asyncio.CancelledError:

@@ -288,14 +288,7 @@ def _run_job(job: ClaimedJob, raised: list[BaseException] | None = None) -> Outc
     except JobCancelled as exc:
         # Raised into the body by the thread pool (or by the task itself after
         # seeing cancel_requested): an atomic body has rolled back already.
-        stopped = cancellation(job, exc)
-        logger.info(
-            "job %s (%s) cancelled while running (attempt %s)",
-            job.id,
-            job.task_name,
-            job.attempts,
-            extra=log_extra,
-        )
+        stopped = cancelled_while_running(job, exc, log_extra)
         _send_finished(task_obj, job, stopped)
         return stopped
     except ClaimLost:
@@ -367,6 +360,21 @@ def cancellation(job: ClaimedJob, exc: BaseException, *, tb: str | None = None) 
     if not entry["message"]:
         entry["message"] = f"job {job.id} was cancelled while running"
     return Cancellation(job, entry)
+
+
+def cancelled_while_running(
+    job: ClaimedJob, exc: BaseException, log_extra: dict[str, Any]
+) -> Cancellation:
+    """:func:`cancellation` of a run its cancel stopped, logged (both runners)."""
+    stopped = cancellation(job, exc)
+    logger.info(
+        "job %s (%s) cancelled while running (attempt %s)",
+        job.id,
+        job.task_name,
+        job.attempts,
+        extra=log_extra,
+    )
+    return stopped
 
 
 def pool_cancellation(job: ClaimedJob, how: str) -> Cancellation:
