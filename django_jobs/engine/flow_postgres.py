@@ -202,22 +202,29 @@ WITH RECURSIVE waiting(name) AS (
     WHERE shares.take > 0
 ), candidates AS MATERIALIZED (
     SELECT head.id FROM locked CROSS JOIN LATERAL (
-        SELECT id FROM django_jobs_job
-        WHERE id IN (
-            -- The lane's first due jobs in index order (jobs_job_ready_lane),
-            -- a few more than it takes: without this, the planner, seeing
-            -- the queue conditions below, reads and sorts every READY job
-            -- of the lane to take one.
+        -- The lane's first due jobs in index order (jobs_job_ready_lane), a
+        -- few more than it takes, then each re-read by its primary key,
+        -- locked and checked against the queues, in that order (a nested
+        -- loop keeps its outer side's order), until it has what it takes.
+        -- Not one query with the queue conditions: the planner, whose
+        -- estimates lag a burst of enqueues, then drives it from the queue
+        -- index, every job of the queue per lane (measured: 57 ms a lane
+        -- with 5,000 jobs queued).
+        SELECT job.id
+        FROM unnest(ARRAY(
             SELECT id FROM django_jobs_job
             WHERE status = 'READY' AND flow_lane = locked.key AND run_after <= now()
             ORDER BY priority DESC, run_after, id
             LIMIT locked.take + %(spare)s
-        ) AND status = 'READY'
-            AND (%(queues)s::text[] IS NULL OR queue_name = ANY(%(queues)s::text[]))
-            AND {_NOT_PAUSED}
-        ORDER BY priority DESC, run_after, id
+        )) AS first(id)
+        CROSS JOIN LATERAL (
+            SELECT id FROM django_jobs_job
+            WHERE id = first.id AND status = 'READY'
+                AND (%(queues)s::text[] IS NULL OR queue_name = ANY(%(queues)s::text[]))
+                AND {_NOT_PAUSED}
+            FOR UPDATE SKIP LOCKED
+        ) AS job
         LIMIT locked.take
-        FOR UPDATE SKIP LOCKED
     ) AS head
     WHERE locked.usable
     LIMIT {lane_limit}
