@@ -50,11 +50,17 @@ logger = logging.getLogger("django_jobs.worker")
 # seconds later (it blocked the loop, or swallowed the cancel) is given up on
 # by expire_overdue: the worker records the timeout failure itself.
 OVERDUE_MARGIN = 1.0
-# Like the pool's prefetch (worker.PREFETCH_WINDOW): the loop's claim takes
+# Like the pool's prefetch (worker.pacing.PREFETCH_WINDOW): the loop's claim takes
 # about this many seconds of work beyond its free slots while coroutines are
 # quick, so a finished coroutine's slot is refilled at once, not after a round
 # trip; at most the worker's prefetch (--prefetch), nothing when they are slow.
 PREFETCH_WINDOW = 0.05
+# While the pool is busy (the worker has outcomes to write), a claim for the
+# loop that found fewer coroutines than it asked for is not repeated for this
+# many seconds: a drain of sync jobs in a project that also has async tasks
+# would otherwise pay a second statement per cycle for nothing. An idle
+# worker's claims (woken by an enqueue) always ask for both.
+LOOP_DRY_PAUSE = 0.05
 # Seconds to wait for the loop thread to start, and to end at stop.
 LOOP_THREAD_TIMEOUT = 10.0
 
@@ -91,6 +97,7 @@ class LoopExecutor(PoolBookkeeping):
         super().__init__(concurrency, on_finished, threading.Lock())
         self.prefetch = prefetch
         self._prefetch_paused = False  # after a hand-back, until a slot frees up
+        self.dry_until = 0.0  # time.monotonic() of LOOP_DRY_PAUSE's end
         self._loop: asyncio.AbstractEventLoop | None = None  # made by start()
         self._thread: threading.Thread | None = None
         self._in_flight: dict[int, _Running] = {}
@@ -357,18 +364,21 @@ class Claimer(Protocol):
 
 
 def complete_and_claim(
-    worker: Claimer, completions: Sequence[Completion], limit: int
+    worker: Claimer, completions: Sequence[Completion], limit: int, lane_limit: int
 ) -> tuple[set[int], list[ClaimedJob]]:
     """The worker's ``engine.complete_and_claim``, split between the pool and the loop.
 
     The pool's free slots are served first out of ``limit``, the loop takes
     what is left up to its own free slots, the pool the rest (its prefetch).
-    Each claim takes only its side's tasks. Without async tasks: one claim.
+    Each claim takes only its side's tasks, and ``lane_limit`` at most of
+    jobs in lanes with a concurrency limit. Without async tasks: one claim.
     """
     engine, executor, worker_id = worker.engine, worker.executor, worker.id
     queues, lease_seconds = worker.options.queues, worker.lease_seconds
     if not isinstance(executor, SplitExecutor) or not executor.async_names:
-        return engine.complete_and_claim(completions, worker_id, queues, limit, lease_seconds)
+        return engine.complete_and_claim(
+            completions, worker_id, queues, limit, lease_seconds, lane_limit=lane_limit
+        )
     names = executor.async_names
     pool_free = max(executor.pool.free_slots(), 0)
     for_loop = min(executor.loop.claimable(), max(limit - pool_free, 0))
@@ -379,10 +389,21 @@ def complete_and_claim(
         limit - for_loop,
         lease_seconds,
         tasks=TaskFilter(names, include=False),
+        lane_limit=lane_limit,
     )
+    if completions and time.monotonic() < executor.loop.dry_until:
+        for_loop = 0  # LOOP_DRY_PAUSE
     if for_loop > 0:
         _, coroutines = engine.complete_and_claim(
-            [], worker_id, queues, for_loop, lease_seconds, tasks=TaskFilter(names, include=True)
+            [],
+            worker_id,
+            queues,
+            for_loop,
+            lease_seconds,
+            tasks=TaskFilter(names, include=True),
+            lane_limit=max(lane_limit - len(jobs), 0),
         )
         jobs = [*jobs, *coroutines]
+        if len(coroutines) < for_loop:
+            executor.loop.dry_until = time.monotonic() + LOOP_DRY_PAUSE
     return done, jobs

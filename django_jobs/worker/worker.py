@@ -34,6 +34,7 @@ from django_jobs.worker.burst import BurstExit
 from django_jobs.worker.executor import Executor, Finished, ThreadExecutor
 from django_jobs.worker.heartbeat import Heartbeat
 from django_jobs.worker.ledger import Ledger
+from django_jobs.worker.pacing import ClaimPacing
 from django_jobs.worker.probe import HealthServer, liveness
 from django_jobs.worker.process_pool import ProcessExecutor
 from django_jobs.worker.pruner import Pruner
@@ -42,10 +43,6 @@ from django_jobs.worker.runner import Settled, timeout_failure
 logger = logging.getLogger("django_jobs.worker")
 T = TypeVar("T")
 
-# Prefetch keeps about this many seconds of work waiting in the pool's backlog
-# (from the recent mean run time): enough to keep threads busy through a
-# database round trip when jobs are quick, nothing when they are slow.
-PREFETCH_WINDOW = 0.05
 # A prefetched job still waiting for a slot after this many seconds (the jobs
 # ahead of it turned out slow) is handed back for another worker to run.
 HAND_BACK_AFTER = 1.0
@@ -130,13 +127,15 @@ class Worker:
         self.prefetch = int(prefetch)
         self.async_slots = int(options.async_concurrency or jobs_settings.ASYNC_CONCURRENCY)
         self.batch_size = options.batch_size or options.concurrency + prefetch + self.async_slots
-        self._prefetch_paused = False  # after a hand-back, until a slot frees up
         self._releasing: list[ClaimedJob] = []  # handed back, release not confirmed yet
         self._wake = threading.Event()
         self._heartbeat: Heartbeat | None = None
         self._stopping = False
         self._signals_received = 0
         self.executor: Executor = executor or self._make_executor()
+        self.pacing = ClaimPacing(
+            self.executor, options.concurrency, self.prefetch, self.batch_size
+        )
         self._pending: list[Finished] = []  # outcomes not yet written
         self._found_nothing = False  # the last claim asked for jobs and found none
         self._burst = BurstExit(self.engine, options.queues, options.burst_wait)
@@ -288,7 +287,7 @@ class Worker:
             try:
                 self._expire_overdue()
                 self._hand_back_stale()
-                claimed = self._flush_and_claim()
+                claimed, asked = self._flush_and_claim()
                 failures = rejected = 0
             except DatabaseError as exc:
                 hint = rejection_hint(exc)
@@ -330,7 +329,13 @@ class Worker:
                 break
             if claimed:
                 self._burst.claimed()
-                continue  # more may be waiting: claim again as soon as slots free up
+                if claimed >= asked:
+                    continue  # more may be waiting: claim again as soon as slots free up
+                # Fewer than asked for: nothing more is claimable now (a lane
+                # is full, the queue ran dry). The jobs just claimed wake the
+                # loop as they finish; an immediate claim would find nothing.
+                if self.pacing.gather_quick_batch():
+                    continue
             if (
                 self.options.burst
                 and self._found_nothing
@@ -346,47 +351,36 @@ class Worker:
             else:  # every slot busy: woken when a job finishes; check hand-backs meanwhile
                 self._wake.wait(min(self.poll_interval, HAND_BACK_AFTER / 2))
 
-    def _flush_and_claim(self) -> int:
+    def _flush_and_claim(self) -> tuple[int, int]:
         """Write finished jobs' outcomes and claim for the free slots (and prefetch).
         Failures are written one by one first; the successes and the claim go
         in ONE round trip and one commit (``engine.complete_and_claim``)."""
         self._pending.extend(self.executor.take_outcomes())
         self._write_failures()
         completions = [o for _, o in self._pending if isinstance(o, Completion)]
-        limit = self._claim_limit()
+        limit, lane_limit = self._claim_limit()
         if not completions and limit <= 0:
             self._found_nothing = False
-            return 0
-        done, jobs = async_pool.complete_and_claim(self, completions, limit)
+            return 0, 0
+        done, jobs = async_pool.complete_and_claim(self, completions, limit, lane_limit)
         # Only a claim that asked for jobs and got none says "empty" (--burst; worker.burst).
         self._found_nothing = limit > 0 and not jobs
         self._acknowledged(completions, done)
         if jobs:
             self.executor.submit(jobs)
-        return len(jobs)
+        return len(jobs), limit
 
-    def _claim_limit(self) -> int:
-        """How many jobs to claim now: free slots, plus prefetch while jobs are quick."""
+    def _claim_limit(self) -> tuple[int, int]:
+        """How many jobs to claim now, and how many of them in lanes (worker.pacing)."""
         if self._stopping:
-            return 0
-        limit = min(async_pool.free_slots(self.executor) + self._prefetch_budget(), self.batch_size)
+            return 0, 0
+        room = None
         if self.options.max_jobs:
             # held_jobs, not running_jobs: a job finishing right now is in one
             # snapshot either way (running, or an outcome not taken yet).
             unfinished = len(self.executor.held_jobs()) + len(self._pending)
-            limit = min(limit, self.options.max_jobs - self.ledger.ran - unfinished)
-        return max(limit, 0)
-
-    def _prefetch_budget(self) -> int:
-        """Jobs to claim beyond the free slots: about PREFETCH_WINDOW seconds of work."""
-        if self._prefetch_paused:
-            if self.executor.free_slots() <= 0:
-                return 0  # the slow jobs that made us hand back still hold every slot
-            self._prefetch_paused = False
-        mean = self.executor.mean_runtime()
-        if not self.prefetch or mean is None:
-            return 0
-        return min(self.prefetch, int(self.options.concurrency * PREFETCH_WINDOW / max(mean, 1e-6)))
+            room = self.options.max_jobs - self.ledger.ran - unfinished
+        return self.pacing.limits(room)
 
     def _hand_back_stale(self) -> None:
         """Release prefetched jobs that waited too long for a slot.
@@ -397,7 +391,7 @@ class Worker:
         """
         stale = self.executor.take_unstarted(HAND_BACK_AFTER)
         if stale:
-            self._prefetch_paused = True
+            self.pacing.prefetch_paused = True
             self._releasing.extend(stale)
         if not self._releasing:
             return

@@ -10,7 +10,8 @@ import pytest
 from django_jobs.rows import ClaimedJob
 from django_jobs.worker.backlog import Backlog, RuntimeMeter
 from django_jobs.worker.executor import ThreadExecutor
-from django_jobs.worker.worker import PREFETCH_WINDOW, Worker, WorkerOptions
+from django_jobs.worker.pacing import PREFETCH_WINDOW
+from django_jobs.worker.worker import Worker, WorkerOptions
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -90,8 +91,8 @@ def test_prefetch_is_about_fifty_milliseconds_of_work(mean_runtime, expected):
         executor._runtime.add(mean_runtime)
     worker = Worker(WorkerOptions(concurrency=10, prefetch=40), executor=executor)
     assert PREFETCH_WINDOW == 0.05
-    assert worker._prefetch_budget() == expected
-    assert worker._claim_limit() == 10 + expected  # every slot is free
+    assert worker.pacing.prefetch_budget() == expected
+    assert worker._claim_limit()[0] == 10 + expected  # every slot is free
     assert worker.batch_size == 50 + 100  # and the event loop's 100 slots (ASYNC_CONCURRENCY)
 
 
@@ -99,11 +100,11 @@ def test_no_prefetch_after_a_hand_back_until_a_slot_frees_up():
     executor = ThreadExecutor(1, lambda: None)  # not started: submitted jobs stay queued
     executor._runtime.add(0.0001)
     worker = Worker(WorkerOptions(concurrency=1, prefetch=40), executor=executor)
-    worker._prefetch_paused = True
+    worker.pacing.prefetch_paused = True
     executor.submit([claimed(1), claimed(2)])  # the slot is taken, one job waits
-    assert worker._prefetch_budget() == 0
+    assert worker.pacing.prefetch_budget() == 0
     assert [job.id for job in executor.take_unstarted()] == [2]  # the surplus only
-    assert worker._prefetch_budget() == 0
+    assert worker.pacing.prefetch_budget() == 0
     executor._backlog.pop()  # the slot frees up
-    assert worker._prefetch_budget() == 40
-    assert not worker._prefetch_paused
+    assert worker.pacing.prefetch_budget() == 40
+    assert not worker.pacing.prefetch_paused
