@@ -54,8 +54,8 @@ _NOT_PAUSED = "queue_name <> ALL(ARRAY(SELECT name FROM django_jobs_queue WHERE 
 # visited): 'scan' (the last lane scanned, then how many), 'skipped' (one
 # row per lane skipped: its key), 'circuit' (NULL, then how many lanes
 # with a circuit were seen) and 'others' (NULL, then how many lanes got a
-# share other than those of the jobs ``done`` finished: none means no other
-# lane waits for a slot, see below).
+# share other than those of the jobs ``done`` finished that could hand off:
+# none means no other lane waits for a slot, see below).
 #
 # With ``complete`` (COMPLETE_AND_CLAIM_GATED_*, the worker's steady state
 # while lanes wait): the finished jobs are acknowledged in the same
@@ -175,7 +175,13 @@ def _gated(complete: bool, queue_filter: str = "") -> str:
         )
         kind = "CASE WHEN claimed.id IN (SELECT id FROM handoff) THEN 'handoff' ELSE 'claim' END"
         bumped = "AND id NOT IN (SELECT id FROM handoff)"
-        finished_lanes = "SELECT flow_lane FROM done WHERE flow_lane IS NOT NULL"
+        # The lanes of finished jobs that can hand off (as ``handoff``): a
+        # rate-limited lane with a slot is another lane waiting.
+        finished_lanes = """
+        SELECT lane.key FROM django_jobs_flowlane AS lane
+        WHERE lane.key IN (SELECT flow_lane FROM done) AND lane.concurrency_limit IS NOT NULL
+            AND lane.rate_limit IS NULL AND lane.circuit IS NULL
+    """
     else:
         lane_limit = lane_share = "%(limit)s"
         not_done = handed_off = ""

@@ -110,3 +110,16 @@ def test_a_rate_limited_lane_never_hands_off(monkeypatch):
     cycles.run(monkeypatch, 5)
     assert sum(kinds["handoff"] for kinds in cycles.kinds) == 0
     assert Job.objects.filter(status=JobStatus.SUCCESSFUL).count() == 4
+
+
+def test_a_rate_limited_lane_beside_keeps_every_statement_scanning(monkeypatch):
+    # A rate-only lane cannot hand off: while it has jobs, a lane of limit 1
+    # beside it is no reason to stop scanning (its starts would wait for the
+    # next scan, DRY_SCAN_PAUSE later).
+    flow_tasks.one_per_key.enqueue_many([("beside", 0) for _ in range(6)])
+    flow_tasks.bench_rated.enqueue_many([(n,) for n in range(6)])
+    cycles = _Cycles(slots=2)
+    cycles.run(monkeypatch, 5)
+    assert sum(kinds["handoff"] for kinds in cycles.kinds) == 0
+    rated = Job.objects.filter(task_name=flow_tasks.bench_rated.name)
+    assert rated.filter(status=JobStatus.READY).count() <= 1
