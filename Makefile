@@ -60,10 +60,10 @@ prometheus-deps:  ## Debian's prometheus + promtool: the dashboard's queries che
 
 test: venv browser-deps pgbouncer-deps netns-deps prometheus-deps lint typecheck docs  ## set up and run everything: lint, types, tests on SQLite and PostgreSQL
 	DATABASE_URL=sqlite:///$(CURDIR)/var/migrations-check.sqlite3 $(PY) manage.py makemigrations --check --dry-run
-	@# DJANGO_JOBS_TEST_SPLIT: tests that cannot touch the database run in the first pass only,
-	@# browser tests in the second only (tests/conftest.py).
-	DJANGO_JOBS_TEST_SPLIT=1 DJANGO_JOBS_TEST_DB=sqlite $(PY) -m pytest -q -m "not postgres"
-	DJANGO_JOBS_TEST_SPLIT=1 DJANGO_JOBS_TEST_DB=postgres DATABASE_URL=$(DATABASE_URL) $(PY) -m pytest -q
+	@# Two passes side by side (tests/run_passes.py), SQLite without the postgres-marked tests.
+	@# DJANGO_JOBS_TEST_SPLIT: tests that cannot touch the database run in the SQLite pass only,
+	@# browser tests in the PostgreSQL pass only (tests/conftest.py).
+	DATABASE_URL=$(DATABASE_URL) $(PY) tests/run_passes.py
 
 bench: venv
 	$(PY) bench/run.py
