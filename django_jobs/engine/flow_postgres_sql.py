@@ -47,8 +47,8 @@ _NOT_PAUSED = "queue_name <> ALL(ARRAY(SELECT name FROM django_jobs_queue WHERE 
 # together (``shares``, a running sum in scan order): a caller that claims
 # ahead of its free slots can keep those for free slots (a job waiting in a
 # backlog holds its lane's slot); rate-only lanes' starts count either way.
-# The worker gives no lane_limit (%(limit)s): see worker.worker. Lanes
-# without a share are read, never locked.
+# The worker gives its free slots plus half its prefetch (worker.pacing).
+# Lanes without a share are read, never locked.
 # Rows returned: kind 'claim' (the lane, then claimed.CLAIMED_COLUMNS). Only
 # when fewer than the lanes' share were claimed (then every scanned lane was
 # visited): 'scan' (the last lane scanned, then how many), 'skipped' (one
