@@ -24,6 +24,7 @@ from django_jobs.engine.claimed import claimed_mapper
 from django_jobs.engine.flow import LANES_PER_CLAIM, FlowOperations
 from django_jobs.engine.flow_postgres_sql import (
     CLAIM_GATED,
+    CLAIM_LANE_HEADS,
     COMPLETE_AND_CLAIM_GATED_ALL_QUEUES,
     COMPLETE_AND_CLAIM_GATED_IN_QUEUES,
     HEAD_SPARE,
@@ -31,7 +32,7 @@ from django_jobs.engine.flow_postgres_sql import (
     LOCK_LANES,
 )
 from django_jobs.engine.pg import hot_cursor, task_params
-from django_jobs.engine.postgres_sql import CLAIM_LANE_HEADS, FLOW_CLOCK
+from django_jobs.engine.postgres_sql import FLOW_CLOCK
 from django_jobs.flow.rates import RATE_BUCKETS
 from django_jobs.rows import ClaimedJob, Completion, TaskFilter
 
@@ -91,6 +92,7 @@ class PostgresFlowOperations(FlowOperations):
                     "worker_id": worker_id,
                     "lease": lease_seconds,
                     "clock": clock,
+                    "spare": HEAD_SPARE,
                 },
             )
             rows = cursor.fetchall()

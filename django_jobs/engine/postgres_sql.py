@@ -105,7 +105,7 @@ RETURNING {RETURNING_CLAIMED}
 """
 
 # Flow control on the fast path costs two conditions: jobs with a lane are
-# claimed by CLAIM_LANE_HEADS only (the partial indexes hold lane-free rows
+# claimed by flow_postgres_sql's statements only (the partial indexes hold lane-free rows
 # only, so the planner's plan is today's), and a paused queue's jobs are
 # skipped. ARRAY(SELECT ...) is an InitPlan, evaluated once per statement in
 # the statement's snapshot: a pause committed before the claim started is
@@ -159,44 +159,6 @@ WITH candidates AS MATERIALIZED (
 """
     + _CLAIM_SET_AND_RETURN
 )
-
-# The gated claim's last step (engine.flow): each lane's first %(counts)s due
-# jobs in claim order, in unpaused queues (%(queues)s NULL: every queue). The
-# caller holds every named lane's FlowLane row lock (FOR UPDATE SKIP LOCKED,
-# taken in an earlier statement of this transaction) and counted its RUNNING
-# jobs after taking it, so no other claimer takes jobs of these lanes until we
-# commit; the fast path never takes a job with a lane. FOR UPDATE SKIP LOCKED
-# on the jobs too: a row an operator is cancelling right now is skipped, and
-# READ COMMITTED re-checks status on the locked row. Returns the lane first,
-# then claimed.CLAIMED_COLUMNS. The attempt's start is %(clock)s, the time
-# the rate windows counted it at (FLOW_CLOCK), so what is recorded is what
-# was enforced.
-CLAIM_LANE_HEADS = f"""
-WITH want AS (
-    SELECT * FROM unnest(%(lanes)s::text[], %(counts)s::int[]) AS w(lane, n)
-), candidates AS MATERIALIZED (
-    SELECT heads.id FROM want CROSS JOIN LATERAL (
-        SELECT id FROM django_jobs_job
-        WHERE status = 'READY' AND flow_lane = want.lane AND run_after <= now()
-            AND (%(queues)s::text[] IS NULL OR queue_name = ANY(%(queues)s::text[]))
-            AND {_NOT_PAUSED}
-        ORDER BY priority DESC, run_after, id
-        LIMIT want.n
-        FOR UPDATE SKIP LOCKED
-    ) AS heads
-)
-UPDATE django_jobs_job AS job
-SET status = 'RUNNING',
-    attempts = job.attempts + 1,
-    started_at = COALESCE(job.started_at, to_timestamp(%(clock)s)),
-    last_attempted_at = to_timestamp(%(clock)s),
-    worker_id = %(worker_id)s,
-    claim_token = gen_random_uuid(),
-    lease_expires_at = now() + %(lease)s * interval '1 second'
-FROM candidates
-WHERE job.id = candidates.id
-RETURNING job.flow_lane, {RETURNING_CLAIMED}
-"""
 
 # The database's clock for the rate windows, read after the lanes are locked:
 # a claimer that waited behind no one (SKIP LOCKED) reads a time after every
