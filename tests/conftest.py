@@ -15,6 +15,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from tests import fast_flush
+
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DB = os.environ.get("DJANGO_JOBS_TEST_DB", "sqlite")
 
@@ -203,3 +205,5 @@ def is_postgres() -> bool:
 # The `jobs` / `outbox` fixtures come from the pytest11 entry point once the
 # distribution is installed from a tree that declares it; until then from here.
 pytest_plugins = ["tests.testing.load_plugin"]
+
+fast_flush.install()  # tests/fast_flush.py: DELETE, not TRUNCATE, between transactional tests
