@@ -66,6 +66,11 @@ def bench_keyed(n: int) -> None:
     return None
 
 
+@task(concurrency_limit=1, concurrency_key=lambda n: f"bench-wide:{n % 1000}")
+def bench_keyed_wide(n: int) -> None:
+    return None
+
+
 @task(rate_limit="100000/s")
 def bench_rated(n: int) -> None:
     return None
