@@ -1,16 +1,21 @@
-"""The backlog's order and ages, and how much a worker prefetches for a given job speed."""
+"""The backlog's order and ages, how much a worker prefetches for a given job
+speed, and how its claims are sized and paced (worker.pacing, worker.async_pool)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 
-from django_jobs.rows import ClaimedJob
+from django_jobs.rows import ClaimedJob, Completion
+from django_jobs.worker import async_pool
+from django_jobs.worker.async_pool import LoopExecutor, SplitExecutor
 from django_jobs.worker.backlog import Backlog, RuntimeMeter
 from django_jobs.worker.executor import ThreadExecutor
-from django_jobs.worker.pacing import PREFETCH_WINDOW
+from django_jobs.worker.pacing import GATHER_WINDOW, PREFETCH_WINDOW, ClaimPacing
 from django_jobs.worker.worker import Worker, WorkerOptions
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -108,3 +113,64 @@ def test_no_prefetch_after_a_hand_back_until_a_slot_frees_up():
     executor._backlog.pop()  # the slot frees up
     assert worker.pacing.prefetch_budget() == 40
     assert not worker.pacing.prefetch_paused
+
+
+def test_lane_jobs_get_the_free_slots_and_half_the_prefetch():
+    executor = ThreadExecutor(10, lambda: None)  # not started: submitted jobs stay queued
+    executor._runtime.add(0.0001)  # no-op jobs: the whole prefetch of 40
+    pacing = ClaimPacing(executor, concurrency=10, prefetch=40, batch_size=50)
+    assert pacing.limits() == (50, 10 + 20)
+    executor.submit([claimed(n) for n in range(1, 26)])  # 10 slots taken, 15 in the backlog
+    assert pacing.limits() == (25, 5)  # held: 25 of 50, and 25 of the lanes' 30
+    executor.submit([claimed(n) for n in range(26, 36)])
+    assert pacing.limits() == (15, 0)  # past the lanes' share: none for them
+    assert pacing.limits(room=3) == (3, 0)
+
+
+def test_a_quick_batch_is_waited_for_and_a_slow_one_is_not():
+    executor = ThreadExecutor(2, lambda: None)
+    pacing = ClaimPacing(executor, concurrency=2, prefetch=0, batch_size=2)
+    assert not pacing.gather_quick_batch()  # nothing ran yet: no mean to go by
+    executor._runtime.add(0.0001)
+    assert not pacing.gather_quick_batch()  # nothing in hand
+    executor.submit([claimed(1), claimed(2)])  # never started: the wait is bounded
+    started = time.monotonic()
+    assert pacing.gather_quick_batch()
+    assert time.monotonic() - started >= GATHER_WINDOW
+    executor._runtime.add(5.0)  # slow jobs: no wait at all
+    assert not pacing.gather_quick_batch()
+
+
+class _CountingEngine:
+    """Records which side each claim was for (True: coroutines, False: the pool)."""
+
+    def __init__(self) -> None:
+        self.sides: list[bool | None] = []
+
+    def complete_and_claim(self, completions, worker_id, queues, limit, lease, **options):
+        tasks = options.get("tasks")
+        self.sides.append(None if tasks is None else tasks.include)
+        return set(), []
+
+
+def test_a_dry_claim_for_the_event_loop_is_not_repeated_while_the_pool_drains():
+    engine = _CountingEngine()
+    executor = SplitExecutor(ThreadExecutor(2, lambda: None), LoopExecutor(4, lambda: None, 0))
+    executor.async_names = frozenset({"tests.some_coroutine"})
+    worker = SimpleNamespace(
+        engine=engine,
+        executor=executor,
+        id=uuid.uuid4(),
+        lease_seconds=30.0,
+        options=SimpleNamespace(queues=None),
+    )
+    async_pool.complete_and_claim(worker, [], 6, 6)  # idle: both sides, the loop's finds none
+    assert engine.sides == [False, True]
+    finished = [Completion(claimed(1), "null")]
+    async_pool.complete_and_claim(worker, finished, 6, 6)  # draining: the pool's claim only
+    assert engine.sides == [False, True, False]
+    async_pool.complete_and_claim(worker, [], 6, 6)  # idle again (woken): both
+    assert engine.sides == [False, True, False, False, True]
+    executor.loop.dry_until = 0.0  # LOOP_DRY_PAUSE over
+    async_pool.complete_and_claim(worker, finished, 6, 6)
+    assert engine.sides[-2:] == [False, True]
