@@ -7,14 +7,13 @@ lane-free jobs."""
 from __future__ import annotations
 
 from django_jobs.engine.claimed import NULL_PADDING, RETURNING_CLAIMED
-from django_jobs.engine.postgres_sql import TASK_FILTER
+from django_jobs.engine.postgres_sql import NOT_PAUSED, TASK_FILTER
 
 # Heads of a lane looked at beyond those it takes, for jobs of other queues
 # (or paused ones, or locked right now) at the head of a lane that spans
 # queues: past that many, the lane gives this claim nothing.
 HEAD_SPARE = 10
 
-_NOT_PAUSED = "queue_name <> ALL(ARRAY(SELECT name FROM django_jobs_queue WHERE paused))"
 
 # Why one statement is safe although its snapshot is taken before its locks:
 #
@@ -132,12 +131,18 @@ def _lane_heads(lane: str, take: str, exclude: str = "", spare: str = "%(spare)s
             SELECT id FROM django_jobs_job
             WHERE id = first.id AND status = 'READY' {exclude}
                 AND (%(queues)s::text[] IS NULL OR queue_name = ANY(%(queues)s::text[]))
-                AND {_NOT_PAUSED}
+                AND {NOT_PAUSED}
             FOR UPDATE SKIP LOCKED
         ) AS job
         LIMIT {take}
 """
 
+
+# The lanes that can hand off: a concurrency limit, and neither a rate limit
+# (each start is counted in the row) nor a circuit (engine.flow's state machine).
+_HANDS_OFF = (
+    "lane.concurrency_limit IS NOT NULL AND lane.rate_limit IS NULL AND lane.circuit IS NULL"
+)
 
 _HANDOFF = """handoff AS MATERIALIZED (
     SELECT head.id, freed.key FROM (
@@ -151,13 +156,12 @@ _HANDOFF = """handoff AS MATERIALIZED (
             WHERE flow_lane IS NOT NULL GROUP BY flow_lane
         ) AS finished
         JOIN django_jobs_flowlane AS lane ON lane.key = finished.flow_lane
-        WHERE lane.concurrency_limit IS NOT NULL AND lane.rate_limit IS NULL
-            AND lane.circuit IS NULL
+        WHERE {hands_off}
     ) AS freed CROSS JOIN LATERAL (
 {heads}    ) AS head
     WHERE %(handoff)s AND freed.take > 0
     LIMIT LEAST(%(limit)s - (SELECT count(*) FROM fast), %(lane_limit)s)
-), """.format(heads=_lane_heads("freed.key", "freed.take", spare="1"))
+), """.format(heads=_lane_heads("freed.key", "freed.take", spare="1"), hands_off=_HANDS_OFF)
 
 
 def _gated(complete: bool, queue_filter: str = "") -> str:
@@ -168,7 +172,7 @@ def _gated(complete: bool, queue_filter: str = "") -> str:
         not_done = "AND running.id NOT IN (SELECT id FROM done)"
         handed_off = " - (SELECT count(*) FROM handoff WHERE handoff.key = seen.key)"
         heads = _lane_heads("locked.key", "locked.take", "AND id NOT IN (SELECT id FROM handoff)")
-        fast = _FAST.format(not_paused=_NOT_PAUSED, queue_filter=queue_filter) + _HANDOFF
+        fast = _FAST.format(not_paused=NOT_PAUSED, queue_filter=queue_filter) + _HANDOFF
         picked = (
             "SELECT id FROM fast UNION ALL SELECT id FROM handoff"
             " UNION ALL SELECT id FROM candidates"
@@ -177,10 +181,9 @@ def _gated(complete: bool, queue_filter: str = "") -> str:
         bumped = "AND id NOT IN (SELECT id FROM handoff)"
         # The lanes of finished jobs that can hand off (as ``handoff``): a
         # rate-limited lane with a slot is another lane waiting.
-        finished_lanes = """
+        finished_lanes = f"""
         SELECT lane.key FROM django_jobs_flowlane AS lane
-        WHERE lane.key IN (SELECT flow_lane FROM done) AND lane.concurrency_limit IS NOT NULL
-            AND lane.rate_limit IS NULL AND lane.circuit IS NULL
+        WHERE lane.key IN (SELECT flow_lane FROM done) AND {_HANDS_OFF}
     """
     else:
         lane_limit = lane_share = "%(limit)s"

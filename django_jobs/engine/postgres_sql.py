@@ -111,7 +111,7 @@ RETURNING {RETURNING_CLAIMED}
 # the statement's snapshot: a pause committed before the claim started is
 # seen; a claim already running when the pause commits may still take that
 # queue's jobs, which then run (running jobs finish, as documented).
-_NOT_PAUSED = "queue_name <> ALL(ARRAY(SELECT name FROM django_jobs_queue WHERE paused))"
+NOT_PAUSED = "queue_name <> ALL(ARRAY(SELECT name FROM django_jobs_queue WHERE paused))"
 # A claim of some tasks only (rows.TaskFilter, worker.async_pool): %(tasks)s NULL
 # takes every task; else only those named (%(tasks_in)s) or all but them. A
 # read-only condition on the candidate rows, re-checked like the others.
@@ -129,7 +129,7 @@ CLAIM_JOBS_ALL_QUEUES = (
 WITH candidates AS MATERIALIZED (
     SELECT id FROM django_jobs_job
     WHERE status = 'READY' AND run_after <= now() AND flow_lane IS NULL AND """
-    + _NOT_PAUSED
+    + NOT_PAUSED
     + " AND "
     + TASK_FILTER
     + """
@@ -148,7 +148,7 @@ WITH candidates AS MATERIALIZED (
     SELECT id FROM django_jobs_job
     WHERE status = 'READY' AND run_after <= now() AND queue_name = ANY(%(queues)s)
         AND flow_lane IS NULL AND """
-    + _NOT_PAUSED
+    + NOT_PAUSED
     + " AND "
     + TASK_FILTER
     + """
@@ -228,7 +228,7 @@ COMPLETE_AND_CLAIM_ALL_QUEUES = (
     "WITH"
     + _COMPLETE_CTE
     + ","
-    + _CANDIDATES.format(not_paused=_NOT_PAUSED, queue_filter="", task_filter=TASK_FILTER)
+    + _CANDIDATES.format(not_paused=NOT_PAUSED, queue_filter="", task_filter=TASK_FILTER)
     + _CLAIMED_THEN_DONE
 )
 COMPLETE_AND_CLAIM_IN_QUEUES = (
@@ -236,7 +236,7 @@ COMPLETE_AND_CLAIM_IN_QUEUES = (
     + _COMPLETE_CTE
     + ","
     + _CANDIDATES.format(
-        not_paused=_NOT_PAUSED,
+        not_paused=NOT_PAUSED,
         queue_filter="AND queue_name = ANY(%(queues)s)",
         task_filter=TASK_FILTER,
     )
