@@ -35,8 +35,10 @@ def resume(name: str, *, database: str = DEFAULT_DB_ALIAS) -> bool:
 
 
 def _set(name: str, *, paused: bool, database: str) -> bool:
-    # The models are imported by the call: this module is imported by the CLI
-    # and the admin while the app registry may still be loading.
+    # The models and the engine (which imports them) are imported by the
+    # call: this module is imported by the CLI and the admin while the app
+    # registry may still be loading.
+    from django_jobs.engine import get_engine
     from django_jobs.models import Queue
 
     validate_queue_name(name)
@@ -49,6 +51,8 @@ def _set(name: str, *, paused: bool, database: str) -> bool:
             row.paused = paused
             row.paused_at = timezone.now() if paused else None
             row.save(update_fields=["paused", "paused_at", "updated_at"])
+            if not paused:
+                get_engine(database).wake_queues([name])
     if changed:
         logger.warning("queue %s %s", name, "paused" if paused else "resumed")
     return changed

@@ -56,7 +56,7 @@ if os.environ.get("DJANGO_JOBS_TEST_DB_NAME"):
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DJANGO_JOBS = {
     "BACKOFF_BASE": 0.2,
-    "POLL_INTERVAL": 0.2,
+    "POLL_INTERVAL": float(os.environ.get("DJANGO_JOBS_TEST_POLL", "0.2")),
     "LEASE_SECONDS": float(os.environ.get("DJANGO_JOBS_TEST_LEASE", "30")),
     "HEARTBEAT_INTERVAL": float(os.environ.get("DJANGO_JOBS_TEST_HEARTBEAT", "5")),
     "RECOVERY_INTERVAL": float(os.environ.get("DJANGO_JOBS_TEST_RECOVERY", "10")),

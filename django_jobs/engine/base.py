@@ -224,6 +224,12 @@ class Engine(abc.ABC):
     # -- operator actions (admin, CLI) ----------------------------------
 
     @abc.abstractmethod
+    def wake_queues(self, names: Sequence[str]) -> None:
+        """Wake the workers of queues ``names`` once the current transaction
+        commits (a resumed queue is claimed from at once, not at the next
+        poll). Nothing where wake-ups are not supported or turned off."""
+
+    @abc.abstractmethod
     def retry_jobs(self, ids: Sequence[int]) -> int:
         """FAILED/CANCELLED -> READY now with fresh attempts (and no cancel
         request), history kept.

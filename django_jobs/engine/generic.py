@@ -417,6 +417,9 @@ class GenericEngine(
 
     # -- operator actions (admin, CLI) ----------------------------------
 
+    def wake_queues(self, names: Sequence[str]) -> None:
+        pass  # no wake-ups here: workers find the jobs at their next poll
+
     def retry_jobs(self, ids: Sequence[int]) -> int:
         return (
             self._jobs()

@@ -87,6 +87,10 @@ class PostgresEngine(
     def notify_enabled(self) -> bool:
         return notify_enabled()
 
+    def wake_queues(self, names: Sequence[str]) -> None:
+        if self._enqueue_wakes:
+            notify_on_commit(self.alias, names)
+
     @property
     def _enqueue_wakes(self) -> bool:
         """Whether an enqueue wakes workers: not in eager mode, where the

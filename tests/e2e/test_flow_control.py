@@ -12,7 +12,7 @@ import pytest
 from django.core.management import call_command
 
 from django_jobs import queues
-from django_jobs.models import Circuit, CircuitEvent, Job
+from django_jobs.models import Circuit, CircuitEvent, Job, Worker
 from django_jobs.status import CircuitState, JobStatus
 from tests.conftest import wait_until
 from tests.testapp import flow_tasks, tasks
@@ -66,6 +66,21 @@ def test_pause_stops_claims_resume_restarts_them_and_it_survives_restarts(start_
     wait_until(lambda: _all_done(held), 30, message="the resumed queue's jobs")
     assert {j.attempts for j in Job.objects.filter(pk__in=held)} == {1}
     assert queues.paused_queues() == []
+
+
+@pytest.mark.postgres
+def test_resume_wakes_idle_workers_at_once_not_at_their_next_poll(start_worker):
+    call_command("jobs", "pause", "held")
+    job = flow_tasks.pausable.using(queue_name="held").enqueue("woken")
+    # A 30 s poll: only the resume's wake-up can start the job within seconds.
+    start_worker("--concurrency", "2", env={"DJANGO_JOBS_TEST_POLL": "30"})
+    wait_until(lambda: Worker.objects.exists(), 30, message="the worker's registration")
+    time.sleep(1.0)  # the worker's first claim found the queue paused; it now sleeps
+    assert Job.objects.get(pk=job.pk).status == JobStatus.READY
+    resumed = time.monotonic()
+    queues.resume("held")
+    wait_until(lambda: _all_done([job.pk]), 10, message="the resumed queue's job")
+    assert time.monotonic() - resumed < 10
 
 
 def test_concurrency_limit_one_per_key_never_overlaps_within_a_key(start_worker):
