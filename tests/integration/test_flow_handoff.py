@@ -123,3 +123,31 @@ def test_a_rate_limited_lane_beside_keeps_every_statement_scanning(monkeypatch):
     assert sum(kinds["handoff"] for kinds in cycles.kinds) == 0
     rated = Job.objects.filter(task_name=flow_tasks.bench_rated.name)
     assert rated.filter(status=JobStatus.READY).count() <= 1
+
+
+def test_a_lane_waiting_beside_finished_lane_free_jobs_counts_as_another_lane(monkeypatch):
+    # One statement finishes a lane-free job (no lane) and lane A's job,
+    # and its scan gives a share to lane A and to a new lane C: C is another
+    # lane with a free slot, so hand-off mode must stay off. (A lane-free
+    # job's missing lane must not make C's membership test unknown.)
+    flow_tasks.unlimited.enqueue(1)
+    flow_tasks.one_per_key.enqueue_many([("laneA", 0), ("laneA", 0)])
+    cycles = _Cycles(slots=6)
+    cycles.run(monkeypatch, 1)
+    assert {job.task_name for job in cycles.held} == {
+        flow_tasks.unlimited.name,
+        flow_tasks.one_per_key.name,
+    }
+    flow_tasks.one_per_key.enqueue_many([("laneC", 0)])
+    others: list[int] = []
+    original = PostgresFlowOperations._run_gated
+
+    def spy(engine: Any, statement: str, params: dict[str, Any]) -> Any:
+        result = original(engine, statement, params)
+        others.extend(row[2] for row in result.rows if row[0] == "others")
+        return result
+
+    monkeypatch.setattr(PostgresFlowOperations, "_run_gated", spy)
+    completions = [Completion(job, "null") for job in cycles.held]
+    cycles.engine.complete_and_claim(completions, cycles.worker, None, 6, 30, lane_limit=6)
+    assert others == [1]
