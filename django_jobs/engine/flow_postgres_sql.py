@@ -7,7 +7,7 @@ lane-free jobs."""
 from __future__ import annotations
 
 from django_jobs.engine.claimed import NULL_PADDING, RETURNING_CLAIMED
-from django_jobs.engine.postgres_sql import NOT_PAUSED, TASK_FILTER
+from django_jobs.engine.postgres_sql import LANE_JOBS_DUE, NOT_PAUSED, TASK_FILTER
 
 # Heads of a lane looked at beyond those it takes, for jobs of other queues
 # (or paused ones, or locked right now) at the head of a lane that spans
@@ -145,27 +145,24 @@ _HANDS_OFF = (
 )
 
 # ``freed`` is materialized: its ``take`` is read three times per lane by
-# the lateral below, and inlined the RUNNING count ran each time. The count
-# is one grouped pass over the finished lanes' RUNNING jobs (by
-# jobs_job_running_lane, or the status index for all RUNNING jobs at once),
-# not a probe per lane: with the job table's statistics lagging (RUNNING
-# looks empty after a burst), the planner drove each lane's probe from the
-# status index, every RUNNING job of every worker per lane (measured: 35 us
-# a lane, three times, 5 of the statement's 9 ms for 50 lanes).
+# the lateral below. Its RUNNING counts are ``running``'s (see there), and
+# each lane's row is read by its key (a probe, not a scan of the lane table
+# per finished lane, which the planner chose while it believed both small).
 _HANDOFF = """freed AS MATERIALIZED (
-    SELECT lane.key, LEAST(finished.n, lane.concurrency_limit - COALESCE(busy.n, 0)) AS take
+    SELECT lane.key,
+        LEAST(finished.n, lane.concurrency_limit - COALESCE((running.n ->> lane.key)::int, 0))
+            AS take
     FROM (
         SELECT flow_lane, count(*) AS n FROM done
         WHERE %(handoff)s AND flow_lane IS NOT NULL GROUP BY flow_lane
     ) AS finished
-    JOIN django_jobs_flowlane AS lane ON lane.key = finished.flow_lane
-    LEFT JOIN (
-        SELECT running.flow_lane, count(*) AS n FROM django_jobs_job AS running
-        WHERE running.status = 'RUNNING' AND running.flow_lane IS NOT NULL
-            AND running.flow_lane IN (SELECT flow_lane FROM done)
-            AND running.id NOT IN (SELECT id FROM done)
-        GROUP BY running.flow_lane
-    ) AS busy ON busy.flow_lane = lane.key
+    CROSS JOIN LATERAL (
+        SELECT lane.key, lane.concurrency_limit, lane.rate_limit, lane.circuit
+        FROM django_jobs_flowlane AS lane
+        WHERE lane.key = finished.flow_lane
+        LIMIT 1  -- the key is unique; kept a probe by the primary key
+    ) AS lane
+    CROSS JOIN running
     WHERE {hands_off}
 ), handoff AS MATERIALIZED (
     SELECT head.id, freed.key FROM freed CROSS JOIN LATERAL (
@@ -212,14 +209,7 @@ def _gated(complete: bool, queue_filter: str = "") -> str:
     short = f"WHERE {shortfall}"
     completed = (
         f"UNION ALL\nSELECT 'done', NULL, done.id{NULL_PADDING} FROM done\n"
-        "UNION ALL\nSELECT 'waiting', NULL, NULL"
-        + NULL_PADDING
-        + """
-WHERE EXISTS (
-    SELECT 1 FROM django_jobs_job
-    WHERE status = 'READY' AND flow_lane IS NOT NULL AND run_after <= now()
-)
-"""
+        "UNION ALL\nSELECT 'waiting', NULL, NULL" + NULL_PADDING + f"\nWHERE {LANE_JOBS_DUE}\n"
         if complete
         else ""
     )
@@ -236,9 +226,9 @@ WITH RECURSIVE waiting(name) AS (
     SELECT (SELECT MIN(flow_lane) FROM django_jobs_job
             WHERE status = 'READY' AND flow_lane > wrapped.name)
     FROM wrapped WHERE wrapped.name < %(after)s
-), {_DONE if complete else ""}{fast}running AS MATERIALIZED (
-    -- Every lane's RUNNING jobs, counted in one pass when the scan first
-    -- needs a count (never in hand-off mode, which scans no lane): a probe
+), {_DONE if complete else ""}running AS MATERIALIZED (
+    -- Every lane's RUNNING jobs (but those ``done`` just finished), counted
+    -- in one pass when the hand-off or the scan first needs a count: a probe
     -- per lane was planned from the status index while the statistics lag
     -- (RUNNING looks empty after a burst of enqueues), every RUNNING job of
     -- every worker per lane (measured: 9 of 29 ms for 100 lanes). One
@@ -249,7 +239,7 @@ WITH RECURSIVE waiting(name) AS (
         WHERE running.status = 'RUNNING' AND running.flow_lane IS NOT NULL {not_done}
         GROUP BY running.flow_lane
     ) AS counts
-), clock AS MATERIALIZED (
+), {fast}clock AS MATERIALIZED (
     SELECT extract(epoch FROM clock_timestamp())::float8 AS t
 ), gate AS MATERIALIZED (
     SELECT seen.key, seen.version, seen.circuit IS NOT NULL AS has_circuit,
