@@ -7,7 +7,12 @@ lane-free jobs."""
 from __future__ import annotations
 
 from django_jobs.engine.claimed import NULL_PADDING, RETURNING_CLAIMED
-from django_jobs.engine.postgres_sql import LANE_JOBS_DUE, NOT_PAUSED, TASK_FILTER
+from django_jobs.engine.postgres_sql import (
+    LANE_JOBS_DUE,
+    NOT_PAUSED,
+    TASK_FILTER,
+    complete_update,
+)
 
 # Heads of a lane looked at beyond those it takes, for jobs of other queues
 # (or paused ones, or locked right now) at the head of a lane that spans
@@ -86,14 +91,13 @@ HEAD_SPARE = 10
 # kept busy by hand-offs would otherwise take turns from lanes waiting in
 # the scan's rotation.
 _BUCKET = "floor(clock.t * %(buckets)s / {lane}.rate_period)::bigint"
-_DONE = """done AS (
-    UPDATE django_jobs_job AS job
-    SET status = 'SUCCESSFUL', result = d.result, finished_at = now(), lease_expires_at = NULL
-    FROM unnest(%(done_ids)s::bigint[], %(done_tokens)s::uuid[], %(done_results)s::jsonb[])
-        AS d(id, claim_token, result)
-    WHERE job.id = d.id AND job.claim_token = d.claim_token AND job.status = 'RUNNING'
-    RETURNING job.id, job.flow_lane
-), """
+_DONE = (
+    "done AS ("
+    + complete_update(
+        "%(done_ids)s", "%(done_tokens)s", "%(done_results)s", "job.id, job.flow_lane"
+    )
+    + "), "
+)
 _FAST = (
     """fast AS MATERIALIZED (
     SELECT id FROM django_jobs_job

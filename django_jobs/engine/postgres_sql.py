@@ -165,16 +165,31 @@ WITH candidates AS MATERIALIZED (
 # start already recorded in the lanes it holds, so windows only move forward.
 FLOW_CLOCK = "SELECT extract(epoch FROM clock_timestamp())::float8"
 
+
 # Mark a batch of jobs SUCCESSFUL in one round trip. Fenced per row on id AND
 # claim token AND RUNNING: a job whose lease expired and was re-claimed has a
-# new token, so a late completion from the old owner matches nothing.
-COMPLETE_JOBS = """
-UPDATE django_jobs_job AS job
-SET status = 'SUCCESSFUL', result = done.result, finished_at = now(), lease_expires_at = NULL
-FROM unnest(%s::bigint[], %s::uuid[], %s::jsonb[]) AS done(id, claim_token, result)
-WHERE job.id = done.id AND job.claim_token = done.claim_token AND job.status = 'RUNNING'
-RETURNING job.id
+# new token, so a late completion from the old owner matches nothing. The
+# RUNNING test is a CASE, which no index can serve, so the rows are found by
+# primary key, one probe per finished job (a concurrent change re-checks it
+# on the newest version like any qual). As ``status = 'RUNNING'`` the
+# planner, whose statistics lag (RUNNING looks empty after a burst of
+# enqueues), hashed every RUNNING job of every worker, read from the status
+# index, in each completion: a cost that grows with the cluster, not the batch.
+def complete_update(ids: str, tokens: str, results: str, returning: str) -> str:
+    """The fenced completion UPDATE over the bound arrays ``ids``, ``tokens``
+    and ``results`` (placeholders), returning ``returning``."""
+    return f"""
+    UPDATE django_jobs_job AS job
+    SET status = 'SUCCESSFUL', result = d.result, finished_at = now(), lease_expires_at = NULL
+    FROM unnest({ids}::bigint[], {tokens}::uuid[], {results}::jsonb[])
+        AS d(id, claim_token, result)
+    WHERE job.id = d.id AND job.claim_token = d.claim_token
+        AND CASE WHEN job.status = 'RUNNING' THEN true END
+    RETURNING {returning}
 """
+
+
+COMPLETE_JOBS = complete_update("%s", "%s", "%s", "job.id")
 
 # The worker's steady state in ONE statement and one commit: acknowledge the
 # finished jobs (fenced exactly like COMPLETE_JOBS) and claim up to %(limit)s
@@ -183,15 +198,11 @@ RETURNING job.id
 # snapshot is safe; both commit or neither does. Claimed rows come first with
 # is_claim true, then one row per acknowledged id with is_claim false: its id
 # where a claim has ``id`` (CLAIMED_COLUMNS' first), NULL for the other columns.
-_COMPLETE_CTE = """
-done AS (
-    UPDATE django_jobs_job AS job
-    SET status = 'SUCCESSFUL', result = d.result, finished_at = now(), lease_expires_at = NULL
-    FROM unnest(%(done_ids)s::bigint[], %(done_tokens)s::uuid[], %(done_results)s::jsonb[])
-        AS d(id, claim_token, result)
-    WHERE job.id = d.id AND job.claim_token = d.claim_token AND job.status = 'RUNNING'
-    RETURNING job.id
-)"""
+_COMPLETE_CTE = (
+    "\ndone AS ("
+    + complete_update("%(done_ids)s", "%(done_tokens)s", "%(done_results)s", "job.id")
+    + ")"
+)
 _CANDIDATES = """
 candidates AS MATERIALIZED (
     SELECT id FROM django_jobs_job
