@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """``make bench-compare REVS="..."``: django_jobs at several git revisions, in one run.
 
-    python bench/compare.py REV [REV ...] [--quick] [--pgbench] [--write]
+    python bench/compare.py REV [REV ...] [--quick] [--pgbench] [--rounds N] [--write]
 
 Each REV (anything ``git rev-parse`` takes; committed state only, uncommitted
 changes are not seen) is checked out with ``git worktree add --detach`` into
@@ -16,7 +16,12 @@ The workloads are those of ``make bench`` for django_jobs (enqueue one per
 transaction, bulk enqueue, drain with 1 and 2 workers, enqueue-to-start
 latency; ``--pgbench`` adds the PostgreSQL ceiling for context), taken
 workload by workload with the revisions in alternating order, so that a change
-in the machine's load hits every revision alike.
+in the machine's load hits every revision alike. A short workload is run three
+times in a row per revision and the median kept; on a machine whose speed
+drifts that is not enough (measured: the first of four revisions fastest by
+25% in one workload, the last slowest in the next), so ``--rounds N`` runs the
+drains and enqueues N rounds instead, one run per revision per round, the
+revisions in rotating order, and reports each revision's median.
 
 Which bench code runs: the orchestrator (this script, bench/workloads.py,
 bench/harness.py) is always the current one. The client side (bench/clients/
@@ -238,8 +243,19 @@ def prepare(revision: Revision) -> dict[str, str]:
     return versions
 
 
+# One run of each repeated workload, for --rounds: the rounds then take
+# the revisions in rotating order, so that a drift in the machine's speed
+# spreads over every revision instead of hitting the three runs of one.
+_ONE_RUN = {
+    workloads.drain_median: workloads.drain,
+    workloads.enqueue_one_median: workloads.enqueue_one,
+}
+
+
 def run_revisions(revisions: list[Revision], args: argparse.Namespace) -> dict[str, Any]:
-    """Every workload for every revision, workload by workload, alternating the order."""
+    """Every workload for every revision, workload by workload, alternating
+    the order; with ``--rounds N``, the repeated workloads N times, one run
+    per revision per round, in rotating order (the median reported)."""
     out: dict[str, Any] = {}
     for revision in revisions:
         versions = prepare(revision)
@@ -255,11 +271,34 @@ def run_revisions(revisions: list[Revision], args: argparse.Namespace) -> dict[s
         }
     for index, (key, label, func, extra) in enumerate(_steps(args)):
         log(f"== {label}")
+        if args.rounds > 1 and (func in _ONE_RUN or func is workloads.enqueue_bulk):
+            runs: dict[str, list[dict[str, Any] | None]] = {r.key: [] for r in revisions}
+            for round_ in range(args.rounds):
+                shift = round_ % len(revisions)
+                for revision in revisions[shift:] + revisions[:shift]:
+                    name = f"{revision.system.label}: {label} (round {round_ + 1})"
+                    one = _ONE_RUN.get(func, func)
+                    runs[revision.key].append(_measure(name, one, revision.system, *extra))
+            for revision in revisions:
+                out[revision.key]["results"][key] = _median_of_rounds(runs[revision.key])
+            continue
         order = revisions if index % 2 == 0 else list(reversed(revisions))
         for revision in order:
             name = f"{revision.system.label}: {label}"
             out[revision.key]["results"][key] = _measure(name, func, revision.system, *extra)
     return out
+
+
+def _median_of_rounds(runs: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """The median run of one revision's rounds (a failed round: that failure)."""
+    for run in runs:
+        if run is None or "error" in run:
+            return run
+    ordered = sorted((run for run in runs if run is not None), key=lambda run: run["value"])
+    values = [float(run["value"]) for run in ordered]
+    spread = f"{values[0]:,.0f}-{values[-1]:,.0f}"
+    note = f"median of {len(values)} interleaved runs, {spread}"
+    return {**ordered[len(ordered) // 2], "note": note, "runs": values}
 
 
 def _usable(result: dict[str, Any] | None) -> bool:
@@ -387,6 +426,13 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the harness")
     parser.add_argument("--pgbench", action="store_true", help="also the pgbench ceiling")
     parser.add_argument("--write", action="store_true", help="the table into bench/RESULTS.md")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run drains and enqueues this many rounds, revisions interleaved (default: "
+        "three runs of each revision in a row, when short)",
+    )
     args = parser.parse_args()
     set_sizes(args)
     # SIGTERM unwinds like Ctrl+C: the finally blocks stop workers, drop the
