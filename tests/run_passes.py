@@ -40,7 +40,8 @@ def main(extra: list[str]) -> int:
         if name == "sqlite":
             environ.pop("DATABASE_URL", None)  # the PostgreSQL pass's server
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-q", *args, *extra],
+            # The slowest tests in the log: where the suite's time budget goes.
+            [sys.executable, "-m", "pytest", "-q", "--durations=15", *args, *extra],
             env=environ,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
