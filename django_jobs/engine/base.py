@@ -164,6 +164,14 @@ class Engine(abc.ABC):
         instead. Returns how many were still held."""
 
     @abc.abstractmethod
+    def release_orphans(self, worker_id: uuid.UUID, held: Sequence[int]) -> int:
+        """Hand back to READY, attempt not counted, the RUNNING jobs claimed by
+        worker ``worker_id`` that are not in ``held`` (the ids it knows it
+        holds): claims whose answer a lost connection took, which would
+        otherwise wait for their lease. Only for the worker's own id, from the
+        thread that claims, between claims. Returns how many."""
+
+    @abc.abstractmethod
     def renew_leases(self, jobs: Sequence[ClaimedJob], lease_seconds: float) -> Renewal:
         """Renew the leases of ``jobs``, the claims this worker still holds, and
         say which of them an operator cancelled (``cancel_requested_at`` set).

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Case, DateTimeField, F, Q, QuerySet, Value, When
+from django.db.models import Q, QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -35,7 +35,7 @@ from django_jobs.engine.base import (
 from django_jobs.engine.cancel import CancelOperations
 from django_jobs.engine.flow import FlowOperations
 from django_jobs.engine.instances import new_job_model
-from django_jobs.engine.orm_claim import OrmClaims
+from django_jobs.engine.orm_claim import RELEASED, OrmClaims
 from django_jobs.engine.schedules import ScheduleOperations
 from django_jobs.engine.skip_scan import DISTINCT_NAMES
 from django_jobs.engine.workflows import WorkflowOperations
@@ -66,13 +66,6 @@ def lost_worker_error(job_id: int, attempts: int, worker_id: str | None) -> dict
         "at": timezone.now().isoformat(),
         "worker_id": worker_id,
     }
-
-
-def _unless_first_attempt(field: str) -> Case:
-    """``field`` kept, or NULL when the attempt being released is the first."""
-    return Case(
-        When(attempts__lte=1, then=Value(None)), default=F(field), output_field=DateTimeField()
-    )
 
 
 def dead_letter_for(job: Job, reason: str) -> Any:
@@ -301,25 +294,16 @@ class GenericEngine(
                 released += (
                     self._jobs()
                     .filter(pk=job.id, claim_token=job.claim_token, status=JobStatus.RUNNING)
-                    .update(
-                        # Cancelled while waiting in the backlog: it ends here.
-                        status=Case(
-                            When(
-                                cancel_requested_at__isnull=False, then=Value(JobStatus.CANCELLED)
-                            ),
-                            default=Value(JobStatus.READY),
-                        ),
-                        finished_at=Case(When(cancel_requested_at__isnull=False, then=Now())),
-                        attempts=F("attempts") - 1,
-                        # A released first attempt never started the run.
-                        started_at=_unless_first_attempt("started_at"),
-                        last_attempted_at=_unless_first_attempt("last_attempted_at"),
-                        lease_expires_at=None,
-                        worker_id=None,
-                        claim_token=None,
-                    )
+                    .update(**RELEASED)
                 )
         return released
+
+    def release_orphans(self, worker_id: uuid.UUID, held: Sequence[int]) -> int:
+        # Each row changed is RUNNING under our id and not held: no other
+        # worker's claim, none of our running jobs. A concurrent recovery of
+        # the row waits on its lock, then finds it released (or the reverse).
+        running = self._jobs().filter(worker_id=worker_id, status=JobStatus.RUNNING)
+        return running.exclude(pk__in=list(held)).update(**RELEASED)
 
     def recover_expired(self, limit: int = 500) -> RecoveryReport:
         retried = dead = cancelled = 0

@@ -15,13 +15,39 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F, Q, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Case, DateTimeField, F, Q, Value, When
+from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
 from django_jobs.engine.claimed import CLAIMED_COLUMNS
 from django_jobs.rows import ClaimedJob
 from django_jobs.status import JobStatus
+
+
+def _unless_first_attempt(field: str) -> Case:
+    """``field`` kept, or NULL when the attempt being released is the first."""
+    return Case(
+        When(attempts__lte=1, then=Value(None)), default=F(field), output_field=DateTimeField()
+    )
+
+
+# The update values of a claim handed back unfinished (release_jobs,
+# release_orphans): READY with the attempt not counted (a
+# released first attempt never started the run), or CANCELLED if a cancel
+# was requested while it waited.
+RELEASED: dict[str, Any] = {
+    "status": Case(
+        When(cancel_requested_at__isnull=False, then=Value(JobStatus.CANCELLED)),
+        default=Value(JobStatus.READY),
+    ),
+    "finished_at": Case(When(cancel_requested_at__isnull=False, then=Now())),
+    "attempts": F("attempts") - 1,
+    "started_at": _unless_first_attempt("started_at"),
+    "last_attempted_at": _unless_first_attempt("last_attempted_at"),
+    "lease_expires_at": None,
+    "worker_id": None,
+    "claim_token": None,
+}
 
 # The ORM reads worker_id too (the SQL engine knows it without reading).
 _CLAIMED_FIELDS = (*CLAIMED_COLUMNS, "worker_id")

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any, Protocol, TypeVar
 
-from django.db import DatabaseError, ProgrammingError, connections
+from django.db import DatabaseError, connections
 
 from django_jobs.backoff import outage_delay
 from django_jobs.conf import jobs_settings
@@ -38,6 +38,7 @@ from django_jobs.worker.pacing import ClaimPacing
 from django_jobs.worker.probe import HealthServer, liveness
 from django_jobs.worker.process_pool import ProcessExecutor
 from django_jobs.worker.pruner import Pruner
+from django_jobs.worker.rejections import rejection_hint
 from django_jobs.worker.runner import Settled, timeout_failure
 
 logger = logging.getLogger("django_jobs.worker")
@@ -56,33 +57,6 @@ REJECTED_IN_A_ROW_LIMIT = 3
 # At shutdown, how long to wait for a heartbeat in flight (one beat is a few
 # short statements; a database outage makes it fail within its connect timeout).
 HEARTBEAT_JOIN_TIMEOUT = 10.0
-
-
-# What a connection pooler in transaction mode does to prepared statements:
-# the server connection that prepared one is not the next one (26000
-# invalid_sql_statement_name), or another client's "_pg3_0" is already there
-# (42P05 duplicate_prepared_statement; PgBouncer 1.18 does both).
-PREPARED_STATEMENT_SQLSTATES = frozenset({"26000", "42P05"})
-PREPARED_STATEMENT_HINT = (
-    "prepared statements do not survive this connection: behind PgBouncer in transaction "
-    "mode set DJANGO_JOBS['PREPARED_STATEMENTS'] = False (or use PgBouncer 1.22+ with "
-    "max_prepared_statements)"
-)
-
-
-def prepared_statement_lost(exc: DatabaseError) -> bool:
-    """Whether ``exc`` is a pooler mixing up prepared statements (see above)."""
-    return str(getattr(exc.__cause__, "sqlstate", None) or "") in PREPARED_STATEMENT_SQLSTATES
-
-
-def rejection_hint(exc: DatabaseError) -> str | None:
-    """What to do about a statement the database rejects for good; None for a passing error."""
-    sqlstate = str(getattr(exc.__cause__, "sqlstate", None) or "")
-    if prepared_statement_lost(exc):
-        return PREPARED_STATEMENT_HINT
-    if sqlstate.startswith("42") or (not sqlstate and isinstance(exc, ProgrammingError)):
-        return "is the schema migrated (manage.py migrate)?"  # undefined table/column...
-    return None
 
 
 class Service(Protocol):
@@ -287,6 +261,8 @@ class Worker:
             try:
                 self._expire_overdue()
                 self._hand_back_stale()
+                if failures or rejected:
+                    self._release_orphans()
                 claimed, asked = self._flush_and_claim()
                 failures = rejected = 0
             except DatabaseError as exc:
@@ -381,6 +357,13 @@ class Worker:
             unfinished = len(self.executor.held_jobs()) + len(self._pending)
             room = self.options.max_jobs - self.ledger.ran - unfinished
         return self.pacing.limits(room)
+
+    def _release_orphans(self) -> None:
+        """After a database error: release jobs claimed by a statement whose
+        answer was lost, now rather than after their lease."""
+        released = self.engine.release_orphans(self.id, [j.id for j in self.held_jobs()])
+        if released:
+            logger.warning("released %d job(s) of a claim whose answer was lost", released)
 
     def _hand_back_stale(self) -> None:
         """Release prefetched jobs that waited too long for a slot.

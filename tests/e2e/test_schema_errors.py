@@ -15,7 +15,7 @@ from django.db import DatabaseError, connection, transaction
 
 from django_jobs.models import Job
 from django_jobs.status import JobStatus
-from django_jobs.worker.worker import rejection_hint
+from django_jobs.worker.rejections import rejection_hint
 from tests.e2e.crash_support import ids, wait_for
 from tests.testapp import tasks
 

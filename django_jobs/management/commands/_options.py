@@ -19,7 +19,7 @@ from django.apps import apps
 from django.core.management.base import CommandError
 from django.db import DatabaseError, ProgrammingError, connections
 
-from django_jobs.worker.worker import PREPARED_STATEMENT_HINT, prepared_statement_lost
+from django_jobs.worker.rejections import PREPARED_STATEMENT_HINT, prepared_statement_lost
 
 # Threads per worker process: beyond about a thousand, a worker spends its time
 # switching threads (and hits the OS thread limit: "can't start new thread").

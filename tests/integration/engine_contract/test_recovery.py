@@ -115,3 +115,23 @@ def test_jobs_that_are_not_running_are_never_recovered(engine):
         done.pk: JobStatus.SUCCESSFUL,
     }
     assert all(not job.errors for job in Job.objects.all())
+
+
+def test_release_orphans_hands_back_only_our_unknown_claims_attempt_not_counted(engine):
+    # A claim whose answer a lost connection took: the jobs are RUNNING
+    # under our id, but the worker never saw them.
+    me, other = uuid.uuid4(), uuid.uuid4()
+    for n in range(4):
+        tasks.add.enqueue(n, n)
+    known, *lost = engine.claim_jobs(me, None, 3, 30)
+    (theirs,) = engine.claim_jobs(other, None, 1, 30)
+    Job.objects.filter(pk=lost[0].id).update(cancel_requested_at=timezone.now())
+    assert engine.release_orphans(me, [known.id]) == 2
+    rows = {job.pk: job for job in Job.objects.all()}
+    assert rows[known.id].status == rows[theirs.id].status == JobStatus.RUNNING
+    assert rows[known.id].claim_token == known.claim_token
+    cancelled, ready = rows[lost[0].id], rows[lost[1].id]
+    assert (cancelled.status, ready.status) == (JobStatus.CANCELLED, JobStatus.READY)
+    assert ready.attempts == 0 and ready.claim_token is None and ready.worker_id is None
+    assert ready.started_at is None and ready.lease_expires_at is None
+    assert engine.release_orphans(me, [known.id]) == 0
