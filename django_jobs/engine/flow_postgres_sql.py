@@ -150,8 +150,9 @@ _HANDS_OFF = (
 
 # ``freed`` is materialized: its ``take`` is read three times per lane by
 # the lateral below. Its RUNNING counts are ``running``'s (see there), and
-# each lane's row is read by its key (a probe, not a scan of the lane table
-# per finished lane, which the planner chose while it believed both small).
+# each finished lane's row is looked up on its own, stopping at the match
+# (as a join, the planner scanned the whole lane table once per finished
+# lane while it believed both tables tiny).
 _HANDOFF = """freed AS MATERIALIZED (
     SELECT lane.key,
         LEAST(finished.n, lane.concurrency_limit - COALESCE((running.n ->> lane.key)::int, 0))
@@ -164,7 +165,7 @@ _HANDOFF = """freed AS MATERIALIZED (
         SELECT lane.key, lane.concurrency_limit, lane.rate_limit, lane.circuit
         FROM django_jobs_flowlane AS lane
         WHERE lane.key = finished.flow_lane
-        LIMIT 1  -- the key is unique; kept a probe by the primary key
+        LIMIT 1  -- the key is unique: stop at the match
     ) AS lane
     CROSS JOIN running
     WHERE {hands_off}
