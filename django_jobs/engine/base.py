@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import abc
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -232,7 +232,7 @@ class Engine(abc.ABC):
     # -- operator actions (admin, CLI) ----------------------------------
 
     @abc.abstractmethod
-    def wake_queues(self, names: Sequence[str]) -> None:
+    def wake_queues(self, names: Iterable[str]) -> None:
         """Wake the workers of queues ``names`` once the current transaction
         commits (a resumed queue is claimed from at once, not at the next
         poll). Nothing where wake-ups are not supported or turned off."""

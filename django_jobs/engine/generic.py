@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -401,7 +401,7 @@ class GenericEngine(
 
     # -- operator actions (admin, CLI) ----------------------------------
 
-    def wake_queues(self, names: Sequence[str]) -> None:
+    def wake_queues(self, names: Iterable[str]) -> None:
         pass  # no wake-ups here: workers find the jobs at their next poll
 
     def retry_jobs(self, ids: Sequence[int]) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import select
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -87,7 +87,7 @@ class PostgresEngine(
     def notify_enabled(self) -> bool:
         return notify_enabled()
 
-    def wake_queues(self, names: Sequence[str]) -> None:
+    def wake_queues(self, names: Iterable[str]) -> None:
         if self._enqueue_wakes:
             notify_on_commit(self.alias, names)
 
@@ -160,10 +160,7 @@ class PostgresEngine(
                             if found is not None
                             else self.insert_jobs([row])[0]
                         )
-        if self._enqueue_wakes:
-            notify_on_commit(
-                self.alias, {j.queue_name for j in created if j.run_after <= j.enqueued_at}
-            )
+        self.wake_queues(j.queue_name for j in created if j.run_after <= j.enqueued_at)
         self._after_enqueue(created)
         return [result for result in results if result is not None]
 
@@ -215,8 +212,8 @@ class PostgresEngine(
                 },
             )
             job_id, run_after, enqueued_at, _ = cursor.fetchone()
-        if self._enqueue_wakes and run_after <= enqueued_at:
-            notify_on_commit(self.alias, [row.queue_name])
+        if run_after <= enqueued_at:
+            self.wake_queues([row.queue_name])
         job = new_job_model(
             row, self.alias, id=job_id, run_after=run_after, enqueued_at=enqueued_at
         )
