@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django_jobs.engine.claimed import NULL_PADDING, RETURNING_CLAIMED
 from django_jobs.engine.postgres_sql import (
+    CLAIMED_BY_ID,
     LANE_JOBS_DUE,
     NOT_PAUSED,
     TASK_FILTER,
@@ -212,6 +213,7 @@ def _gated(complete: bool, queue_filter: str = "") -> str:
         finished_lanes = "SELECT NULL::text WHERE false"
     shortfall = f"(SELECT count(*) FROM candidates) < {lane_limit}"
     short = f"WHERE {shortfall}"
+    by_id = CLAIMED_BY_ID.format(cte=f"({picked}) AS picked")
     completed = (
         f"UNION ALL\nSELECT 'done', NULL, done.id{NULL_PADDING} FROM done\n"
         "UNION ALL\nSELECT 'waiting', NULL, NULL" + NULL_PADDING + f"\nWHERE {LANE_JOBS_DUE}\n"
@@ -310,8 +312,8 @@ WITH RECURSIVE waiting(name) AS (
         worker_id = %(worker_id)s,
         claim_token = gen_random_uuid(),
         lease_expires_at = now() + %(lease)s * interval '1 second'
-    FROM ({picked}) AS picked CROSS JOIN clock
-    WHERE job.id = picked.id
+    FROM clock
+    WHERE {by_id}
     RETURNING job.flow_lane, {RETURNING_CLAIMED}
 ), bumped AS (
     UPDATE django_jobs_flowlane AS lane
@@ -401,7 +403,6 @@ SET status = 'RUNNING',
     worker_id = %(worker_id)s,
     claim_token = gen_random_uuid(),
     lease_expires_at = now() + %(lease)s * interval '1 second'
-FROM candidates
-WHERE job.id = candidates.id
+WHERE {CLAIMED_BY_ID.format(cte="candidates")}
 RETURNING job.flow_lane, {RETURNING_CLAIMED}
 """
