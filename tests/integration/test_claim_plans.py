@@ -1,0 +1,97 @@
+"""The plans PostgreSQL picks for the worker's claim statements, as executed
+(prepared, after enough runs for a generic plan), in the state that misled
+the planner before: one queue holding every job, with statistics that say
+so (the paused-queue test was estimated to match no row), and a backlog of
+ready jobs (the claimed rows were found by hashing a full scan). No claim
+may read the whole job table: each plan is captured by auto_explain and
+searched for a sequential scan of it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from django_jobs.engine import get_engine
+from django_jobs.rows import ClaimedJob, Completion
+from tests.testapp.tasks import noop
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+BACKLOG = 10_000
+CYCLES = 8  # psycopg prepares, PostgreSQL may switch to a generic plan after 5
+
+
+def _scans(plan: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    yield plan["Node Type"], plan.get("Relation Name", "")
+    for child in plan.get("Plans", []):
+        yield from _scans(child)
+
+
+@pytest.fixture
+def plans() -> Iterator[list[dict[str, Any]]]:
+    """Every statement's plan on this connection while the test runs."""
+    captured: list[dict[str, Any]] = []
+
+    def on_notice(diagnostic: Any) -> None:
+        message = diagnostic.message_primary or ""
+        start = message.find("{")
+        if "plan:" in message and start >= 0:
+            captured.append(json.loads(message[start:])["Plan"])
+
+    connection.ensure_connection()
+    raw = connection.connection
+    raw.add_notice_handler(on_notice)
+    with connection.cursor() as cursor:
+        cursor.execute("LOAD 'auto_explain'")
+        cursor.execute("SET auto_explain.log_min_duration = 0")
+        cursor.execute("SET auto_explain.log_format = json")
+        cursor.execute("SET auto_explain.log_level = notice")
+    yield captured
+    with connection.cursor() as cursor:
+        cursor.execute("SET auto_explain.log_min_duration = -1")
+    raw.remove_notice_handler(on_notice)
+
+
+def _one_queue_backlog_analyzed() -> None:
+    noop.enqueue_many([() for _ in range(BACKLOG)])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE django_jobs_job")
+
+
+def _job_table_seq_scans(plans: list[dict[str, Any]]) -> list[str]:
+    return [
+        node for plan in plans for node, relation in _scans(plan)
+        if node == "Seq Scan" and relation == "django_jobs_job"
+    ]
+
+
+@pytest.mark.parametrize("queues", [None, ["default"]], ids=["all-queues", "named-queue"])
+def test_the_worker_steady_state_never_reads_the_whole_job_table(
+    plans: list[dict[str, Any]], queues: list[str] | None
+) -> None:
+    _one_queue_backlog_analyzed()
+    engine = get_engine()
+    worker = uuid.uuid4()
+    held: list[ClaimedJob] = []
+    plans.clear()
+    for _ in range(CYCLES):
+        completions = [Completion(job, "null") for job in held]
+        done, held = engine.complete_and_claim(completions, worker, queues, 100, 30.0)
+        assert len(held) == 100
+    assert len(plans) >= CYCLES
+    assert _job_table_seq_scans(plans) == []
+
+
+def test_a_claim_never_reads_the_whole_job_table(plans: list[dict[str, Any]]) -> None:
+    _one_queue_backlog_analyzed()
+    engine = get_engine()
+    plans.clear()
+    for _ in range(CYCLES):
+        assert len(engine.claim_jobs(uuid.uuid4(), None, 100, 30.0)) == 100
+    assert len(plans) >= CYCLES
+    assert _job_table_seq_scans(plans) == []
