@@ -65,7 +65,9 @@ def _one_queue_backlog_analyzed() -> None:
 
 def _job_table_seq_scans(plans: list[dict[str, Any]]) -> list[str]:
     return [
-        node for plan in plans for node, relation in _scans(plan)
+        node
+        for plan in plans
+        for node, relation in _scans(plan)
         if node == "Seq Scan" and relation == "django_jobs_job"
     ]
 
@@ -82,6 +84,7 @@ def test_the_worker_steady_state_never_reads_the_whole_job_table(
     for _ in range(CYCLES):
         completions = [Completion(job, "null") for job in held]
         done, held = engine.complete_and_claim(completions, worker, queues, 100, 30.0)
+        assert done == {completion.job.id for completion in completions}
         assert len(held) == 100
     assert len(plans) >= CYCLES
     assert _job_table_seq_scans(plans) == []
