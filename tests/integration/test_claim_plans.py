@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from django_jobs.engine import get_engine
-from django_jobs.rows import ClaimedJob, Completion
+from django_jobs.rows import ClaimedJob, Completion, RecoveryReport
 from tests.testapp.tasks import noop
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -97,4 +99,24 @@ def test_a_claim_never_reads_the_whole_job_table(plans: list[dict[str, Any]]) ->
     for _ in range(CYCLES):
         assert len(engine.claim_jobs(uuid.uuid4(), None, 100, 30.0)) == 100
     assert len(plans) >= CYCLES
+    assert _job_table_seq_scans(plans) == []
+
+
+def test_the_worker_s_periodic_statements_never_read_the_whole_job_table(
+    plans: list[dict[str, Any]],
+) -> None:
+    _one_queue_backlog_analyzed()
+    engine = get_engine()
+    worker = uuid.uuid4()
+    held = engine.claim_jobs(worker, None, 100, 30.0)
+    engine.complete_jobs([Completion(job, "null") for job in held[:50]])
+    held = held[50:]
+    plans.clear()
+    week_ago = timezone.now() - timedelta(days=7)
+    for _ in range(CYCLES):
+        assert engine.renew_leases(held, 30.0).renewed == len(held)
+        assert engine.recover_expired() == RecoveryReport()
+        assert engine.release_orphans(worker, [job.id for job in held]) == 0
+        assert engine.prune_finished(week_ago, 1000) == 0
+    assert len(plans) >= 4 * CYCLES
     assert _job_table_seq_scans(plans) == []
