@@ -174,3 +174,36 @@ def test_a_dry_claim_for_the_event_loop_is_not_repeated_while_the_pool_drains():
     executor.loop.dry_until = 0.0  # LOOP_DRY_PAUSE over
     async_pool.complete_and_claim(worker, finished, 6, 6)
     assert engine.sides[-2:] == [False, True]
+
+
+class _SlowLoopClaimEngine(_CountingEngine):
+    """The loop's claim reads a long backlog of sync jobs: it takes PROBE seconds."""
+
+    PROBE = 0.02
+
+    def complete_and_claim(self, completions, worker_id, queues, limit, lease, **options):
+        tasks = options.get("tasks")
+        if tasks is not None and tasks.include:
+            time.sleep(self.PROBE)
+        return super().complete_and_claim(completions, worker_id, queues, limit, lease, **options)
+
+
+def test_a_costly_dry_claim_for_the_event_loop_pauses_in_proportion_to_its_cost():
+    engine = _SlowLoopClaimEngine()
+    executor = SplitExecutor(ThreadExecutor(2, lambda: None), LoopExecutor(4, lambda: None, 0))
+    executor.async_names = frozenset({"tests.some_coroutine"})
+    worker = SimpleNamespace(
+        engine=engine,
+        executor=executor,
+        id=uuid.uuid4(),
+        lease_seconds=30.0,
+        options=SimpleNamespace(queues=None),
+    )
+    before = time.monotonic()
+    async_pool.complete_and_claim(worker, [], 6, 6)
+    pause = executor.loop.dry_until - before
+    # At least LOOP_DRY_COST_RATIO times the probe, far beyond LOOP_DRY_PAUSE.
+    assert pause >= engine.PROBE * async_pool.LOOP_DRY_COST_RATIO > async_pool.LOOP_DRY_PAUSE
+    finished = [Completion(claimed(1), "null")]
+    async_pool.complete_and_claim(worker, finished, 6, 6)  # draining: the pool's claim only
+    assert engine.sides == [False, True, False]
