@@ -13,6 +13,7 @@ from django_jobs.engine.postgres_sql import (
     NOT_PAUSED,
     TASK_FILTER,
     complete_update,
+    queue_heads,
 )
 
 # Heads of a lane looked at beyond those it takes, for jobs of other queues
@@ -103,8 +104,7 @@ _FAST = (
     """fast AS MATERIALIZED (
     SELECT id FROM django_jobs_job
     WHERE status = 'READY' AND run_after <= now() AND flow_lane IS NULL
-        AND {not_paused} {queue_filter}
-        AND """
+        AND {not_paused} AND """
     + TASK_FILTER
     + """
     ORDER BY priority DESC, run_after, id
@@ -112,6 +112,8 @@ _FAST = (
     FOR UPDATE SKIP LOCKED
 ), """
 )
+# The same for named queues (postgres_sql.queue_heads: one ordered read per queue).
+_FAST_IN_QUEUES = "fast AS MATERIALIZED (" + queue_heads("%(fast_limit)s", TASK_FILTER) + "\n), "
 
 
 def _lane_heads(lane: str, take: str, exclude: str = "", spare: str = "%(spare)s") -> str:
@@ -181,7 +183,7 @@ _HANDOFF = """freed AS MATERIALIZED (
 )
 
 
-def _gated(complete: bool, queue_filter: str = "") -> str:
+def _gated(complete: bool, in_queues: bool = False) -> str:
     """CLAIM_GATED, or with ``complete`` COMPLETE_AND_CLAIM_GATED_*."""
     if complete:
         lane_limit = "(%(limit)s - (SELECT count(*) FROM fast) - (SELECT count(*) FROM handoff))"
@@ -189,7 +191,7 @@ def _gated(complete: bool, queue_filter: str = "") -> str:
         not_done = "AND running.id NOT IN (SELECT id FROM done)"
         handed_off = " - (SELECT count(*) FROM handoff WHERE handoff.key = seen.key)"
         heads = _lane_heads("locked.key", "locked.take", "AND id NOT IN (SELECT id FROM handoff)")
-        fast = _FAST.format(not_paused=NOT_PAUSED, queue_filter=queue_filter) + _HANDOFF
+        fast = (_FAST_IN_QUEUES if in_queues else _FAST.format(not_paused=NOT_PAUSED)) + _HANDOFF
         picked = (
             "SELECT id FROM fast UNION ALL SELECT id FROM handoff"
             " UNION ALL SELECT id FROM candidates"
@@ -372,9 +374,7 @@ SELECT key FROM django_jobs_flowlane WHERE key = ANY(%s) ORDER BY key FOR UPDATE
 """
 LANE_LOCK_TIMEOUT = "SET LOCAL lock_timeout = '200ms'"
 COMPLETE_AND_CLAIM_GATED_ALL_QUEUES = _gated(complete=True)
-COMPLETE_AND_CLAIM_GATED_IN_QUEUES = _gated(
-    complete=True, queue_filter="AND queue_name = ANY(%(queues)s)"
-)
+COMPLETE_AND_CLAIM_GATED_IN_QUEUES = _gated(complete=True, in_queues=True)
 
 
 # The gated claim's last step (engine.flow): each lane's first %(counts)s due

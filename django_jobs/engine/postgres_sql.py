@@ -130,6 +130,41 @@ NOT_PAUSED = "queue_name NOT IN (SELECT name FROM django_jobs_queue WHERE paused
 # read-only condition on the candidate rows, re-checked like the others.
 TASK_FILTER = "(%(tasks)s::text[] IS NULL OR (task_name = ANY(%(tasks)s::text[])) = %(tasks_in)s)"
 
+
+# Named queues: each queue's first due jobs read in the order of
+# jobs_job_ready_queue (queue_name, then the claim order), at most ``limit``
+# per queue, then the best ``limit`` of them. Not ``queue_name =
+# ANY(%(queues)s)`` under one ORDER BY: PostgreSQL 15 cannot read an index
+# in order across the values of an ANY, so whenever its statistics put few
+# jobs in those queues (a queue that was empty when last analyzed, then a
+# burst) the claim read every due job of the queues and sorted them
+# (measured: 27,792 rows read for 98 claimed, 30 ms, after a 40,000-job
+# burst into a queue the statistics had not seen).
+# The queue is a range of one value and the order starts with it, so that
+# only jobs_job_ready_queue serves it in order: with ``queue_name =
+# queue.name`` the order's first column is a constant, and the planner read
+# jobs_job_ready_claim in claim order instead, through every other queue's
+# due jobs ahead (10,100 rows read for 100 claimed).
+# With several queues, a queue's locked rows beyond those claimed stay
+# locked until the statement ends: other claimers skip them for that long
+# (SKIP LOCKED), then find them READY.
+def queue_heads(limit: str, task_filter: str) -> str:
+    """The ids of the first ``limit`` due lane-free jobs of %(queues)s, locked."""
+    return f"""
+    SELECT head.id FROM (SELECT DISTINCT unnest(%(queues)s::text[])) AS queue(name)
+    CROSS JOIN LATERAL (
+        SELECT id, priority, run_after FROM django_jobs_job
+        WHERE queue_name >= queue.name AND queue_name <= queue.name
+            AND status = 'READY' AND run_after <= now()
+            AND flow_lane IS NULL AND {NOT_PAUSED} AND {task_filter}
+        ORDER BY queue_name, priority DESC, run_after, id
+        LIMIT {limit}
+        FOR UPDATE SKIP LOCKED
+    ) AS head
+    ORDER BY head.priority DESC, head.run_after, head.id
+    LIMIT {limit}"""
+
+
 # Claim up to %(limit)s due jobs of every queue in one statement. FOR UPDATE
 # SKIP LOCKED inside a MATERIALIZED CTE: each worker locks a disjoint set of
 # rows and never waits for another; a row updated since our snapshot is
@@ -154,22 +189,11 @@ WITH candidates AS MATERIALIZED (
     + _CLAIM_SET_AND_RETURN
 )
 
-# The same for named queues (partial index jobs_job_ready_queue).
+# The same for named queues (partial index jobs_job_ready_queue, queue_heads).
 CLAIM_JOBS_IN_QUEUES = (
-    """
-WITH candidates AS MATERIALIZED (
-    SELECT id FROM django_jobs_job
-    WHERE status = 'READY' AND run_after <= now() AND queue_name = ANY(%(queues)s)
-        AND flow_lane IS NULL AND """
-    + NOT_PAUSED
-    + " AND "
-    + TASK_FILTER
-    + """
-    ORDER BY priority DESC, run_after, id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-)
-"""
+    "WITH candidates AS MATERIALIZED ("
+    + queue_heads("%(limit)s", TASK_FILTER)
+    + "\n)"
     + _CLAIM_SET_AND_RETURN
 )
 
@@ -217,7 +241,7 @@ _CANDIDATES = """
 candidates AS MATERIALIZED (
     SELECT id FROM django_jobs_job
     WHERE status = 'READY' AND run_after <= now() AND flow_lane IS NULL
-        AND {not_paused} {queue_filter} AND {task_filter}
+        AND {not_paused} AND {task_filter}
     ORDER BY priority DESC, run_after, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -260,18 +284,16 @@ COMPLETE_AND_CLAIM_ALL_QUEUES = (
     "WITH"
     + _COMPLETE_CTE
     + ","
-    + _CANDIDATES.format(not_paused=NOT_PAUSED, queue_filter="", task_filter=TASK_FILTER)
+    + _CANDIDATES.format(not_paused=NOT_PAUSED, task_filter=TASK_FILTER)
     + _CLAIMED_THEN_DONE
 )
 COMPLETE_AND_CLAIM_IN_QUEUES = (
     "WITH"
     + _COMPLETE_CTE
     + ","
-    + _CANDIDATES.format(
-        not_paused=NOT_PAUSED,
-        queue_filter="AND queue_name = ANY(%(queues)s)",
-        task_filter=TASK_FILTER,
-    )
+    + "\ncandidates AS MATERIALIZED ("
+    + queue_heads("%(limit)s", TASK_FILTER)
+    + "\n)"
     + _CLAIMED_THEN_DONE
 )
 

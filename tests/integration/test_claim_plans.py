@@ -8,6 +8,7 @@ searched for a sequential scan of it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -34,9 +35,10 @@ def _scans(plan: dict[str, Any]) -> Iterator[tuple[str, str]]:
         yield from _scans(child)
 
 
-@pytest.fixture
-def plans() -> Iterator[list[dict[str, Any]]]:
-    """Every statement's plan on this connection while the test runs."""
+@contextlib.contextmanager
+def _captured_plans(analyze: bool) -> Iterator[list[dict[str, Any]]]:
+    """Every statement's plan on this connection (with the rows each node
+    read if ``analyze``)."""
     captured: list[dict[str, Any]] = []
 
     def on_notice(diagnostic: Any) -> None:
@@ -53,10 +55,25 @@ def plans() -> Iterator[list[dict[str, Any]]]:
         cursor.execute("SET auto_explain.log_min_duration = 0")
         cursor.execute("SET auto_explain.log_format = json")
         cursor.execute("SET auto_explain.log_level = notice")
-    yield captured
-    with connection.cursor() as cursor:
-        cursor.execute("SET auto_explain.log_min_duration = -1")
-    raw.remove_notice_handler(on_notice)
+        cursor.execute(f"SET auto_explain.log_analyze = {'on' if analyze else 'off'}")
+    try:
+        yield captured
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET auto_explain.log_min_duration = -1")
+        raw.remove_notice_handler(on_notice)
+
+
+@pytest.fixture
+def plans() -> Iterator[list[dict[str, Any]]]:
+    with _captured_plans(analyze=False) as captured:
+        yield captured
+
+
+@pytest.fixture
+def analyzed_plans() -> Iterator[list[dict[str, Any]]]:
+    with _captured_plans(analyze=True) as captured:
+        yield captured
 
 
 def _one_queue_backlog_analyzed() -> None:
@@ -120,3 +137,36 @@ def test_the_worker_s_periodic_statements_never_read_the_whole_job_table(
         assert engine.prune_finished(week_ago, 1000) == 0
     assert len(plans) >= 4 * CYCLES
     assert _job_table_seq_scans(plans) == []
+
+
+def _job_rows_read(plan: dict[str, Any]) -> Iterator[tuple[int, str]]:
+    """Rows each scan of the job table produced or filtered out (all loops),
+    and the scan."""
+    if plan.get("Relation Name") == "django_jobs_job":
+        loops = plan.get("Actual Loops", 1)
+        rows = (plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0)) * loops
+        yield rows, f"{plan['Node Type']} {plan.get('Index Name', '')}"
+    for child in plan.get("Plans", []):
+        yield from _job_rows_read(child)
+
+
+def test_a_claim_of_a_burst_into_a_queue_the_statistics_never_saw_reads_its_first_rows(
+    analyzed_plans: list[dict[str, Any]],
+) -> None:
+    plans = analyzed_plans
+    # The statistics know one queue; the burst lands in another, so the
+    # planner believes it empty. Each claim must still read about what it
+    # claims, not every due job of the queue (then sort them).
+    _one_queue_backlog_analyzed()
+    noop.using(queue_name="burst").enqueue_many([() for _ in range(BACKLOG)])
+    engine = get_engine()
+    worker = uuid.uuid4()
+    held: list[ClaimedJob] = []
+    plans.clear()
+    for _ in range(CYCLES):
+        completions = [Completion(job, "null") for job in held]
+        _, held = engine.complete_and_claim(completions, worker, ["burst"], 100, 30.0)
+        assert len(held) == 100 and {job.queue_name for job in held} == {"burst"}
+    assert len(plans) >= CYCLES
+    most = max(max(_job_rows_read(plan), default=(0, "")) for plan in plans)
+    assert most[0] <= 3 * 100, most
