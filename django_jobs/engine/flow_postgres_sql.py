@@ -9,6 +9,7 @@ from __future__ import annotations
 from django_jobs.engine.claimed import NULL_PADDING, RETURNING_CLAIMED
 from django_jobs.engine.postgres_sql import (
     CLAIMED_BY_ID,
+    DUE,
     LANE_JOBS_DUE,
     NOT_PAUSED,
     TASK_FILTER,
@@ -103,7 +104,7 @@ _DONE = (
 _FAST = (
     """fast AS MATERIALIZED (
     SELECT id FROM django_jobs_job
-    WHERE status = 'READY' AND run_after <= now() AND flow_lane IS NULL
+    WHERE status = 'READY' AND {due} AND flow_lane IS NULL
         AND {not_paused} AND """
     + TASK_FILTER
     + """
@@ -112,6 +113,7 @@ _FAST = (
     FOR UPDATE SKIP LOCKED
 ), """
 )
+_FAST_ALL_QUEUES = _FAST.format(due=DUE, not_paused=NOT_PAUSED)
 # The same for named queues (postgres_sql.queue_heads: one ordered read per queue).
 _FAST_IN_QUEUES = "fast AS MATERIALIZED (" + queue_heads("%(fast_limit)s", TASK_FILTER) + "\n), "
 
@@ -191,7 +193,7 @@ def _gated(complete: bool, in_queues: bool = False) -> str:
         not_done = "AND running.id NOT IN (SELECT id FROM done)"
         handed_off = " - (SELECT count(*) FROM handoff WHERE handoff.key = seen.key)"
         heads = _lane_heads("locked.key", "locked.take", "AND id NOT IN (SELECT id FROM handoff)")
-        fast = (_FAST_IN_QUEUES if in_queues else _FAST.format(not_paused=NOT_PAUSED)) + _HANDOFF
+        fast = (_FAST_IN_QUEUES if in_queues else _FAST_ALL_QUEUES) + _HANDOFF
         picked = (
             "SELECT id FROM fast UNION ALL SELECT id FROM handoff"
             " UNION ALL SELECT id FROM candidates"
