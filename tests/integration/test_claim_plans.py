@@ -82,6 +82,19 @@ def _one_queue_backlog_analyzed() -> None:
         cursor.execute("ANALYZE django_jobs_job")
 
 
+def _steady_state(queues: list[str] | None) -> Iterator[list[ClaimedJob]]:
+    """CYCLES turns of a worker's steady state (complete what it holds, claim
+    100 more); what each turn claimed. Each turn's completions must be acknowledged."""
+    engine = get_engine()
+    worker = uuid.uuid4()
+    held: list[ClaimedJob] = []
+    for _ in range(CYCLES):
+        completions = [Completion(job, "null") for job in held]
+        done, held = engine.complete_and_claim(completions, worker, queues, 100, 30.0)
+        assert done == {completion.job.id for completion in completions}
+        yield held
+
+
 def _job_table_seq_scans(plans: list[dict[str, Any]]) -> list[str]:
     return [
         node
@@ -96,14 +109,8 @@ def test_the_worker_steady_state_never_reads_the_whole_job_table(
     plans: list[dict[str, Any]], queues: list[str] | None
 ) -> None:
     _one_queue_backlog_analyzed()
-    engine = get_engine()
-    worker = uuid.uuid4()
-    held: list[ClaimedJob] = []
     plans.clear()
-    for _ in range(CYCLES):
-        completions = [Completion(job, "null") for job in held]
-        done, held = engine.complete_and_claim(completions, worker, queues, 100, 30.0)
-        assert done == {completion.job.id for completion in completions}
+    for held in _steady_state(queues):
         assert len(held) == 100
     assert len(plans) >= CYCLES
     assert _job_table_seq_scans(plans) == []
@@ -159,13 +166,8 @@ def test_a_claim_of_a_burst_into_a_queue_the_statistics_never_saw_reads_its_firs
     # claims, not every due job of the queue (then sort them).
     _one_queue_backlog_analyzed()
     noop.using(queue_name="burst").enqueue_many([() for _ in range(BACKLOG)])
-    engine = get_engine()
-    worker = uuid.uuid4()
-    held: list[ClaimedJob] = []
     plans.clear()
-    for _ in range(CYCLES):
-        completions = [Completion(job, "null") for job in held]
-        _, held = engine.complete_and_claim(completions, worker, ["burst"], 100, 30.0)
+    for held in _steady_state(["burst"]):
         assert len(held) == 100 and {job.queue_name for job in held} == {"burst"}
     assert len(plans) >= CYCLES
     most = max(max(_job_rows_read(plan), default=(0, "")) for plan in plans)

@@ -153,17 +153,23 @@ class _CountingEngine:
         return set(), []
 
 
-def test_a_dry_claim_for_the_event_loop_is_not_repeated_while_the_pool_drains():
-    engine = _CountingEngine()
+def _split_worker(engine: _CountingEngine) -> SimpleNamespace:
+    """What async_pool.complete_and_claim reads of a worker with one async task."""
     executor = SplitExecutor(ThreadExecutor(2, lambda: None), LoopExecutor(4, lambda: None, 0))
     executor.async_names = frozenset({"tests.some_coroutine"})
-    worker = SimpleNamespace(
+    return SimpleNamespace(
         engine=engine,
         executor=executor,
         id=uuid.uuid4(),
         lease_seconds=30.0,
         options=SimpleNamespace(queues=None),
     )
+
+
+def test_a_dry_claim_for_the_event_loop_is_not_repeated_while_the_pool_drains():
+    engine = _CountingEngine()
+    worker = _split_worker(engine)
+    executor = worker.executor
     async_pool.complete_and_claim(worker, [], 6, 6)  # idle: both sides, the loop's finds none
     assert engine.sides == [False, True]
     finished = [Completion(claimed(1), "null")]
@@ -190,15 +196,8 @@ class _SlowLoopClaimEngine(_CountingEngine):
 
 def test_a_costly_dry_claim_for_the_event_loop_pauses_in_proportion_to_its_cost():
     engine = _SlowLoopClaimEngine()
-    executor = SplitExecutor(ThreadExecutor(2, lambda: None), LoopExecutor(4, lambda: None, 0))
-    executor.async_names = frozenset({"tests.some_coroutine"})
-    worker = SimpleNamespace(
-        engine=engine,
-        executor=executor,
-        id=uuid.uuid4(),
-        lease_seconds=30.0,
-        options=SimpleNamespace(queues=None),
-    )
+    worker = _split_worker(engine)
+    executor = worker.executor
     before = time.monotonic()
     async_pool.complete_and_claim(worker, [], 6, 6)
     pause = executor.loop.dry_until - before
