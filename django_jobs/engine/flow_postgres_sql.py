@@ -101,21 +101,16 @@ _DONE = (
     )
     + "), "
 )
-_FAST = (
-    """fast AS MATERIALIZED (
+_FAST_ALL_QUEUES = f"""fast AS MATERIALIZED (
     SELECT id FROM django_jobs_job
-    WHERE status = 'READY' AND {due} AND flow_lane IS NULL
-        AND {not_paused} AND """
-    + TASK_FILTER
-    + """
+    WHERE status = 'READY' AND {DUE} AND flow_lane IS NULL
+        AND {NOT_PAUSED} AND {TASK_FILTER}
     ORDER BY priority DESC, run_after, id
     LIMIT %(fast_limit)s
     FOR UPDATE SKIP LOCKED
 ), """
-)
-_FAST_ALL_QUEUES = _FAST.format(due=DUE, not_paused=NOT_PAUSED)
 # The same for named queues (postgres_sql.queue_heads: one ordered read per queue).
-_FAST_IN_QUEUES = "fast AS MATERIALIZED (" + queue_heads("%(fast_limit)s", TASK_FILTER) + "\n), "
+_FAST_IN_QUEUES = "fast AS MATERIALIZED (" + queue_heads("%(fast_limit)s") + "\n), "
 
 
 def _lane_heads(lane: str, take: str, exclude: str = "", spare: str = "%(spare)s") -> str:

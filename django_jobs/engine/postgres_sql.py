@@ -157,7 +157,7 @@ TASK_FILTER = "(%(tasks)s::text[] IS NULL OR (task_name = ANY(%(tasks)s::text[])
 # With several queues, a queue's locked rows beyond those claimed stay
 # locked until the statement ends: other claimers skip them for that long
 # (SKIP LOCKED), then find them READY.
-def queue_heads(limit: str, task_filter: str) -> str:
+def queue_heads(limit: str) -> str:
     """The ids of the first ``limit`` due lane-free jobs of %(queues)s, locked."""
     return f"""
     SELECT head.id FROM (SELECT DISTINCT unnest(%(queues)s::text[])) AS queue(name)
@@ -165,7 +165,7 @@ def queue_heads(limit: str, task_filter: str) -> str:
         SELECT id, priority, run_after FROM django_jobs_job
         WHERE queue_name >= queue.name AND queue_name <= queue.name
             AND status = 'READY' AND {DUE}
-            AND flow_lane IS NULL AND {NOT_PAUSED} AND {task_filter}
+            AND flow_lane IS NULL AND {NOT_PAUSED} AND {TASK_FILTER}
         ORDER BY queue_name, priority DESC, run_after, id
         LIMIT {limit}
         FOR UPDATE SKIP LOCKED
@@ -202,10 +202,7 @@ WITH candidates AS MATERIALIZED (
 
 # The same for named queues (partial index jobs_job_ready_queue, queue_heads).
 CLAIM_JOBS_IN_QUEUES = (
-    "WITH candidates AS MATERIALIZED ("
-    + queue_heads("%(limit)s", TASK_FILTER)
-    + "\n)"
-    + _CLAIM_SET_AND_RETURN
+    "WITH candidates AS MATERIALIZED (" + queue_heads("%(limit)s") + "\n)" + _CLAIM_SET_AND_RETURN
 )
 
 # The database's clock for the rate windows, read after the lanes are locked:
@@ -303,7 +300,7 @@ COMPLETE_AND_CLAIM_IN_QUEUES = (
     + _COMPLETE_CTE
     + ","
     + "\ncandidates AS MATERIALIZED ("
-    + queue_heads("%(limit)s", TASK_FILTER)
+    + queue_heads("%(limit)s")
     + "\n)"
     + _CLAIMED_THEN_DONE
 )
